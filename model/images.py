@@ -1,0 +1,126 @@
+"""Image I/O, once for the whole project: decode anything Pillow reads into plain 8-bit RGB,
+resize, and convert to and from tensors.
+
+Normalisation rules (what a user gets, documented in the README):
+- EXIF orientation is applied, then the tag is gone (pixels are upright).
+- Grayscale, palette, CMYK, YCbCr, LAB, HSV, 1-bit become RGB; 16-bit and 32-bit grayscale are
+  scaled to 8 bits (not clipped); 16-bit RGB is read at 8 bits by Pillow.
+- Transparency (RGBA, LA, PA, palette with a transparent index) is composited over white, as a
+  browser shows it on a white page; the output has no alpha channel.
+- Animated GIF/WebP/APNG and multi-page TIFF: the first frame/page is used.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+# Pillow's own bomb check is a warning below 2x its limit; we do our own explicit check instead.
+Image.MAX_IMAGE_PIXELS = None
+
+ImageSource = str | Path | bytes | BinaryIO | Image.Image
+
+
+class InvalidImage(ValueError):
+    """The bytes are not an image Pillow can decode."""
+
+
+class ImageTooLarge(ValueError):
+    """The image declares more pixels than allowed (checked before decoding pixel data)."""
+
+
+def open_image(source: ImageSource, max_pixels: int | None = None) -> Image.Image:
+    """Decode ``source`` to an 8-bit RGB image (see module docstring for the rules).
+
+    ``max_pixels`` is checked against the header's declared size before any pixel is decoded,
+    so a decompression bomb costs nothing.
+    """
+    if isinstance(source, Image.Image):
+        img = source
+    else:
+        if isinstance(source, bytes):
+            source = io.BytesIO(source)
+        try:
+            img = Image.open(source)
+        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+            raise InvalidImage(f"not a readable image ({e.__class__.__name__})") from e
+    w, h = img.size
+    if w < 1 or h < 1:
+        raise InvalidImage(f"image has no pixels ({w}x{h})")
+    if max_pixels is not None and w * h > max_pixels:
+        raise ImageTooLarge(f"image is {w}x{h} = {w * h} pixels; the limit is {max_pixels}")
+    try:
+        if getattr(img, "n_frames", 1) > 1:
+            img.seek(0)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # e.g. "palette images with transparency ..."
+            img.load()
+            img = ImageOps.exif_transpose(img)
+            return to_rgb(img)
+    except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as e:
+        raise InvalidImage(f"image data is corrupt or truncated ({e})") from e
+
+
+def to_rgb(img: Image.Image) -> Image.Image:
+    """Any Pillow mode to RGB: wide grayscale rescaled, transparency composited over white."""
+    if img.mode == "RGB":
+        return img
+    if img.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
+        a = np.asarray(img, dtype=np.float64)
+        # Integer modes come from 16-bit files; float images are taken as [0, 1] unless larger.
+        top = (1.0 if a.max() <= 1.0 else 255.0) if img.mode == "F" else 65535.0
+        a = np.clip(a / top * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        return Image.fromarray(a, "L").convert("RGB")
+    if img.mode == "P" and "transparency" in img.info or img.mode in ("RGBA", "LA", "PA", "La", "RGBa"):
+        rgba = img.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(white, rgba).convert("RGB")
+    return img.convert("RGB")
+
+
+def resize_shorter(img: Image.Image, size: int) -> Image.Image:
+    """Resize so the shorter side is ``size`` px (0 keeps the image as is), keeping aspect ratio."""
+    if size <= 0:
+        return img
+    w, h = img.size
+    if min(w, h) == size:
+        return img
+    scale = size / min(w, h)
+    new = (max(1, round(w * scale)), max(1, round(h * scale)))
+    return img.resize(new, Image.Resampling.BICUBIC)
+
+
+def scaled_size(size: tuple[int, int], shorter: int) -> tuple[int, int]:
+    """The (w, h) that ``resize_shorter`` gives, without resizing (for limits checks)."""
+    w, h = size
+    if shorter <= 0 or min(w, h) == shorter:
+        return w, h
+    scale = shorter / min(w, h)
+    return max(1, round(w * scale)), max(1, round(h * scale))
+
+
+def to_tensor(img: Image.Image) -> torch.Tensor:
+    """RGB image -> float32 tensor (1, 3, H, W) in [0, 1]."""
+    a = torch.from_numpy(np.asarray(img, dtype=np.uint8).copy())
+    return a.permute(2, 0, 1).unsqueeze(0).float().div_(255.0)
+
+
+def to_image(t: torch.Tensor) -> Image.Image:
+    """Tensor (1, 3, H, W) or (3, H, W) in [0, 1] (any dtype/device) -> RGB image, clamped."""
+    if t.dim() == 4:
+        t = t[0]
+    a = t.detach().float().clamp(0, 1).mul(255).round().to(torch.uint8).permute(1, 2, 0).cpu()
+    return Image.fromarray(a.contiguous().numpy(), "RGB")
+
+
+def encode_png(img: Image.Image, compress_level: int = 1) -> bytes:
+    """PNG bytes. Level 1 is ~5x faster than Pillow's default 6 at ~10-20% larger files."""
+    buf = io.BytesIO()
+    img.save(buf, "PNG", compress_level=compress_level)
+    return buf.getvalue()

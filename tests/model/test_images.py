@@ -1,0 +1,84 @@
+"""Image decoding rules: every mode to 8-bit RGB, EXIF, alpha, bombs, garbage."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import noise_image
+from model.images import ImageTooLarge, InvalidImage, open_image, resize_shorter, scaled_size, to_image, to_tensor
+
+
+def encoded(img: Image.Image, fmt: str, **kw) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, fmt, **kw)
+    return buf.getvalue()
+
+
+def test_transparency_is_composited_over_white():
+    rgba = Image.new("RGBA", (4, 4), (255, 0, 0, 0))
+    rgba.putpixel((0, 0), (0, 0, 255, 255))
+    out = open_image(encoded(rgba, "PNG"))
+    assert out.mode == "RGB"
+    assert out.getpixel((1, 1)) == (255, 255, 255) and out.getpixel((0, 0)) == (0, 0, 255)
+
+
+def test_palette_with_transparent_index():
+    p = Image.new("P", (4, 4), 1)
+    p.putpalette([0, 0, 0, 10, 200, 30] + [0] * 762)
+    out = open_image(encoded(p, "PNG", transparency=1))
+    assert out.getpixel((2, 2)) == (255, 255, 255)
+
+
+def test_sixteen_bit_grayscale_is_scaled_not_clipped():
+    a = np.full((4, 4), 32896, np.uint16)  # 50 % grey in 16 bits
+    out = open_image(encoded(Image.fromarray(a), "PNG"))
+    assert out.getpixel((0, 0)) == (128, 128, 128)
+
+
+def test_exif_rotation_is_applied():
+    img = noise_image(40, 20)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise on display
+    out = open_image(encoded(img, "JPEG", exif=exif.tobytes()))
+    assert out.size == (20, 40)
+
+
+def test_cmyk_and_first_frame_of_animation():
+    assert open_image(encoded(noise_image(16, 16).convert("CMYK"), "JPEG")).mode == "RGB"
+    frames = [Image.new("RGB", (10, 12), c) for c in ((255, 0, 0), (0, 255, 0))]
+    gif = encoded(frames[0], "GIF", save_all=True, append_images=frames[1:])
+    out = open_image(gif)
+    assert out.size == (10, 12) and out.getpixel((5, 5))[0] > 200
+
+
+@pytest.mark.parametrize("data", [b"", b"hello, not an image", b"<svg xmlns='http://www.w3.org/2000/svg'/>"])
+def test_garbage_is_invalid(data):
+    with pytest.raises(InvalidImage):
+        open_image(data)
+
+
+def test_truncated_jpeg_is_invalid():
+    data = encoded(noise_image(64, 64), "JPEG")
+    with pytest.raises(InvalidImage):
+        open_image(data[: len(data) // 2])
+
+
+def test_pixel_limit_checked_before_decoding():
+    # a 20000x20000 PNG header with almost no data: a decompression bomb
+    data = encoded(Image.new("1", (20000, 20000)), "PNG")
+    assert len(data) < 100_000
+    with pytest.raises(ImageTooLarge, match="400000000"):
+        open_image(data, max_pixels=50_000_000)
+
+
+def test_resize_and_tensor_round_trip():
+    img = noise_image(300, 200)
+    small = resize_shorter(img, 100)
+    assert small.size == (150, 100) == scaled_size(img.size, 100)
+    assert resize_shorter(img, 0) is img
+    back = to_image(to_tensor(img))
+    assert np.array_equal(np.asarray(back), np.asarray(img))
