@@ -11,9 +11,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from model.images import IMAGE_SUFFIXES
 from model.paths import DECODER
-
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
 
 
 def _floats(text: str) -> list[float]:

@@ -25,6 +25,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 Image.MAX_IMAGE_PIXELS = None
 
 ImageSource = str | Path | bytes | BinaryIO | Image.Image
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
 
 
 class InvalidImage(ValueError):
@@ -119,8 +120,16 @@ def to_image(t: torch.Tensor) -> Image.Image:
     return Image.fromarray(a.contiguous().numpy(), "RGB")
 
 
-def encode_png(img: Image.Image, compress_level: int = 1) -> bytes:
-    """PNG bytes. Level 1 is ~5x faster than Pillow's default 6 at ~10-20% larger files."""
+OUTPUT_FORMATS = {"png": ("PNG", "image/png"), "jpeg": ("JPEG", "image/jpeg"), "webp": ("WEBP", "image/webp")}
+
+
+def encode_image(img: Image.Image, fmt: str = "png", png_level: int = 1, jpeg_quality: int = 92,
+                 webp_quality: int = 90) -> bytes:
+    """Encode to png / jpeg / webp bytes. PNG level 1 is ~5x faster than Pillow's default 6 for
+    files ~10-20% larger: the right trade for a service that answers in real time."""
+    pil_format, _ = OUTPUT_FORMATS[fmt]
+    opts = {"png": {"compress_level": png_level}, "jpeg": {"quality": jpeg_quality, "optimize": False},
+            "webp": {"quality": webp_quality, "method": 2}}[fmt]
     buf = io.BytesIO()
-    img.save(buf, "PNG", compress_level=compress_level)
+    img.save(buf, pil_format, **opts)
     return buf.getvalue()

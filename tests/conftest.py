@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 from PIL import Image
 
 from model.decoder import random_decoder, save_decoder
+from helpers import noise_image
 from model.stylizer import Stylizer
 
 
@@ -28,13 +28,6 @@ def decoder_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def stylizer(decoder_path: Path) -> Stylizer:
     return Stylizer.load(decoder_path, device="cpu", precision="fp32")
-
-
-def noise_image(w: int, h: int, seed: int = 0, mode: str = "RGB") -> Image.Image:
-    """Smooth-ish coloured noise: random blocks upsampled, so features are not degenerate."""
-    rng = np.random.default_rng(seed)
-    small = rng.integers(0, 256, (max(1, h // 8), max(1, w // 8), 3), dtype=np.uint8)
-    return Image.fromarray(small, "RGB").resize((w, h), Image.Resampling.BILINEAR).convert(mode)
 
 
 @pytest.fixture

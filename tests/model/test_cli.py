@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from conftest import noise_image
+from helpers import noise_image
 from model.cli import main as cli_main
 
 ADAIN = Path(sys.executable).with_name("adain")

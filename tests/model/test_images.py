@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import noise_image
+from helpers import noise_image
 from model.images import ImageTooLarge, InvalidImage, open_image, resize_shorter, scaled_size, to_image, to_tensor
 
 

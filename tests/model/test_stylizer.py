@@ -9,7 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import noise_image
+from helpers import noise_image
 from model.adain import StyleCode, coral, mix
 from model.images import to_tensor
 from model.stylizer import Stylizer, pad_to_multiple

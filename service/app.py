@@ -1,0 +1,72 @@
+"""The FastAPI application: ``create_app(settings)``, or ``app`` for ``uvicorn service.app:app``."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.staticfiles import StaticFiles
+from starlette.formparsers import MultiPartParser
+
+from model.stylizer import Stylizer
+from service import errors
+from service.limits import BodyLimitMiddleware
+from service.metrics import MetricsMiddleware
+from service.routes import ops, styles, stylize
+from service.settings import Settings
+from service.state import AppState
+
+DESCRIPTION = """Arbitrary artistic style transfer (AdaIN, Huang & Belongie 2017).
+
+`POST /stylize` with a content photo and 1-8 styles (uploads and/or `style_id`s of registered or
+preset styles) answers the stylized image, streamed. `POST /styles` registers a style image once
+and answers an id, so later requests send a few bytes instead of the painting.
+Errors are JSON `{"detail": ...}`: 400 bad combination, 401 API key, 413 too large, 415 not an
+image, 422 malformed field, 503 busy (honour `Retry-After`), 504 timeout."""
+
+
+def create_app(settings: Settings | None = None, stylizer: Stylizer | None = None) -> FastAPI:
+    """Build the app. ``stylizer`` injects an already-loaded model (tests); otherwise the lifespan
+    loads the weights named in ``settings`` once."""
+    settings = settings or Settings()
+    state = AppState(settings, stylizer)
+    # Keep uploads in memory up to the per-file limit (Starlette spools parts over 1 MB to a temp
+    # file otherwise): nothing a user sends is written to disk. The body limit bounds memory.
+    MultiPartParser.spool_max_size = max(MultiPartParser.spool_max_size, settings.max_file_bytes + 1)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        state.load()
+        yield
+        state.ready = False
+        state.queue.shutdown()
+
+    app = FastAPI(
+        title="adain-service", version="0.1.0", description=DESCRIPTION, lifespan=lifespan,
+        root_path=settings.root_path,
+        # form parsing limits: styles + content + mask files, a few text fields of bounded size
+        form_limits={"max_files": settings.max_styles + 2, "max_fields": 64, "max_part_size": 64 * 1024},
+    )
+    app.state.svc = state
+    errors.install(app)
+    app.include_router(stylize.router)
+    app.include_router(styles.router)
+    app.include_router(ops.router)
+    if settings.frontend_dir.is_dir():
+        app.mount("/", StaticFiles(directory=settings.frontend_dir, html=True), name="frontend")
+    if settings.cors_origins:
+        app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST", "DELETE"],
+                           allow_headers=["X-API-Key", "Content-Type"],
+                           expose_headers=["Server-Timing", "X-Image-Width", "X-Image-Height", "Retry-After"])
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_total_bytes)
+    app.add_middleware(MetricsMiddleware, metrics=state.metrics)  # outermost: sees every status
+    return app
+
+
+def __getattr__(name: str) -> FastAPI:
+    # `uvicorn service.app:app` builds the app on first access, from the environment.
+    if name == "app":
+        return create_app()
+    raise AttributeError(name)

@@ -1,0 +1,74 @@
+"""Prometheus metrics: a registry per app (tests build many apps), request counters and latency
+histograms recorded by an ASGI middleware, and gauges read from live state at scrape time."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+disable_created_metrics()  # *_created gauges only add noise to the exposition
+LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60)
+
+
+class LiveState(Collector):
+    """Gauges and counters owned by other objects (queue, style cache, model), read when scraped."""
+
+    def __init__(self, read: Callable[[], dict[str, float]]) -> None:
+        self.read = read
+
+    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
+        v = self.read()
+        yield GaugeMetricFamily("adain_queue_depth", "requests waiting for a model worker", value=v["queue_depth"])
+        yield GaugeMetricFamily("adain_in_flight", "requests being processed by a model worker", value=v["in_flight"])
+        yield CounterMetricFamily("adain_style_cache_hits", "style codes found in the cache", value=v["cache_hits"])
+        yield CounterMetricFamily("adain_style_cache_misses", "style codes encoded", value=v["cache_misses"])
+        yield GaugeMetricFamily("adain_style_cache_entries", "style codes held", value=v["cache_entries"])
+        yield GaugeMetricFamily("adain_model_load_seconds", "time to load weights at startup", value=v["load_seconds"])
+        yield GaugeMetricFamily("adain_ready", "1 once weights are loaded and warm", value=v["ready"])
+
+
+class Metrics:
+    def __init__(self, read_state: Callable[[], dict[str, float]]) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter("adain_requests", "HTTP requests", ["route", "method", "status"], registry=self.registry)
+        self.latency = Histogram("adain_request_seconds", "HTTP request latency", ["route"],
+                                 buckets=LATENCY_BUCKETS, registry=self.registry)
+        self.stages = Histogram("adain_stage_seconds", "time per stylization stage", ["stage"],
+                                buckets=LATENCY_BUCKETS, registry=self.registry)
+        self.registry.register(LiveState(read_state))
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+class MetricsMiddleware:
+    """Counts every response by route template (not raw path: bounded label values) and status."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        status = 500
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            route = getattr(scope.get("route"), "path", None) or "other"
+            self.metrics.requests.labels(route, scope["method"], str(status)).inc()
+            self.metrics.latency.labels(route).observe(time.perf_counter() - start)

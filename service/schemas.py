@@ -1,0 +1,37 @@
+"""Response bodies (the request side is multipart form fields, declared on the routes)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, Field
+
+
+class StyleInfo(BaseModel):
+    id: str = Field(description="use as style_id in POST /stylize", examples=["3f9a0c1e2b7d4a5f6e8c9b0a"])
+    name: str | None = Field(None, examples=["starry night"])
+    kind: str = Field(description="preset (bundled with the server) or uploaded", examples=["uploaded"])
+    style_size: int = Field(description="shorter side in px the style was encoded at", examples=[512])
+    created: datetime
+    thumbnail_url: str | None = Field(None, description="small JPEG preview (presets only)")
+
+
+class StyleList(BaseModel):
+    styles: list[StyleInfo]
+
+
+class Health(BaseModel):
+    status: str = Field(examples=["ok"])
+
+
+class Readiness(BaseModel):
+    ready: bool
+    device: str | None = Field(None, examples=["cpu"])
+    precision: str | None = Field(None, examples=["bf16"])
+    decoder: str | None = Field(None, description="decoder weights file in use")
+    load_seconds: float | None = None
+    presets: int = 0
+
+
+class ErrorBody(BaseModel):
+    detail: str = Field(examples=["content: not a readable image - send a PNG, JPEG, WebP, GIF, BMP or TIFF image"])

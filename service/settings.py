@@ -1,0 +1,63 @@
+"""Every setting of the service, read once from ADAIN_* environment variables (or flags)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from typing_extensions import Annotated
+
+from model.paths import DECODER, REPO_ROOT, WEIGHTS_DIR
+
+MB = 1024 * 1024
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="ADAIN_", extra="ignore")
+
+    # network
+    host: str = Field("127.0.0.1", description="bind address; 0.0.0.0 only inside a container")
+    port: int = Field(8000, ge=0, le=65535)
+    root_path: str = Field("", description="path prefix when served behind a proxy under a sub-path")
+    cors_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="comma-separated origins allowed by CORS; empty = closed")
+    api_keys: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="comma-separated keys; when set, /stylize and /styles need X-API-Key")
+
+    # model
+    decoder: Path = Field(DECODER, description="decoder .safetensors or reference decoder.pth")
+    vgg: Path | None = Field(None, description="reference vgg_normalised.pth instead of the bundled VGG-19")
+    device: str = Field("auto", description="auto, cpu, cuda, cuda:N")
+    precision: str = Field("auto", description="auto, fp32, bf16, fp16")
+    torch_threads: int = Field(0, ge=0, description="intra-op threads for the model; 0 = torch's default")
+    warmup: bool = Field(True, description="run one stylization at startup before /readyz says ready")
+    presets_dir: Path = Field(WEIGHTS_DIR / "presets", description="folder of preset style images")
+    frontend_dir: Path = Field(REPO_ROOT / "frontend", description="static web page served at /")
+
+    # limits
+    max_file_bytes: int = Field(20 * MB, gt=0, description="largest single uploaded file")
+    max_total_bytes: int = Field(50 * MB, gt=0, description="largest request body")
+    max_image_pixels: int = Field(40_000_000, gt=0, description="largest decoded upload (checked from the header)")
+    max_output_pixels: int = Field(4_194_304, gt=0, description="largest image the network processes (2048x2048)")
+    max_styles: int = Field(8, ge=1, le=8, description="styles per request")
+    default_content_size: int = Field(512, ge=0, description="content shorter side when the request says none")
+    default_style_size: int = Field(512, ge=0, description="style shorter side when the request says none")
+
+    # concurrency
+    workers: int = Field(1, ge=1, description="model threads working at once")
+    queue_depth: int = Field(8, ge=0, description="requests waiting for a worker before 503")
+    request_timeout: float = Field(60.0, gt=0, description="seconds a request may wait and run before 504")
+    style_cache_size: int = Field(256, ge=1, description="style codes kept (LRU, 4 KB each)")
+
+    # output
+    png_compress_level: int = Field(1, ge=0, le=9, description="zlib level; 1 is ~5x faster than 6")
+    jpeg_quality: int = Field(92, ge=1, le=100)
+    webp_quality: int = Field(90, ge=1, le=100)
+
+    @field_validator("cors_origins", "api_keys", mode="before")
+    @classmethod
+    def _split_commas(cls, v: object) -> object:
+        if isinstance(v, str):
+            return [s.strip() for s in v.split(",") if s.strip()]
+        return v

@@ -1,0 +1,39 @@
+"""Test helpers: generated images and multipart bodies (no data files needed)."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+from PIL import Image
+
+
+def noise_image(w: int, h: int, seed: int = 0, mode: str = "RGB") -> Image.Image:
+    """Smooth-ish coloured noise: random blocks upsampled, so features are not degenerate."""
+    rng = np.random.default_rng(seed)
+    small = rng.integers(0, 256, (max(1, h // 8), max(1, w // 8), 3), dtype=np.uint8)
+    return Image.fromarray(small, "RGB").resize((w, h), Image.Resampling.BILINEAR).convert(mode)
+
+
+def png(img: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, "PNG")
+    return buf.getvalue()
+
+
+CONTENT = png(noise_image(96, 64, seed=1))
+STYLE_A = png(noise_image(64, 64, seed=2))
+# a style unlike A: green, high-contrast stripes, so weights and masks visibly matter
+_stripes = np.zeros((64, 64, 3), np.uint8)
+_stripes[::8] = _stripes[1::8] = _stripes[2::8] = (20, 220, 60)
+STYLE_B = png(Image.fromarray(_stripes, "RGB"))
+
+
+def files(content: bytes = CONTENT, *styles: bytes, mask: bytes | None = None) -> list:
+    parts = [("content", ("content.png", content, "image/png"))]
+    parts += [("style", (f"style{i}.png", s, "image/png")) for i, s in enumerate(styles)]
+    if mask is not None:
+        parts.append(("mask", ("mask.png", mask, "image/png")))
+    return parts
+
+
