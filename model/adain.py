@@ -51,10 +51,9 @@ def style_code(feat: torch.Tensor) -> StyleCode:
 def adain(content: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
     """Normalise content features per channel, then give them the style's mean and std."""
     c_mean, c_std = mean_std(content)
-    shape = (1, -1, 1, 1)
-    return (content.float() - c_mean) / c_std * std.reshape(shape).to(content.device) + mean.reshape(shape).to(
-        content.device
-    )
+    if mean.dim() == 1:  # one StyleCode for the whole batch; else per-sample (N, C, 1, 1)
+        mean, std = mean.view(1, -1, 1, 1), std.view(1, -1, 1, 1)
+    return (content.float() - c_mean) / c_std * std.to(content.device) + mean.to(content.device)
 
 
 def normalise_weights(weights: Sequence[float] | None, n: int) -> list[float]:

@@ -1,0 +1,255 @@
+"""Build an offline bootstrap training corpus from Debian packages.
+
+    python -m model.corpus --out data/
+
+COCO and WikiArt cannot be downloaded here; Debian packages carry photographs (landscape and
+wallpaper packages: content) and paintings, drawn art and textures (game art: style). For each
+package in PACKAGES: `apt-get download` (no install) into OUT/debs, read the .deb's files in memory,
+keep the images whose path matches, and filter them:
+
+- transparent images (portraits, sprites): under 45 % opaque are dropped, the rest are cropped to
+  their opaque part and composited over white;
+- shorter side < 256 px, aspect ratio over 3 (sprite sheets, banners), normal/specular/height maps;
+- near-flat images (grey-level std < 12) and flat-colour art/UI (8 colours cover > 60 % of pixels);
+- near-duplicates (64-bit difference hash within Hamming distance 5 of a kept image).
+
+Kept images are shrunk to a shorter side of at most 512 and written as JPEG to OUT/content and
+OUT/style; a fixed held-out split (the first --val-count of each, ordered by a hash of the name)
+goes to OUT/val/content and OUT/val/style. OUT/MANIFEST.tsv lists every file with its package,
+version, source path, licence and sha256; OUT/REPORT.txt counts what each package gave and why
+images were dropped. Never commit the corpus (licences are mostly GPL / CC-BY-SA).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import io
+import re
+import struct
+import subprocess
+import tarfile
+import zipfile
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from model.images import InvalidImage, open_image, resize_shorter
+
+MIN_SIDE, MAX_SIDE = 256, 512
+MIN_OPAQUE = 0.45
+MAX_ASPECT = 3.0
+MIN_STD = 12.0
+MAX_TOP8_SHARE = 0.60
+DUP_DISTANCE = 5
+RASTER = re.compile(r"\.(png|jpe?g|webp|bmp|tga|tiff?|pat)$", re.I)
+TECHNICAL_MAP = re.compile(r"(_nm|_norm|normal|_spec|specular|_height|_bump|_gloss|_disp|_h)\.[a-z]+$", re.I)
+
+
+@dataclass(frozen=True)
+class Package:
+    name: str
+    role: str  # "content" or "style"
+    include: str  # regex on the path inside the .deb (or inside an archive in it)
+    licence: str
+
+
+WESNOTH = ["data", "did", "dm", "dw", "ei", "httt", "l", "low", "nr", "sof", "sota", "sotbe", "thot", "trow",
+           "tsg", "ttb", "utbs"]
+PACKAGES: tuple[Package, ...] = (
+    # content: photographs
+    Package("endless-sky-data", "content", r"images/land/", "public domain / CC-BY-SA (per file)"),
+    Package("scratch", "content", r"Media/Backgrounds/", "CC-BY-SA-3.0"),
+    Package("mate-backgrounds", "content", r"backgrounds/mate/nature/", "CC-BY-SA / GPL"),
+    Package("sddm-theme-maldives", "content", r"maldives/(maldives|background)\.jpg$", "CC-BY-SA"),
+    Package("lomiri-wallpapers-20.04", "content", r"backgrounds/(Fossa|Kleiber)", "CC-BY-SA"),
+    Package("lxqt-themes", "content", r"wallpapers/(after-the-rain|fog|flowers|Butterfly-Kenneth-Wimer|appleflower)",
+            "CC-BY-SA / GPL"),
+    Package("palapeli-data", "content", r"palapeli/collection/", "CC-BY / public domain"),
+    Package("python3-skimage", "content", r"skimage/data/(astronaut|chelsea|coffee|rocket|motorcycle|coins)",
+            "CC0 / public domain"),
+    Package("opencv-doc", "content", r"examples/data/(baboon|building|fruits|home|orange|apple|squirrel_cls|messi5|"
+            r"aero1|aero3|butterfly|stuff|HappyFish|smarties)\.", "mixed (BSD docs; per file)"),
+    # style: paintings, drawn art, textures
+    *(Package(f"wesnoth-1.16-{p}", "style", r"/images/(portraits|story|maps)/", "GPL-2+") for p in WESNOTH),
+    Package("ufoai-textures", "style", r"textures/", "GPL-2+ / CC-BY-SA / public domain"),
+    Package("krita-data", "style", r"krita/patterns/", "LGPL / CC0"),
+    Package("gimp-data-extras", "style", r"patterns/", "GPL"),
+    Package("mypaint-data-extras", "style", r"backgrounds/", "CC0"),
+    Package("plasma-workspace-wallpapers", "style", r"wallpapers/[^/]+/contents/images", "LGPL / CC-BY-SA"),
+    Package("ukui-wallpapers", "style", r"backgrounds/", "GPL / CC-BY-SA"),
+    Package("desktop-base", "style", r"desktop-base/.*(wallpaper|background)", "GPL / CC-BY-SA"),
+    Package("xfdesktop4-data", "style", r"backgrounds/xfce/", "GPL"),
+    Package("mate-backgrounds", "style", r"backgrounds/mate/(abstract|desktop)/", "CC-BY-SA / GPL"),
+    Package("lomiri-wallpapers-20.04", "style", r"backgrounds/(Infinite-Sea|Painting-Colors)", "CC-BY-SA"),
+    Package("opencv-doc", "style", r"examples/data/starry_night\.jpg$", "public domain (Van Gogh)"),
+)
+
+
+# --- reading packages ------------------------------------------------------------------------------
+
+def download(names: list[str], debs: Path) -> dict[str, Path]:
+    """`apt-get download` each package not already in ``debs``; returns name -> .deb path."""
+    debs.mkdir(parents=True, exist_ok=True)
+    debs.chmod(0o777)  # apt's sandbox user writes there
+    missing = [n for n in names if not list(debs.glob(f"{n}_*.deb"))]
+    if missing:
+        subprocess.run(["apt-get", "download", *missing], cwd=debs, check=True)
+    return {n: sorted(debs.glob(f"{n}_*.deb"))[-1] for n in names}
+
+
+def deb_version(deb: Path) -> str:
+    return deb.name.split("_")[1].replace("%3a", ":")
+
+
+def deb_files(deb: Path, include: re.Pattern) -> Iterator[tuple[str, bytes]]:
+    """(path, bytes) of the raster images in a .deb whose path matches, also inside .pk3/.zip."""
+    proc = subprocess.Popen(["dpkg-deb", "--fsys-tarfile", str(deb)], stdout=subprocess.PIPE)
+    with tarfile.open(fileobj=proc.stdout, mode="r|") as tar:
+        for member in tar:
+            if not member.isfile():
+                continue
+            if member.name.endswith((".pk3", ".zip")):
+                data = tar.extractfile(member).read()
+                with zipfile.ZipFile(io.BytesIO(data)) as z:
+                    for inner in z.namelist():
+                        if RASTER.search(inner) and include.search(inner):
+                            yield f"{member.name}!{inner}", z.read(inner)
+            elif RASTER.search(member.name) and include.search(member.name):
+                yield member.name, tar.extractfile(member).read()
+    proc.wait()
+
+
+def read_gimp_pattern(data: bytes) -> Image.Image:
+    """GIMP .pat: big-endian header (size, version, w, h, bytes/pixel, 'GPAT', name), raw pixels."""
+    header_size, _, w, h, depth, magic = struct.unpack(">5I4s", data[:24])
+    if magic != b"GPAT" or depth not in (1, 2, 3, 4):
+        raise InvalidImage("not a GIMP pattern")
+    mode = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}[depth]
+    return Image.frombytes(mode, (w, h), data[header_size:header_size + w * h * depth])
+
+
+# --- filters ----------------------------------------------------------------------------------------
+
+def prepare(path: str, data: bytes) -> tuple[Image.Image | None, str]:
+    """Decode and filter one image: (RGB image, "kept") or (None, reason it was dropped)."""
+    if TECHNICAL_MAP.search(path):
+        return None, "technical map"
+    try:
+        raw = read_gimp_pattern(data) if path.lower().endswith(".pat") else Image.open(io.BytesIO(data))
+        raw.load()
+    except Exception:  # noqa: BLE001 - any undecodable file is just dropped
+        return None, "unreadable"
+    if raw.mode in ("RGBA", "LA", "PA") or "transparency" in raw.info:
+        alpha = np.asarray(raw.convert("RGBA"))[:, :, 3]
+        if (alpha > 128).mean() < MIN_OPAQUE:
+            return None, "mostly transparent"
+        ys, xs = np.nonzero(alpha > 0)
+        raw = raw.crop((xs.min(), ys.min(), xs.max() + 1, ys.max() + 1))
+    try:
+        img = open_image(raw)  # alpha composited over white, 16-bit scaled, EXIF applied
+    except InvalidImage:
+        return None, "unreadable"
+    w, h = img.size
+    if min(w, h) < MIN_SIDE:
+        return None, "small"
+    if max(w, h) / min(w, h) > MAX_ASPECT:
+        return None, "aspect"
+    img = resize_shorter(img, MAX_SIDE) if min(w, h) > MAX_SIDE else img
+    gray = np.asarray(img.convert("L"), dtype=np.float32)
+    if gray.std() < MIN_STD:
+        return None, "flat"
+    small = np.asarray(img.resize((128, 128), Image.Resampling.NEAREST)).reshape(-1, 3)
+    _, counts = np.unique(small, axis=0, return_counts=True)
+    if np.sort(counts)[-8:].sum() / len(small) > MAX_TOP8_SHARE:
+        return None, "flat colours"
+    return img, "kept"
+
+
+def dhash(img: Image.Image) -> int:
+    """64-bit difference hash: robust to resizing and re-encoding."""
+    g = np.asarray(img.convert("L").resize((9, 8), Image.Resampling.BILINEAR), dtype=np.int16)
+    bits = (g[:, 1:] > g[:, :-1]).flatten()
+    return int("".join("1" if b else "0" for b in bits), 2)
+
+
+class Deduplicator:
+    def __init__(self, distance: int = DUP_DISTANCE) -> None:
+        self.distance = distance
+        self.hashes = np.zeros(0, dtype=np.uint64)
+
+    def is_new(self, img: Image.Image) -> bool:
+        h = np.uint64(dhash(img))
+        if len(self.hashes):
+            x = np.bitwise_xor(self.hashes, h)
+            if np.unpackbits(x.view(np.uint8).reshape(-1, 8), axis=1).sum(axis=1).min() <= self.distance:
+                return False
+        self.hashes = np.append(self.hashes, h)
+        return True
+
+
+# --- building -----------------------------------------------------------------------------------------
+
+def safe_name(package: str, path: str) -> str:
+    stem = re.sub(r"[^A-Za-z0-9]+", "_", path.rsplit(".", 1)[0].replace("usr/share/", "")).strip("_")
+    return f"{package}__{stem[-120:]}.jpg"
+
+
+def build(items: Iterator[tuple[Package, str, str, bytes]], out: Path, val_count: int = 24) -> Counter:
+    """Filter (package, version, path, bytes) items into OUT/{content,style}, split held-out, write
+    MANIFEST.tsv and REPORT.txt. Returns the counts."""
+    dedup = Deduplicator()
+    kept: dict[str, list[tuple[str, Image.Image, Package, str, str]]] = {"content": [], "style": []}
+    stats: Counter = Counter()
+    for package, version, path, data in items:
+        img, why = prepare(path, data)
+        if img is not None and not dedup.is_new(img):
+            img, why = None, "duplicate"
+        stats[(package.name, package.role, why)] += 1
+        if img is not None:
+            kept[package.role].append((safe_name(package.name, path), img, package, version, path))
+    manifest = ["file\tsplit\tpackage\tversion\tsource\tlicence\tsha256"]
+    counts: Counter = Counter()
+    for role, entries in kept.items():
+        entries.sort(key=lambda e: hashlib.sha256(e[0].encode()).hexdigest())  # fixed, content-independent order
+        for i, (name, img, package, version, path) in enumerate(entries):
+            split = f"val/{role}" if i < val_count else role
+            target = out / split / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            img.save(target, "JPEG", quality=92)
+            digest = hashlib.sha256(target.read_bytes()).hexdigest()
+            manifest.append(f"{split}/{name}\t{split}\t{package.name}\t{version}\t{path}\t{package.licence}\t{digest}")
+            counts[split] += 1
+    (out / "MANIFEST.tsv").write_text("\n".join(manifest) + "\n")
+    lines = [f"{k}: {v}" for k, v in sorted(counts.items())] + [""]
+    lines += [f"{pkg}\t{role}\t{why}\t{n}" for (pkg, role, why), n in sorted(stats.items())]
+    (out / "REPORT.txt").write_text("\n".join(lines) + "\n")
+    return counts
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", type=Path, default=Path("data"))
+    p.add_argument("--val-count", type=int, default=24, help="held-out images per role")
+    args = p.parse_args(argv)
+    debs = download(sorted({pk.name for pk in PACKAGES}), args.out / "debs")
+
+    def items() -> Iterator[tuple[Package, str, str, bytes]]:
+        for package in PACKAGES:
+            deb = debs[package.name]
+            n = 0
+            for path, data in deb_files(deb, re.compile(package.include)):
+                n += 1
+                yield package, deb_version(deb), path, data
+            print(f"{package.name:32} {package.role:8} {n:5} candidate images", flush=True)
+
+    counts = build(items(), args.out, args.val_count)
+    print(", ".join(f"{k}: {v}" for k, v in sorted(counts.items())) + f"  (details in {args.out}/REPORT.txt)")
+
+
+if __name__ == "__main__":
+    main()

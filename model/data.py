@@ -1,0 +1,95 @@
+"""Training data: image folders read recursively, resized and randomly cropped, in an order that a
+checkpoint can restore exactly.
+
+Bad files (corrupt, truncated, not images) are skipped and counted, never fatal. Crops are drawn
+from a generator seeded by (seed, epoch, index), so a resumed run sees the same crops in the same
+order whatever the number of DataLoader workers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import torch
+from PIL import Image
+from torch.utils.data import Dataset, Sampler
+
+from model.images import IMAGE_SUFFIXES, InvalidImage, open_image, resize_shorter, to_tensor
+
+
+def list_images(folder: str | Path) -> list[Path]:
+    files = sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    if not files:
+        raise FileNotFoundError(f"no images under {folder}")
+    return files
+
+
+def random_crop(img: Image.Image, size: int, g: torch.Generator) -> Image.Image:
+    w, h = img.size
+    x = int(torch.randint(0, w - size + 1, (1,), generator=g))
+    y = int(torch.randint(0, h - size + 1, (1,), generator=g))
+    return img.crop((x, y, x + size, y + size))
+
+
+class CropDataset(Dataset):
+    """Item (epoch, index) -> (crop tensor (3, S, S), number of bad files skipped to get it)."""
+
+    def __init__(self, folder: str | Path, image_size: int, crop_size: int, seed: int = 0) -> None:
+        if crop_size > image_size:
+            raise ValueError(f"crop size {crop_size} is larger than the image size {image_size}")
+        self.files = list_images(folder)
+        self.image_size, self.crop_size, self.seed = image_size, crop_size, seed
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def load(self, index: int, g: torch.Generator) -> torch.Tensor:
+        img = resize_shorter(open_image(self.files[index]), self.image_size)
+        return to_tensor(random_crop(img, self.crop_size, g))[0]
+
+    def __getitem__(self, key: tuple[int, int]) -> tuple[torch.Tensor, int]:
+        epoch, index = key
+        g = torch.Generator().manual_seed(hash((self.seed, epoch, index)) & 0x7FFF_FFFF_FFFF)
+        for skipped in range(len(self.files)):
+            try:
+                return self.load((index + skipped) % len(self.files), g), skipped
+            except (InvalidImage, OSError, ValueError):
+                continue
+        raise RuntimeError("no readable image in the folder")
+
+
+class ResumableSampler(Sampler):
+    """Endless shuffled (epoch, index) keys; state = (epoch, position) in the global order.
+
+    Each rank of a distributed run takes every world_size-th key, so ranks see disjoint images.
+    """
+
+    def __init__(self, n: int, seed: int = 0, rank: int = 0, world_size: int = 1) -> None:
+        self.n, self.seed, self.rank, self.world_size = n, seed, rank, world_size
+        self.epoch, self.position = 0, 0
+
+    def order(self, epoch: int) -> list[int]:
+        return torch.randperm(self.n, generator=torch.Generator().manual_seed(self.seed * 100_003 + epoch)).tolist()
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        while True:
+            order = self.order(self.epoch)
+            while self.position < self.n:
+                i = self.position
+                self.position += 1
+                if i % self.world_size == self.rank:
+                    yield self.epoch, order[i]
+            self.epoch, self.position = self.epoch + 1, 0
+
+    def state_dict(self, consumed: int) -> dict[str, int]:
+        """Where the run is after ``consumed`` samples since (epoch 0, position 0) on this rank."""
+        global_consumed = consumed * self.world_size
+        return {"epoch": global_consumed // self.n, "position": global_consumed % self.n}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self.epoch, self.position = state["epoch"], state["position"]
+
+
+def collate(batch: list[tuple[torch.Tensor, int]]) -> tuple[torch.Tensor, int]:
+    return torch.stack([b[0] for b in batch]), sum(b[1] for b in batch)

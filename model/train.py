@@ -1,0 +1,321 @@
+"""Train the AdaIN decoder (the encoder is the fixed, normalised VGG-19).
+
+    python -m model.train --content-dir data/content --style-dir data/style --out runs/r1
+    torchrun --nproc-per-node 4 -m model.train ...        # several GPUs (DDP; rank 0 logs and saves)
+
+Defaults are the paper's / reference code's: Adam lr 1e-4 with decay 5e-5 (lr / (1 + decay*step)),
+batch 8, style weight 10, content weight 1, images resized (shorter side) to 512 then randomly
+cropped to 256. Precision auto: CUDA bf16 (fp16 + grad scaler where bf16 is missing), CPU bf16
+autocast where native, else fp32. On the CPU the process re-executes itself under jemalloc told to
+keep its memory when it can (2-4x faster on these VMs; ADAIN_NO_JEMALLOC=1 turns that off).
+
+Outputs in --out: checkpoint.pt (atomic, every --save-every steps and on SIGINT/SIGTERM),
+eval.jsonl + eval_XXXXXX.png (held-out losses and a content|style|output grid every --eval-every
+steps), TensorBoard logs in tb/ (scalars and image grids). `python -m model.export` turns the
+checkpoint into weights/decoder.safetensors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader
+
+from model.adain import adain, mean_std
+from model.checkpoint import load as load_checkpoint
+from model.checkpoint import save_atomic
+from model.data import CropDataset, ResumableSampler, collate, list_images
+from model.decoder import Decoder, load_state, random_decoder
+from model.images import open_image, resize_shorter, to_image, to_tensor
+from model.losses import content_loss, style_losses
+from model.runtime import resolve_device
+from model.vgg import Encoder, load_encoder
+
+JEMALLOC = "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2"
+STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--content-dir", type=Path, required=True, help="content images (searched recursively)")
+    p.add_argument("--style-dir", type=Path, required=True, help="style images (searched recursively)")
+    p.add_argument("--val-content-dir", type=Path, help="held-out content images for evaluation")
+    p.add_argument("--val-style-dir", type=Path, help="held-out style images for evaluation")
+    p.add_argument("--out", type=Path, required=True, help="run folder: checkpoint, logs, grids")
+    p.add_argument("--max-iter", type=int, default=160_000, help="total steps (the paper: 160k)")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--lr", type=float, default=1e-4)
+    p.add_argument("--lr-decay", type=float, default=5e-5, help="lr = lr / (1 + lr_decay * step)")
+    p.add_argument("--warmup-steps", type=int, default=0, help="linear lr warm-up from 0 (0 = none, as the paper)")
+    p.add_argument("--style-weight", type=float, default=10.0)
+    p.add_argument("--content-weight", type=float, default=1.0)
+    p.add_argument("--image-size", type=int, default=512, help="shorter side before cropping")
+    p.add_argument("--crop-size", type=int, default=256)
+    p.add_argument("--save-every", type=int, default=1000)
+    p.add_argument("--eval-every", type=int, default=1000)
+    p.add_argument("--log-every", type=int, default=50, help="TensorBoard scalars")
+    p.add_argument("--grid-every", type=int, default=1000, help="TensorBoard training image grids")
+    p.add_argument("--eval-contents", type=int, default=4, help="held-out contents used (x styles = pairs)")
+    p.add_argument("--eval-styles", type=int, default=4, help="held-out styles used")
+    p.add_argument("--eval-size", type=int, default=256, help="held-out images: shorter side, centre crop")
+    p.add_argument("--resume", type=Path, help="checkpoint to continue (model, optimizer, scaler, step, RNG, data)")
+    p.add_argument("--init", type=Path, help="decoder weights to start from (e.g. weights/decoder.safetensors)")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"])
+    p.add_argument("--workers", type=int, default=2, help="DataLoader worker processes per loader")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-tensorboard", action="store_true")
+    return p.parse_args(argv)
+
+
+def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """None = fp32. Auto: bf16 on GPUs that have it (no scaler needed), fp16 on older GPUs, bf16 on
+    CPUs with native bf16."""
+    from model.runtime import cpu_has_native_bf16
+
+    if precision == "fp32":
+        return None
+    if precision == "fp16":
+        return torch.float16
+    if precision == "bf16":
+        return torch.bfloat16
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.bfloat16 if cpu_has_native_bf16() else None
+
+
+def setup_distributed() -> tuple[int, int, int]:
+    """(rank, world_size, local_rank); initialises the process group under torchrun."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world == 1:
+        return 0, 1, 0
+    backend = "nccl" if torch.cuda.is_available() else "gloo"
+    dist.init_process_group(backend)
+    return dist.get_rank(), world, int(os.environ.get("LOCAL_RANK", "0"))
+
+
+def batches(folder: Path, args: argparse.Namespace, seed: int, rank: int, world: int, step: int):
+    """Endless (images, skipped) batches, starting where ``step`` steps left off."""
+    dataset = CropDataset(folder, args.image_size, args.crop_size, seed=seed)
+    sampler = ResumableSampler(len(dataset), seed=seed, rank=rank, world_size=world)
+    sampler.load_state_dict(sampler.state_dict(step * args.batch_size))
+    loader = DataLoader(dataset, batch_size=args.batch_size, sampler=sampler, collate_fn=collate,
+                        num_workers=args.workers, persistent_workers=args.workers > 0, drop_last=True)
+    return len(dataset), iter(loader)
+
+
+def eval_images(folder: Path, n: int, size: int) -> torch.Tensor:
+    """The first ``n`` images of a held-out folder, resized and centre-cropped to size x size."""
+    out = []
+    for path in list_images(folder)[:n]:
+        img = resize_shorter(open_image(path), size)
+        left, top = (img.width - size) // 2, (img.height - size) // 2
+        out.append(to_tensor(img.crop((left, top, left + size, top + size)))[0])
+    return torch.stack(out)
+
+
+def losses(encoder: Encoder, decoder: torch.nn.Module, content: torch.Tensor, style: torch.Tensor):
+    """(output images, content loss, [style loss per layer]) for a batch of pairs."""
+    style_feats = encoder.features(style)
+    content_feat = encoder(content)
+    s_mean, s_std = mean_std(style_feats[-1])
+    target = adain(content_feat, s_mean, s_std).detach()
+    output = decoder(target)
+    out_feats = encoder.features(output)
+    return output, content_loss(out_feats[-1], target), style_losses(out_feats, style_feats)
+
+
+@torch.no_grad()
+def evaluate(encoder, decoder, contents, styles, device, amp) -> tuple[dict, torch.Tensor]:
+    """Mean held-out losses over every content x style pair, and a grid of up to 8 pairs."""
+    pairs = [(c, s) for c in range(len(contents)) for s in range(len(styles))]
+    lc, ls, rows = 0.0, torch.zeros(4), []
+    for i in range(0, len(pairs), 8):
+        chunk = pairs[i:i + 8]
+        c = contents[[p[0] for p in chunk]].to(device).contiguous(memory_format=torch.channels_last)
+        s = styles[[p[1] for p in chunk]].to(device).contiguous(memory_format=torch.channels_last)
+        with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
+            out, c_loss, s_losses = losses(encoder, decoder, c, s)
+        lc += c_loss.item() * len(chunk)
+        ls += torch.stack([x.float() for x in s_losses]).cpu() * len(chunk)
+        if not rows:
+            rows = [torch.cat([c[j], s[j], out[j].float().clamp(0, 1)], dim=2).cpu() for j in range(len(chunk))]
+    n = len(pairs)
+    result = {"content": lc / n, "style": float(ls.sum()) / n,
+              **{f"style_{name}": float(v) / n for name, v in zip(STYLE_LAYERS, ls)}}
+    return result, torch.cat(rows, dim=1)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = parse_args(argv)
+    rank, world, local_rank = setup_distributed()
+    device = resolve_device(args.device)
+    if device.type == "cuda" and world > 1:
+        device = torch.device("cuda", local_rank)
+        torch.cuda.set_device(device)
+    amp = autocast_dtype(args.precision, device)
+    torch.manual_seed(args.seed + rank)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    main_proc = rank == 0
+    args.out.mkdir(parents=True, exist_ok=True)
+    ckpt_path = args.out / "checkpoint.pt"
+
+    encoder = load_encoder().to(device, memory_format=torch.channels_last)
+    decoder = random_decoder(args.seed)
+    ckpt, step, init_meta = None, 0, {}
+    if args.resume:
+        ckpt = load_checkpoint(args.resume)
+        decoder.load_state_dict(ckpt["decoder"])
+        step, init_meta = ckpt["step"], ckpt.get("meta", {})
+    elif args.init:
+        state, init_meta = load_state(args.init)
+        decoder.load_state_dict(state)
+        if main_proc:
+            print(f"initialised decoder from {args.init} (trained {init_meta.get('step', '?')} steps before)", flush=True)
+    # steps the starting decoder had already been trained (so exports record the total)
+    init_step = int(init_meta.get("step", 0)) if args.init else int(init_meta.get("init_step", 0))
+    # on the device (and in its memory format) before the optimizer sees the parameters
+    decoder.to(device, memory_format=torch.channels_last).train()
+    optimizer = torch.optim.Adam(decoder.parameters(), lr=args.lr)
+    scaler = torch.amp.GradScaler(device.type, enabled=amp == torch.float16)
+    if ckpt is not None:
+        optimizer.load_state_dict(ckpt["optimizer"])
+        scaler.load_state_dict(ckpt["scaler"])
+        torch.set_rng_state(ckpt["rng"]["torch"])
+        if device.type == "cuda" and ckpt["rng"].get("cuda"):
+            torch.cuda.set_rng_state_all(ckpt["rng"]["cuda"])
+        if main_proc:
+            print(f"resumed from {args.resume} at step {step}", flush=True)
+    model = DistributedDataParallel(decoder) if world > 1 else decoder
+
+    n_content, content_iter = batches(args.content_dir, args, args.seed, rank, world, step)
+    n_style, style_iter = batches(args.style_dir, args, args.seed + 1, rank, world, step)
+    val = None
+    if args.val_content_dir and args.val_style_dir and main_proc:
+        val = (eval_images(args.val_content_dir, args.eval_contents, args.eval_size),
+               eval_images(args.val_style_dir, args.eval_styles, args.eval_size))
+    writer = None
+    if main_proc and not args.no_tensorboard:
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+
+            writer = SummaryWriter(str(args.out / "tb"))
+        except ImportError:
+            print("tensorboard is not installed: no TensorBoard logs (pip install tensorboard)", flush=True)
+    if main_proc:
+        print(f"training on {device} ({amp or 'fp32'}), {n_content} content / {n_style} style images, "
+              f"batch {args.batch_size}x{world}, crops {args.crop_size} from {args.image_size}, "
+              f"step {step} -> {args.max_iter}", flush=True)
+
+    stop = {"signal": None}
+
+    def request_stop(signum, _frame):
+        stop["signal"] = signal.Signals(signum).name
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, request_stop)
+
+    def save(last_losses: dict) -> None:
+        if not main_proc:
+            return
+        save_atomic({
+            "decoder": decoder.state_dict(), "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
+            "step": step, "rng": {"torch": torch.get_rng_state(),
+                                  "cuda": torch.cuda.get_rng_state_all() if device.type == "cuda" else []},
+            "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+            "meta": {"losses": last_losses, "content_dir": str(args.content_dir), "style_dir": str(args.style_dir),
+                     "content_images": n_content, "style_images": n_style, "world_size": world,
+                     "init": str(args.init or init_meta.get("init", "")), "init_step": init_step, "wall_s": round(time.time() - t_start, 1)
+                     + float(init_meta.get("wall_s", 0))},
+        }, ckpt_path)
+
+    from tqdm import tqdm
+
+    bar = tqdm(total=args.max_iter, initial=step, disable=not main_proc, dynamic_ncols=True, unit="step")
+    skipped, last, t_start = 0, {}, time.time()
+    while step < args.max_iter and stop["signal"] is None:
+        lr = args.lr / (1.0 + args.lr_decay * step)
+        if args.warmup_steps:
+            lr *= min(1.0, (step + 1) / args.warmup_steps)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        (content, sc), (style, ss) = next(content_iter), next(style_iter)
+        skipped += sc + ss
+        content = content.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
+        style = style.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
+        with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
+            output, lc, ls = losses(encoder, model, content, style)
+            loss = args.content_weight * lc + args.style_weight * sum(ls)
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        step += 1
+
+        if main_proc:
+            last = {"content": lc.item(), "style": sum(x.item() for x in ls)}
+            bar.update(1)
+            bar.set_postfix(content=f"{last['content']:.3f}", style=f"{last['style']:.3f}", lr=f"{lr:.2e}",
+                            skipped=skipped)
+            if writer and step % args.log_every == 0:
+                writer.add_scalar("loss/content", last["content"], step)
+                writer.add_scalar("loss/style", last["style"], step)
+                for name, x in zip(STYLE_LAYERS, ls):
+                    writer.add_scalar(f"loss/style_{name}", x.item(), step)
+                writer.add_scalar("lr", lr, step)
+                writer.add_scalar("data/skipped_files", skipped, step)
+            if writer and step % args.grid_every == 0:
+                k = min(4, content.shape[0])
+                grid = torch.cat([content[:k], style[:k], output[:k].float().clamp(0, 1)], dim=3)
+                writer.add_images("train/content_style_output", grid.float().cpu(), step)
+            if val is not None and step % args.eval_every == 0:
+                decoder.eval()
+                result, grid = evaluate(encoder, decoder, *val, device, amp)
+                decoder.train()
+                result.update(step=step, wall_s=round(time.time() - t_start, 1))
+                with open(args.out / "eval.jsonl", "a") as f:
+                    f.write(json.dumps(result) + "\n")
+                to_image(grid).save(args.out / f"eval_{step:06d}.png")
+                if writer:
+                    for k_, v in result.items():
+                        if k_ not in ("step", "wall_s"):
+                            writer.add_scalar(f"eval/{k_}", v, step)
+                    writer.add_image("eval/content_style_output", grid, step)
+                bar.write(f"step {step}: held-out content {result['content']:.3f} style {result['style']:.3f}")
+        if step % args.save_every == 0:
+            save(last)
+    save(last)
+    bar.close()
+    if main_proc:
+        why = f"stopped by {stop['signal']}" if stop["signal"] else "finished"
+        print(f"{why} at step {step}; checkpoint {ckpt_path}; {skipped} unreadable files skipped", flush=True)
+    if writer:
+        writer.close()
+    if world > 1:
+        dist.destroy_process_group()
+    return {"step": step, "skipped": skipped, "losses": last}
+
+
+def reexec_with_jemalloc() -> None:
+    """On the CPU, restart this process with jemalloc keeping freed memory (see ENVIRONMENT.md)."""
+    if os.environ.get("ADAIN_NO_JEMALLOC") or "jemalloc" in os.environ.get("LD_PRELOAD", ""):
+        return
+    if not Path(JEMALLOC).exists() or torch.cuda.is_available():
+        return
+    env = {**os.environ, "LD_PRELOAD": JEMALLOC, "MALLOC_CONF": "dirty_decay_ms:-1,muzzy_decay_ms:-1,retain:true"}
+    os.execve(sys.executable, [sys.executable, "-m", "model.train", *sys.argv[1:]], env)
+
+
+if __name__ == "__main__":
+    reexec_with_jemalloc()
+    main()

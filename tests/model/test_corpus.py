@@ -1,0 +1,79 @@
+"""The corpus tool's filters and output, on generated images (no apt-get in tests)."""
+
+from __future__ import annotations
+
+import io
+import struct
+
+import numpy as np
+from PIL import Image
+
+from helpers import noise_image, png
+from model.corpus import Deduplicator, Package, build, prepare, read_gimp_pattern
+
+
+def jpeg(img: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, "JPEG", quality=90)
+    return buf.getvalue()
+
+
+def test_filters_drop_what_they_should():
+    assert prepare("a/photo.jpg", jpeg(noise_image(400, 300)))[1] == "kept"
+    assert prepare("a/small.png", png(noise_image(200, 300)))[1] == "small"
+    assert prepare("a/banner.png", png(noise_image(1200, 300)))[1] == "aspect"
+    assert prepare("a/flat.png", png(Image.new("RGB", (400, 400), (90, 90, 200))))[1] == "flat"
+    assert prepare("a/rock_nm.png", png(noise_image(400, 400)))[1] == "technical map"
+    assert prepare("a/junk.png", b"not an image")[1] == "unreadable"
+    ui = Image.new("RGB", (400, 300), (240, 240, 240))
+    ui.paste((30, 30, 30), (0, 0, 400, 40))
+    ui.paste(noise_image(100, 100), (10, 60))
+    assert prepare("a/screenshot.png", png(ui))[1] == "flat colours"
+
+
+def test_transparent_images_are_cropped_composited_or_dropped():
+    sprite = Image.new("RGBA", (400, 400), (0, 0, 0, 0))
+    sprite.paste(noise_image(150, 150).convert("RGBA"), (0, 0))
+    assert prepare("portrait.png", png(sprite))[1] == "mostly transparent"
+    portrait = Image.new("RGBA", (500, 420), (0, 0, 0, 0))
+    portrait.paste(noise_image(300, 300).convert("RGBA"), (100, 100))
+    portrait.paste(noise_image(400, 300, seed=3).convert("RGBA"), (100, 0), mask=Image.new("L", (400, 300), 255))
+    img, why = prepare("portrait.png", png(portrait))
+    assert why == "kept" and img.mode == "RGB" and img.size == (400, 400)  # cropped to the opaque box
+
+
+def test_large_images_are_shrunk_to_512():
+    img, why = prepare("big.jpg", jpeg(noise_image(1600, 1000)))
+    assert why == "kept" and min(img.size) == 512 and img.size == (819, 512)
+
+
+def test_near_duplicates_are_dropped():
+    d = Deduplicator()
+    a = noise_image(400, 300, seed=1)
+    assert d.is_new(a)
+    assert not d.is_new(Image.open(io.BytesIO(jpeg(a.resize((533, 400))))))
+    assert d.is_new(noise_image(400, 300, seed=2))
+
+
+def test_gimp_pattern_reader():
+    pixels = np.asarray(noise_image(300, 260)).tobytes()
+    name = b"stone\0"
+    data = struct.pack(">5I4s", 24 + len(name), 1, 300, 260, 3, b"GPAT") + name + pixels
+    img = read_gimp_pattern(data)
+    assert img.size == (300, 260) and img.tobytes() == pixels
+    assert prepare("patterns/stone.pat", data)[1] == "kept"
+
+
+def test_build_writes_split_manifest_and_report(tmp_path):
+    photos = Package("photos-pkg", "content", ".", "CC0")
+    art = Package("art-pkg", "style", ".", "GPL-2+")
+    items = [(photos, "1.0", f"usr/share/p/{i}.jpg", jpeg(noise_image(300, 300, seed=i))) for i in range(5)]
+    items += [(art, "2:3.1", f"usr/share/a/{i}.png", png(noise_image(320, 280, seed=100 + i))) for i in range(4)]
+    items.append((art, "2:3.1", "usr/share/a/tiny.png", png(noise_image(20, 20))))
+    counts = build(iter(items), tmp_path, val_count=2)
+    assert counts == {"content": 3, "val/content": 2, "style": 2, "val/style": 2}
+    assert len(list((tmp_path / "val" / "style").glob("*.jpg"))) == 2
+    rows = (tmp_path / "MANIFEST.tsv").read_text().splitlines()
+    assert rows[0].split("\t") == ["file", "split", "package", "version", "source", "licence", "sha256"]
+    assert len(rows) == 10 and any("art-pkg\t2:3.1\tusr/share/a/0.png\tGPL-2+" in r for r in rows)
+    assert "art-pkg\tstyle\tsmall\t1" in (tmp_path / "REPORT.txt").read_text()

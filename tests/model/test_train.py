@@ -1,0 +1,127 @@
+"""The training job on tiny generated images: checkpoints, resume, evaluation, bad files, DDP."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+from helpers import noise_image
+from model import checkpoint
+from model.decoder import load_state
+from model.export import export
+from model.stylizer import Stylizer
+from model.train import main as train
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("data")
+    dirs = {k: root / k for k in ("content", "style", "val_content", "val_style")}
+    for d in dirs.values():
+        (d / "sub").mkdir(parents=True)
+    for i in range(3):
+        noise_image(72, 64, seed=i).save(dirs["content"] / "sub" / f"c{i}.png")
+        noise_image(64, 80, seed=10 + i).save(dirs["style"] / f"s{i}.jpg")
+    (dirs["content"] / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    for i in range(2):
+        noise_image(64, 64, seed=20 + i).save(dirs["val_content"] / f"v{i}.png")
+        noise_image(64, 64, seed=30 + i).save(dirs["val_style"] / f"w{i}.png")
+    return dirs
+
+
+def args(folders, out: Path, *extra: str) -> list[str]:
+    return ["--content-dir", str(folders["content"]), "--style-dir", str(folders["style"]),
+            "--val-content-dir", str(folders["val_content"]), "--val-style-dir", str(folders["val_style"]),
+            "--out", str(out), "--batch-size", "2", "--image-size", "48", "--crop-size", "32",
+            "--eval-size", "32", "--workers", "0", "--device", "cpu", "--precision", "fp32", *extra]
+
+
+def test_three_steps_write_checkpoint_eval_grid_and_logs(folders, tmp_path):
+    result = train(args(folders, tmp_path, "--max-iter", "3", "--save-every", "2", "--eval-every", "3",
+                        "--log-every", "1", "--grid-every", "3"))
+    assert result["step"] == 3
+    assert result["skipped"] >= 1  # broken.png is met in the first epoch (4 files, 6 samples) and skipped
+    ckpt = checkpoint.load(tmp_path / "checkpoint.pt")
+    assert ckpt["step"] == 3 and set(ckpt) >= {"decoder", "optimizer", "scaler", "rng", "args", "meta"}
+    grid = Image.open(tmp_path / "eval_000003.png")
+    assert grid.size == (3 * 32, 4 * 32)  # content | style | output, 2x2 held-out pairs
+    line = json.loads((tmp_path / "eval.jsonl").read_text().splitlines()[-1])
+    assert line["step"] == 3 and line["content"] > 0 and line["style_relu1_1"] > 0
+    assert list((tmp_path / "tb").glob("events.out.tfevents.*"))
+
+
+def test_resume_continues_exactly_where_it_stopped(folders, tmp_path, capsys):
+    """4 steps straight == 2 steps, stop, resume, 2 more: model, Adam state, data order, step."""
+    straight = tmp_path / "straight"
+    train(args(folders, straight, "--max-iter", "4", "--save-every", "100"))
+    split = tmp_path / "split"
+    train(args(folders, split, "--max-iter", "2", "--save-every", "100"))
+    after_two = checkpoint.load(split / "checkpoint.pt")
+    capsys.readouterr()
+    train(args(folders, split, "--max-iter", "4", "--save-every", "100", "--resume", str(split / "checkpoint.pt")))
+    assert f"resumed from {split / 'checkpoint.pt'} at step 2" in capsys.readouterr().out
+    a, b = checkpoint.load(straight / "checkpoint.pt"), checkpoint.load(split / "checkpoint.pt")
+    assert a["step"] == b["step"] == 4
+    # same data order, crops and optimizer trajectory: identical weights and Adam moments
+    for k in a["decoder"]:
+        torch.testing.assert_close(a["decoder"][k], b["decoder"][k], rtol=1e-5, atol=1e-7)
+    sa, sb = a["optimizer"]["state"], b["optimizer"]["state"]
+    assert sa.keys() == sb.keys()
+    for k in sa:
+        torch.testing.assert_close(sa[k]["exp_avg_sq"], sb[k]["exp_avg_sq"], rtol=1e-4, atol=1e-12)
+    assert float(after_two["optimizer"]["state"][0]["step"]) == 2
+
+
+def test_death_mid_save_leaves_previous_checkpoint(tmp_path, monkeypatch):
+    path = tmp_path / "checkpoint.pt"
+    checkpoint.save_atomic({"step": 1, "w": torch.ones(3)}, path)
+
+    def dies_halfway(obj, f, *a, **kw):
+        f.write(b"PK\x03\x04 half a file")
+        raise KeyboardInterrupt  # the process is killed while writing
+
+    monkeypatch.setattr(torch, "save", dies_halfway)
+    with pytest.raises(KeyboardInterrupt):
+        checkpoint.save_atomic({"step": 2, "w": torch.zeros(3)}, path)
+    monkeypatch.undo()
+    assert checkpoint.load(path)["step"] == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["checkpoint.pt"]
+
+
+def test_export_makes_a_loadable_decoder_with_metadata(folders, tmp_path):
+    train(args(folders, tmp_path / "run", "--max-iter", "1"))
+    written = export(tmp_path / "run" / "checkpoint.pt", tmp_path / "w")
+    assert {p.name for p in written} == {"decoder.safetensors", "decoder.pth"}
+    state, meta = load_state(tmp_path / "w" / "decoder.safetensors")
+    assert meta["step"] == "1" and "content" in json.loads(meta["losses"])
+    assert (tmp_path / "w" / "SHA256SUMS").read_text().endswith("  decoder.safetensors\n")
+    out = Stylizer.load(tmp_path / "w" / "decoder.safetensors", device="cpu").stylize(
+        noise_image(40, 40), [noise_image(32, 32, 1)], content_size=0, style_size=0)
+    assert out.size == (40, 40)
+
+
+def test_init_records_the_steps_already_trained(folders, tmp_path):
+    train(args(folders, tmp_path / "a", "--max-iter", "2"))
+    export(tmp_path / "a" / "checkpoint.pt", tmp_path / "wa")
+    train(args(folders, tmp_path / "b", "--max-iter", "1", "--init", str(tmp_path / "wa" / "decoder.safetensors")))
+    export(tmp_path / "b" / "checkpoint.pt", tmp_path / "wb")
+    assert load_state(tmp_path / "wb" / "decoder.safetensors")[1]["step"] == "3"
+
+
+def test_torchrun_two_cpu_processes(folders, tmp_path):
+    env = {**os.environ, "ADAIN_NO_JEMALLOC": "1", "OMP_NUM_THREADS": "1"}
+    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+                        "-m", "model.train", *args(folders, tmp_path, "--max-iter", "2")],
+                       cwd=REPO, env=env, capture_output=True, text=True, timeout=180)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-4000:]
+    ckpt = checkpoint.load(tmp_path / "checkpoint.pt")
+    assert ckpt["step"] == 2 and ckpt["meta"]["world_size"] == 2
