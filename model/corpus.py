@@ -231,11 +231,33 @@ def build(items: Iterator[tuple[Package, str, str, bytes]], out: Path, val_count
     return counts
 
 
+def pack(src: Path, dst: Path, side: int, quality: int) -> int:
+    """A smaller copy of a built corpus (same layout, shorter side <= ``side``), e.g. to ship it to a
+    remote GPU with a transfer limit."""
+    n = 0
+    for path in sorted(src.rglob("*.jpg")):
+        rel = path.relative_to(src)
+        if rel.parts[0] not in ("content", "style", "val"):
+            continue
+        img = Image.open(path)
+        img = resize_shorter(img, side) if min(img.size) > side else img
+        (dst / rel).parent.mkdir(parents=True, exist_ok=True)
+        img.save(dst / rel, "JPEG", quality=quality)
+        n += 1
+    return n
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", type=Path, default=Path("data"))
     p.add_argument("--val-count", type=int, default=24, help="held-out images per role")
+    p.add_argument("--pack", type=Path, help="instead of building: write a smaller copy of this corpus to --out")
+    p.add_argument("--side", type=int, default=288, help="--pack: shorter side")
+    p.add_argument("--quality", type=int, default=82, help="--pack: JPEG quality")
     args = p.parse_args(argv)
+    if args.pack:
+        print(f"packed {pack(args.pack, args.out, args.side, args.quality)} images into {args.out}")
+        return
     debs = download(sorted({pk.name for pk in PACKAGES}), args.out / "debs")
 
     def items() -> Iterator[tuple[Package, str, str, bytes]]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import torch
 from PIL import Image
 from torch.utils.data import Dataset, Sampler
@@ -89,6 +90,44 @@ class ResumableSampler(Sampler):
 
     def load_state_dict(self, state: dict[str, int]) -> None:
         self.epoch, self.position = state["epoch"], state["position"]
+
+
+class PreloadedCrops:
+    """The same (epoch, index) -> crop mapping as CropDataset, from images decoded once and held
+    on the training device as uint8 (a GPU then never waits for JPEG decoding)."""
+
+    def __init__(self, dataset: CropDataset, device: torch.device) -> None:
+        self.dataset, self.device = dataset, device
+        self.images: list[torch.Tensor | None] = []
+        self.skipped = 0
+        for path in dataset.files:
+            try:
+                img = resize_shorter(open_image(path), dataset.image_size)
+                t = torch.from_numpy(np.asarray(img, dtype=np.uint8).copy()).permute(2, 0, 1)
+                self.images.append(t.to(device))
+            except (InvalidImage, OSError, ValueError):
+                self.images.append(None)
+                self.skipped += 1
+        if self.skipped == len(self.images):
+            raise RuntimeError("no readable image in the folder")
+
+    def crop(self, key: tuple[int, int]) -> torch.Tensor:
+        epoch, index = key
+        g = torch.Generator().manual_seed(hash((self.dataset.seed, epoch, index)) & 0x7FFF_FFFF_FFFF)
+        n = len(self.images)
+        while self.images[index % n] is None:
+            index += 1
+        img = self.images[index % n]
+        s = self.dataset.crop_size
+        x = int(torch.randint(0, img.shape[2] - s + 1, (1,), generator=g))
+        y = int(torch.randint(0, img.shape[1] - s + 1, (1,), generator=g))
+        return img[:, y:y + s, x:x + s]
+
+    def batches(self, sampler: "ResumableSampler", batch_size: int) -> Iterator[tuple[torch.Tensor, int]]:
+        keys = iter(sampler)
+        while True:
+            crops = [self.crop(next(keys)) for _ in range(batch_size)]
+            yield torch.stack(crops).float().div_(255.0), 0
 
 
 def collate(batch: list[tuple[torch.Tensor, int]]) -> tuple[torch.Tensor, int]:

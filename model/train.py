@@ -33,7 +33,7 @@ from torch.utils.data import DataLoader
 from model.adain import adain, mean_std
 from model.checkpoint import load as load_checkpoint
 from model.checkpoint import save_atomic
-from model.data import CropDataset, ResumableSampler, collate, list_images
+from model.data import CropDataset, PreloadedCrops, ResumableSampler, collate, list_images
 from model.decoder import Decoder, load_state, random_decoder
 from model.images import open_image, resize_shorter, to_image, to_tensor
 from model.losses import content_loss, style_losses
@@ -72,6 +72,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--device", default="auto")
     p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"])
     p.add_argument("--workers", type=int, default=2, help="DataLoader worker processes per loader")
+    p.add_argument("--preload", action="store_true",
+                   help="decode every image once and keep it on the device (small corpora, fast GPUs)")
+    p.add_argument("--time-limit", type=float, default=0, help="stop (and save) after this many seconds; 0 = none")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-tensorboard", action="store_true")
     return p.parse_args(argv)
@@ -103,11 +106,17 @@ def setup_distributed() -> tuple[int, int, int]:
     return dist.get_rank(), world, int(os.environ.get("LOCAL_RANK", "0"))
 
 
-def batches(folder: Path, args: argparse.Namespace, seed: int, rank: int, world: int, step: int):
+def batches(folder: Path, args: argparse.Namespace, seed: int, rank: int, world: int, step: int,
+            device: torch.device):
     """Endless (images, skipped) batches, starting where ``step`` steps left off."""
     dataset = CropDataset(folder, args.image_size, args.crop_size, seed=seed)
     sampler = ResumableSampler(len(dataset), seed=seed, rank=rank, world_size=world)
     sampler.load_state_dict(sampler.state_dict(step * args.batch_size))
+    if args.preload:
+        pre = PreloadedCrops(dataset, device)
+        if pre.skipped:
+            print(f"{folder}: {pre.skipped} unreadable files skipped", flush=True)
+        return len(dataset), pre.batches(sampler, args.batch_size)
     loader = DataLoader(dataset, batch_size=args.batch_size, sampler=sampler, collate_fn=collate,
                         num_workers=args.workers, persistent_workers=args.workers > 0, drop_last=True)
     return len(dataset), iter(loader)
@@ -198,8 +207,8 @@ def main(argv: list[str] | None = None) -> dict:
             print(f"resumed from {args.resume} at step {step}", flush=True)
     model = DistributedDataParallel(decoder) if world > 1 else decoder
 
-    n_content, content_iter = batches(args.content_dir, args, args.seed, rank, world, step)
-    n_style, style_iter = batches(args.style_dir, args, args.seed + 1, rank, world, step)
+    n_content, content_iter = batches(args.content_dir, args, args.seed, rank, world, step, device)
+    n_style, style_iter = batches(args.style_dir, args, args.seed + 1, rank, world, step, device)
     val = None
     if args.val_content_dir and args.val_style_dir and main_proc:
         val = (eval_images(args.val_content_dir, args.eval_contents, args.eval_size),
@@ -235,15 +244,33 @@ def main(argv: list[str] | None = None) -> dict:
             "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
             "meta": {"losses": last_losses, "content_dir": str(args.content_dir), "style_dir": str(args.style_dir),
                      "content_images": n_content, "style_images": n_style, "world_size": world,
-                     "init": str(args.init or init_meta.get("init", "")), "init_step": init_step, "wall_s": round(time.time() - t_start, 1)
-                     + float(init_meta.get("wall_s", 0))},
+                     "init": str(args.init or init_meta.get("init", "")), "init_step": init_step,
+                     "wall_s": round(time.time() - t_start, 1)},
         }, ckpt_path)
+
+    def run_eval() -> None:
+        decoder.eval()
+        result, grid = evaluate(encoder, decoder, *val, device, amp)
+        decoder.train()
+        result.update(step=step, wall_s=round(time.time() - t_start, 1))
+        with open(args.out / "eval.jsonl", "a") as f:
+            f.write(json.dumps(result) + "\n")
+        to_image(grid).save(args.out / f"eval_{step:06d}.png")
+        if writer:
+            for k_, v in result.items():
+                if k_ not in ("step", "wall_s"):
+                    writer.add_scalar(f"eval/{k_}", v, step)
+            writer.add_image("eval/content_style_output", grid, step)
+        bar.write(f"step {step}: held-out content {result['content']:.3f} style {result['style']:.3f}")
 
     from tqdm import tqdm
 
     bar = tqdm(total=args.max_iter, initial=step, disable=not main_proc, dynamic_ncols=True, unit="step")
     skipped, last, t_start = 0, {}, time.time()
     while step < args.max_iter and stop["signal"] is None:
+        if args.time_limit and time.time() - t_start > args.time_limit:
+            stop["signal"] = f"--time-limit {args.time_limit:g}s"
+            break
         lr = args.lr / (1.0 + args.lr_decay * step)
         if args.warmup_steps:
             lr *= min(1.0, (step + 1) / args.warmup_steps)
@@ -263,10 +290,12 @@ def main(argv: list[str] | None = None) -> dict:
         step += 1
 
         if main_proc:
-            last = {"content": lc.item(), "style": sum(x.item() for x in ls)}
             bar.update(1)
-            bar.set_postfix(content=f"{last['content']:.3f}", style=f"{last['style']:.3f}", lr=f"{lr:.2e}",
-                            skipped=skipped)
+            # .item() waits for the GPU: read losses only when something uses them
+            if step % 10 == 0 or step % args.log_every == 0 or step % args.save_every == 0 or step == args.max_iter:
+                last = {"content": lc.item(), "style": sum(x.item() for x in ls)}
+                bar.set_postfix(content=f"{last['content']:.3f}", style=f"{last['style']:.3f}", lr=f"{lr:.2e}",
+                                skipped=skipped)
             if writer and step % args.log_every == 0:
                 writer.add_scalar("loss/content", last["content"], step)
                 writer.add_scalar("loss/style", last["style"], step)
@@ -279,21 +308,13 @@ def main(argv: list[str] | None = None) -> dict:
                 grid = torch.cat([content[:k], style[:k], output[:k].float().clamp(0, 1)], dim=3)
                 writer.add_images("train/content_style_output", grid.float().cpu(), step)
             if val is not None and step % args.eval_every == 0:
-                decoder.eval()
-                result, grid = evaluate(encoder, decoder, *val, device, amp)
-                decoder.train()
-                result.update(step=step, wall_s=round(time.time() - t_start, 1))
-                with open(args.out / "eval.jsonl", "a") as f:
-                    f.write(json.dumps(result) + "\n")
-                to_image(grid).save(args.out / f"eval_{step:06d}.png")
-                if writer:
-                    for k_, v in result.items():
-                        if k_ not in ("step", "wall_s"):
-                            writer.add_scalar(f"eval/{k_}", v, step)
-                    writer.add_image("eval/content_style_output", grid, step)
-                bar.write(f"step {step}: held-out content {result['content']:.3f} style {result['style']:.3f}")
+                run_eval()
         if step % args.save_every == 0:
             save(last)
+    if main_proc and "lc" in locals():
+        last = {"content": lc.item(), "style": sum(x.item() for x in ls)}
+    if val is not None and step % args.eval_every != 0:
+        run_eval()  # the final weights always get a held-out number
     save(last)
     bar.close()
     if main_proc:

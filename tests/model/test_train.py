@@ -81,6 +81,22 @@ def test_resume_continues_exactly_where_it_stopped(folders, tmp_path, capsys):
     assert float(after_two["optimizer"]["state"][0]["step"]) == 2
 
 
+def test_preloaded_crops_train_exactly_like_the_data_loader(folders, tmp_path):
+    train(args(folders, tmp_path / "loader", "--max-iter", "2"))
+    train(args(folders, tmp_path / "preload", "--max-iter", "2", "--preload"))
+    a = checkpoint.load(tmp_path / "loader" / "checkpoint.pt")["decoder"]
+    b = checkpoint.load(tmp_path / "preload" / "checkpoint.pt")["decoder"]
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-7)
+
+
+def test_time_limit_stops_and_saves(folders, tmp_path, capsys):
+    result = train(args(folders, tmp_path, "--max-iter", "100000", "--time-limit", "0.5"))
+    assert 0 < result["step"] < 100000
+    assert checkpoint.load(tmp_path / "checkpoint.pt")["step"] == result["step"]
+    assert "stopped by --time-limit" in capsys.readouterr().out
+
+
 def test_death_mid_save_leaves_previous_checkpoint(tmp_path, monkeypatch):
     path = tmp_path / "checkpoint.pt"
     checkpoint.save_atomic({"step": 1, "w": torch.ones(3)}, path)

@@ -1,0 +1,45 @@
+# syntax=docker/dockerfile:1
+# Multi-stage image for adain-service.
+#   docker build --target serve -t adain-service .     # the API + web page (CPU; see README for CUDA)
+#   docker build --target train -t adain-train .       # the training job
+# CUDA: build with --build-arg TORCH_INDEX=https://download.pytorch.org/whl/cu128 on a host with the
+# NVIDIA container toolkit, and run with --gpus all (docker-compose.yml reserves a GPU when asked).
+ARG PYTHON_IMAGE=python:3.11-slim-bookworm
+
+FROM ${PYTHON_IMAGE} AS base
+ARG TORCH_INDEX=https://download.pytorch.org/whl/cpu
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 \
+    LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libjemalloc.so.2 \
+    MALLOC_CONF=dirty_decay_ms:-1,muzzy_decay_ms:-1,retain:true
+RUN apt-get update && apt-get install -y --no-install-recommends libjemalloc2 \
+    && rm -rf /var/lib/apt/lists/*
+WORKDIR /app
+COPY pyproject.toml README.md ./
+COPY model ./model
+COPY service ./service
+RUN pip install --index-url ${TORCH_INDEX} --extra-index-url https://pypi.org/simple torch torchvision \
+    && pip install .
+
+FROM base AS serve
+COPY weights ./weights
+RUN useradd --system --uid 10001 --no-create-home adain
+USER adain
+ENV ADAIN_HOST=0.0.0.0 ADAIN_PORT=8000 ADAIN_WEIGHTS_DIR=/app/weights \
+    ADAIN_DECODER=/app/weights/decoder.safetensors ADAIN_PRESETS_DIR=/app/weights/presets \
+    ADAIN_FRONTEND_DIR=/app/frontend
+EXPOSE 8000
+HEALTHCHECK --interval=15s --timeout=5s --start-period=60s --retries=3 \
+    CMD python -c "import urllib.request,sys; sys.exit(urllib.request.urlopen('http://127.0.0.1:8000/readyz', timeout=4).status != 200)"
+CMD ["python", "-m", "service"]
+
+FROM base AS train
+RUN pip install tensorboard
+COPY weights ./weights
+RUN useradd --system --uid 10001 --create-home adain && mkdir -p /data /runs && chown adain /data /runs
+USER adain
+ENV ADAIN_WEIGHTS_DIR=/app/weights
+VOLUME ["/data", "/runs"]
+# jemalloc is preloaded by the base image's LD_PRELOAD; the trainer's own re-exec is then a no-op.
+ENTRYPOINT ["python", "-m", "model.train"]
+CMD ["--content-dir", "/data/content", "--style-dir", "/data/style", "--val-content-dir", "/data/val/content", \
+     "--val-style-dir", "/data/val/style", "--out", "/runs/decoder"]
