@@ -27,6 +27,7 @@ from pathlib import Path
 
 import torch
 import torch.distributed as dist
+import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
@@ -56,6 +57,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--lr", type=float, default=1e-4)
     p.add_argument("--lr-decay", type=float, default=5e-5, help="lr = lr / (1 + lr_decay * step)")
     p.add_argument("--warmup-steps", type=int, default=0, help="linear lr warm-up from 0 (0 = none, as the paper)")
+    p.add_argument("--recon-steps", type=int, default=0,
+                   help="first train the decoder to reconstruct images from their own relu4_1 features for "
+                        "this many steps (no style loss), then AdaIN training (0 = none, as the paper)")
+    p.add_argument("--recon-pixel-weight", type=float, default=100.0, help="pixel MSE weight during --recon-steps")
     p.add_argument("--style-weight", type=float, default=10.0)
     p.add_argument("--content-weight", type=float, default=1.0)
     p.add_argument("--image-size", type=int, default=512, help="shorter side before cropping")
@@ -141,6 +146,15 @@ def losses(encoder: Encoder, decoder: torch.nn.Module, content: torch.Tensor, st
     output = decoder(target)
     out_feats = encoder.features(output)
     return output, content_loss(out_feats[-1], target), style_losses(out_feats, style_feats)
+
+
+def reconstruction_loss(encoder: Encoder, decoder: torch.nn.Module, content: torch.Tensor,
+                        pixel_weight: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Warm-up objective: decode an image's own relu4_1 features back to the image (pixels and
+    relu4_1), which teaches the decoder colours and structure before any style is asked of it."""
+    feat = encoder(content).detach()
+    output = decoder(feat)
+    return output, content_loss(encoder(output), feat) + pixel_weight * F.mse_loss(output.float(), content)
 
 
 @torch.no_grad()
@@ -281,8 +295,12 @@ def main(argv: list[str] | None = None) -> dict:
         content = content.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
         style = style.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
         with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
-            output, lc, ls = losses(encoder, model, content, style)
-            loss = args.content_weight * lc + args.style_weight * sum(ls)
+            if step < args.recon_steps:
+                output, lc = reconstruction_loss(encoder, model, content, args.recon_pixel_weight)
+                ls, loss = [torch.zeros((), device=device)] * 4, lc
+            else:
+                output, lc, ls = losses(encoder, model, content, style)
+                loss = args.content_weight * lc + args.style_weight * sum(ls)
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         scaler.step(optimizer)
@@ -310,6 +328,10 @@ def main(argv: list[str] | None = None) -> dict:
             if val is not None and step % args.eval_every == 0:
                 run_eval()
         if step % args.save_every == 0:
+            save(last)
+        if step == args.recon_steps and main_proc:
+            save(last)  # keep the end of the warm-up: a decoder that reconstructs, before any style
+            (args.out / "checkpoint.pt").replace(args.out / "checkpoint_recon.pt")
             save(last)
     if main_proc and "lc" in locals():
         last = {"content": lc.item(), "style": sum(x.item() for x in ls)}
