@@ -22,11 +22,12 @@ RUN pip install --index-url ${TORCH_INDEX} --extra-index-url https://pypi.org/si
 
 FROM base AS serve
 COPY weights ./weights
+COPY frontend/public ./frontend/public
 RUN useradd --system --uid 10001 --no-create-home adain
 USER adain
 ENV ADAIN_HOST=0.0.0.0 ADAIN_PORT=8000 ADAIN_WEIGHTS_DIR=/app/weights \
     ADAIN_DECODER=/app/weights/decoder.safetensors ADAIN_PRESETS_DIR=/app/weights/presets \
-    ADAIN_FRONTEND_DIR=/app/frontend
+    ADAIN_FRONTEND_DIR=/app/frontend/public
 EXPOSE 8000
 HEALTHCHECK --interval=15s --timeout=5s --start-period=60s --retries=3 \
     CMD python -c "import urllib.request,sys; sys.exit(urllib.request.urlopen('http://127.0.0.1:8000/readyz', timeout=4).status != 200)"

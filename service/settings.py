@@ -33,7 +33,7 @@ class Settings(BaseSettings):
     torch_threads: int = Field(0, ge=0, description="intra-op threads for the model; 0 = torch's default")
     warmup: bool = Field(True, description="run one stylization at startup before /readyz says ready")
     presets_dir: Path = Field(WEIGHTS_DIR / "presets", description="folder of preset style images")
-    frontend_dir: Path = Field(REPO_ROOT / "frontend", description="static web page served at /")
+    frontend_dir: Path = Field(REPO_ROOT / "frontend" / "public", description="static web page served at /")
 
     # limits
     max_file_bytes: int = Field(20 * MB, gt=0, description="largest single uploaded file")

@@ -1,0 +1,95 @@
+"""Measure candidate decoders on the held-out split and draw the model card's figures.
+
+    .venv/bin/python scripts/model_card_assets.py --data data --runs runs/cpu2/eval.jsonl \
+        --candidates runs/a.safetensors runs/b.safetensors --out weights/
+
+Prints held-out content/style losses (every pair of --pairs contents x --pairs styles at --size,
+the training objective's terms) per candidate; writes OUT/heldout_losses.png (losses over training
+from eval.jsonl files) and OUT/samples.jpg (held-out pairs through the Stylizer, with the first
+candidate).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import torch
+from PIL import Image, ImageDraw
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from model.decoder import load_decoder  # noqa: E402
+from model.images import open_image  # noqa: E402
+from model.stylizer import Stylizer  # noqa: E402
+from model.train import eval_images, evaluate  # noqa: E402
+from model.vgg import load_encoder  # noqa: E402
+
+
+def plot(series: dict[str, list[tuple[int, float]]], path: Path, title: str) -> None:
+    """A small line chart with PIL (no plotting dependency): one line per series, log-free axes."""
+    w, h, m = 720, 360, 50
+    img = Image.new("RGB", (w, h), "white")
+    d = ImageDraw.Draw(img)
+    pts = [p for s in series.values() for p in s]
+    x0, x1 = min(p[0] for p in pts), max(p[0] for p in pts)
+    y0, y1 = 0.0, max(p[1] for p in pts) * 1.05
+    sx = lambda x: m + (x - x0) / max(1, x1 - x0) * (w - 2 * m)  # noqa: E731
+    sy = lambda y: h - m - (y - y0) / (y1 - y0) * (h - 2 * m)  # noqa: E731
+    d.rectangle((m, m, w - m, h - m), outline="black")
+    for i in range(5):
+        yv = y0 + (y1 - y0) * i / 4
+        d.text((4, sy(yv) - 6), f"{yv:.1f}", fill="black")
+    d.text((m, h - m + 8), str(x0), fill="black")
+    d.text((w - m - 40, h - m + 8), f"{x1} steps", fill="black")
+    d.text((m, 18), title, fill="black")
+    colours = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd"]
+    for (name, s), c in zip(series.items(), colours):
+        d.line([(sx(x), sy(y)) for x, y in s], fill=c, width=2)
+        d.text((w - m - 200, m + 8 + 14 * list(series).index(name)), name, fill=c)
+    img.save(path)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", type=Path, default=Path("data"))
+    p.add_argument("--runs", type=Path, nargs="*", default=[], help="eval.jsonl files to plot")
+    p.add_argument("--candidates", type=Path, nargs="+", required=True, help="decoder files to measure")
+    p.add_argument("--pairs", type=int, default=16)
+    p.add_argument("--size", type=int, default=256)
+    p.add_argument("--out", type=Path, default=Path("weights"))
+    args = p.parse_args()
+    torch.set_grad_enabled(False)
+    encoder = load_encoder()
+    contents = eval_images(args.data / "val" / "content", args.pairs, args.size)
+    styles = eval_images(args.data / "val" / "style", args.pairs, args.size)
+    amp = torch.bfloat16
+    for path in args.candidates:
+        result, _ = evaluate(encoder, load_decoder(path).eval(), contents, styles, torch.device("cpu"), amp)
+        print(json.dumps({"decoder": str(path), "pairs": len(contents) * len(styles), **result}))
+
+    for path in args.runs:
+        rows = [json.loads(line) for line in path.read_text().splitlines()]
+        plot({"held-out content": [(r["step"], r["content"]) for r in rows],
+              "held-out style (x1)": [(r["step"], r["style"]) for r in rows]},
+             args.out / "heldout_losses.png", f"held-out losses over training ({path.parent.name})")
+
+    stylizer = Stylizer.load(args.candidates[0], precision="bf16" if torch.cuda.is_available() is False else "auto")
+    cfiles = sorted((args.data / "val" / "content").glob("*.jpg"))[:4]
+    sfiles = sorted((args.data / "val" / "style").glob("*.jpg"))[:5]
+    cell = 192
+    sheet = Image.new("RGB", (cell * (len(sfiles) + 1), cell * (len(cfiles) + 1)), "white")
+    for j, s in enumerate(sfiles):
+        sheet.paste(open_image(s).resize((cell, cell)), ((j + 1) * cell, 0))
+    for i, c in enumerate(cfiles):
+        sheet.paste(open_image(c).resize((cell, cell)), (0, (i + 1) * cell))
+        for j, s in enumerate(sfiles):
+            out = stylizer.stylize(c, [s], content_size=384, style_size=384)
+            sheet.paste(out.resize((cell, cell)), ((j + 1) * cell, (i + 1) * cell))
+    sheet.save(args.out / "samples.jpg", quality=85)
+    print(f"wrote {args.out / 'samples.jpg'} and {args.out / 'heldout_losses.png'}")
+
+
+if __name__ == "__main__":
+    main()
