@@ -115,6 +115,6 @@ class StyleRegistry:
                 log.warning("skipping preset %s: %s", path.name, e)
                 continue
             sid = _slug(path.stem)
-            self.presets[sid] = StyleEntry(sid, code, style_size, "preset", name=path.stem.replace("_", " "),
+            self.presets[sid] = StyleEntry(sid, code, style_size, "preset", name=re.sub(r"[-_]+", " ", path.stem),
                                            registered=True, thumbnail=buf.getvalue())
         return len(self.presets)
