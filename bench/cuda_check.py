@@ -17,15 +17,10 @@ import numpy as np
 import torch
 from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path[:0] = [str(Path(__file__).resolve().parents[1]), str(Path(__file__).resolve().parent)]
+from common import image  # noqa: E402
 from model.paths import DECODER  # noqa: E402
 from model.stylizer import Stylizer  # noqa: E402
-
-
-def image(size: int, seed: int) -> Image.Image:
-    rng = np.random.default_rng(seed)
-    return Image.fromarray(rng.integers(0, 256, (size // 16, size // 16, 3), dtype=np.uint8)).resize(
-        (size, size), Image.Resampling.BICUBIC)
 
 
 def psnr(a: Image.Image, b: Image.Image) -> float:

@@ -10,7 +10,6 @@ Uses weights/decoder.safetensors when present, else a random-init decoder (same 
 from __future__ import annotations
 
 import argparse
-import io
 import os
 import statistics
 import sys
@@ -18,29 +17,15 @@ import tempfile
 import time
 from pathlib import Path
 
-import httpx
-import numpy as np
-from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO), str(REPO / "tests" / "e2e")]
+sys.path[:0] = [str(REPO), str(REPO / "tests" / "e2e"), str(REPO / "bench")]
 
+from common import image, png  # noqa: E402
 from model.decoder import random_decoder, save_decoder  # noqa: E402
 from model.paths import DECODER  # noqa: E402
 from model.stylizer import Stylizer  # noqa: E402
 from serverproc import run_server  # noqa: E402
-
-
-def image(size: int, seed: int) -> Image.Image:
-    rng = np.random.default_rng(seed)
-    small = rng.integers(0, 256, (size // 16, size // 16, 3), dtype=np.uint8)
-    return Image.fromarray(small).resize((size, size), Image.Resampling.BICUBIC)
-
-
-def png(img: Image.Image) -> bytes:
-    buf = io.BytesIO()
-    img.save(buf, "PNG")
-    return buf.getvalue()
 
 
 def main() -> None:

@@ -38,7 +38,7 @@ from model.data import CropDataset, PreloadedCrops, ResumableSampler, collate, l
 from model.decoder import Decoder, load_state, random_decoder
 from model.images import open_image, resize_shorter, to_image, to_tensor
 from model.losses import content_loss, style_losses
-from model.runtime import resolve_device
+from model.runtime import cpu_has_native_bf16, resolve_device
 from model.vgg import Encoder, load_encoder
 
 JEMALLOC = "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2"
@@ -88,8 +88,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
     """None = fp32. Auto: bf16 on GPUs that have it (no scaler needed), fp16 on older GPUs, bf16 on
     CPUs with native bf16."""
-    from model.runtime import cpu_has_native_bf16
-
     if precision == "fp32":
         return None
     if precision == "fp16":

@@ -64,7 +64,12 @@ def test_both_origins_serve_the_page_and_nginx_adds_headers(site):
     assert httpx.get(proxy + "/metrics").status_code == 404  # kept inside the deployment
 
 
-def test_stylize_through_the_page(site, browser, images, tmp_path):
+def show(capsys, shot: Path) -> None:
+    with capsys.disabled():  # always in the test output, also under -q
+        print(f"\nscreenshot: {shot}")
+
+
+def test_stylize_through_the_page(site, browser, images, tmp_path, capsys):
     proxy, _ = site
     page = browser.new_page(viewport={"width": 1200, "height": 900})
     page.goto(proxy + "/")
@@ -87,11 +92,11 @@ def test_stylize_through_the_page(site, browser, images, tmp_path):
     assert "384×256" in page.inner_text("#result-caption")
     shot = tmp_path / "web-result.png"
     page.screenshot(path=str(shot), full_page=True)
-    print(f"screenshot: {shot}")
+    show(capsys, shot)
     page.close()
 
 
-def test_a_non_image_shows_a_readable_error_on_a_phone(site, browser, images, tmp_path):
+def test_a_non_image_shows_a_readable_error_on_a_phone(site, browser, images, tmp_path, capsys):
     proxy, _ = site
     page = browser.new_page(viewport={"width": 390, "height": 844})
     page.goto(proxy + "/")
@@ -104,5 +109,5 @@ def test_a_non_image_shows_a_readable_error_on_a_phone(site, browser, images, tm
     assert page.evaluate("document.documentElement.scrollWidth") <= 390  # no sideways scrolling
     shot = tmp_path / "web-error-phone.png"
     page.screenshot(path=str(shot), full_page=True)
-    print(f"screenshot: {shot}")
+    show(capsys, shot)
     page.close()
