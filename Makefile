@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed-stamp
 JEMALLOC := $(firstword $(wildcard /usr/lib/x86_64-linux-gnu/libjemalloc.so.2 /usr/lib/aarch64-linux-gnu/libjemalloc.so.2))
 RUN_ENV := $(if $(JEMALLOC),LD_PRELOAD=$(JEMALLOC) MALLOC_CONF=dirty_decay_ms:-1$(,)muzzy_decay_ms:-1$(,)retain:true)
 
-.PHONY: install run test calibrate clean
+.PHONY: install run test calibrate corpus train bench clean
 
 install: $(STAMP)
 
@@ -27,6 +27,18 @@ test: $(STAMP)
 
 calibrate: $(STAMP)
 	$(PY) -m model.calibrate
+
+corpus: $(STAMP)
+	$(PY) -m model.corpus --out data/
+
+# make train ARGS="--max-iter 20000 --recon-steps 1500"
+train: $(STAMP)
+	$(RUN_ENV) $(PY) -m model.train --content-dir data/content --style-dir data/style \
+		--val-content-dir data/val/content --val-style-dir data/val/style --out runs/train $(ARGS)
+
+bench: $(STAMP)
+	$(RUN_ENV) $(PY) bench/latency.py
+	$(PY) bench/train_speed.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache
