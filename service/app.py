@@ -5,8 +5,12 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+from importlib import resources
+
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.formparsers import MultiPartParser
 
@@ -45,7 +49,7 @@ def create_app(settings: Settings | None = None, stylizer: Stylizer | None = Non
 
     app = FastAPI(
         title="adain-service", version="0.1.0", description=DESCRIPTION, lifespan=lifespan,
-        root_path=settings.root_path,
+        root_path=settings.root_path, docs_url=None, redoc_url=None,  # served below, without a CDN
         # form parsing limits: styles + content + mask files, a few text fields of bounded size
         form_limits={"max_files": settings.max_styles + 2, "max_fields": 64, "max_part_size": 64 * 1024},
     )
@@ -54,6 +58,7 @@ def create_app(settings: Settings | None = None, stylizer: Stylizer | None = Non
     app.include_router(stylize.router)
     app.include_router(styles.router)
     app.include_router(ops.router)
+    install_docs(app, settings.root_path)
     if settings.frontend_dir.is_dir():
         app.mount("/", StaticFiles(directory=settings.frontend_dir, html=True), name="frontend")
     if settings.cors_origins:
@@ -63,6 +68,27 @@ def create_app(settings: Settings | None = None, stylizer: Stylizer | None = Non
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_total_bytes)
     app.add_middleware(MetricsMiddleware, metrics=state.metrics)  # outermost: sees every status
     return app
+
+
+def install_docs(app: FastAPI, root: str) -> None:
+    """/docs and /redoc with Swagger UI / ReDoc assets from the fastapi-offline wheel: FastAPI's
+    defaults load them from a CDN, which leaves a blank page for users without internet."""
+    assets = f"{root}/docs-static"
+    app.mount("/docs-static", StaticFiles(directory=str(resources.files("fastapi_offline") / "static")),
+              name="docs-static")
+
+    @app.get("/docs", include_in_schema=False)
+    async def swagger() -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url=f"{root}{app.openapi_url}", title=f"{app.title} - docs",
+                                   swagger_js_url=f"{assets}/swagger-ui-bundle.js",
+                                   swagger_css_url=f"{assets}/swagger-ui.css",
+                                   swagger_favicon_url=f"{assets}/favicon.png")
+
+    @app.get("/redoc", include_in_schema=False)
+    async def redoc() -> HTMLResponse:
+        return get_redoc_html(openapi_url=f"{root}{app.openapi_url}", title=f"{app.title} - reference",
+                              redoc_js_url=f"{assets}/redoc.standalone.js", redoc_favicon_url=f"{assets}/favicon.png",
+                              with_google_fonts=False)
 
 
 def __getattr__(name: str) -> FastAPI:

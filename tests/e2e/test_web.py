@@ -96,6 +96,16 @@ def test_stylize_through_the_page(site, browser, images, tmp_path, capsys):
     page.close()
 
 
+def test_api_docs_render_offline_through_nginx(site, browser):
+    proxy, _ = site
+    page = browser.new_page()
+    page.goto(proxy + "/docs")
+    page.wait_for_selector(".swagger-ui .info .title", timeout=30_000)
+    assert "adain-service" in page.inner_text(".swagger-ui .info .title")
+    page.wait_for_selector("text=/stylize")
+    page.close()
+
+
 def test_a_non_image_shows_a_readable_error_on_a_phone(site, browser, images, tmp_path, capsys):
     proxy, _ = site
     page = browser.new_page(viewport={"width": 390, "height": 844})

@@ -209,8 +209,13 @@ def test_metrics_move(client):
     assert "adain_model_load_seconds" in after and "adain_queue_depth 0.0" in after
 
 
-def test_docs_describe_every_field(client):
-    assert client.get("/docs").status_code == 200
+def test_docs_describe_every_field_and_work_offline(client):
+    docs = client.get("/docs")
+    assert docs.status_code == 200 and "cdn." not in docs.text  # no CDN: works for offline users
+    assert "/docs-static/swagger-ui-bundle.js" in docs.text
+    js = client.get("/docs-static/swagger-ui-bundle.js")
+    assert js.status_code == 200 and len(js.content) > 100_000
+    assert client.get("/redoc").status_code == 200 and "cdn." not in client.get("/redoc").text
     spec = client.get("/openapi.json").json()
     schema_ref = spec["paths"]["/stylize"]["post"]["requestBody"]["content"]["multipart/form-data"]["schema"]["$ref"]
     props = spec["components"]["schemas"][schema_ref.split("/")[-1]]["properties"]
