@@ -4,8 +4,9 @@
 
 COCO and WikiArt cannot be downloaded here; Debian packages carry photographs (landscape and
 wallpaper packages: content) and paintings, drawn art and textures (game art: style). For each
-package in PACKAGES: `apt-get download` (no install) into OUT/debs, read the .deb's files in memory,
-keep the images whose path matches, and filter them:
+package in PACKAGES: `apt-get download` (no install) into OUT/debs, read the .deb's files in memory
+(also inside .zip/.pk3 archives and Qt .rcc bundles), keep the images whose path matches, and filter
+them:
 
 - transparent images (portraits, sprites): under 45 % opaque are dropped, the rest are cropped to
   their opaque part and composited over white;
@@ -30,6 +31,7 @@ import struct
 import subprocess
 import tarfile
 import zipfile
+import zlib
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -58,6 +60,7 @@ class Package:
     licence: str
 
 
+GCOMPRIS_VAN_GOGH = r"(Gogh|Tanguy|Auvers)"
 WESNOTH = ["data", "did", "dm", "dw", "ei", "httt", "l", "low", "nr", "sof", "sota", "sotbe", "thot", "trow",
            "tsg", "ttb", "utbs"]
 PACKAGES: tuple[Package, ...] = (
@@ -72,6 +75,10 @@ PACKAGES: tuple[Package, ...] = (
     Package("palapeli-data", "content", r"palapeli/collection/", "CC-BY / public domain"),
     Package("python3-skimage", "content", r"skimage/data/(astronaut|chelsea|coffee|rocket|motorcycle|coins)",
             "CC0 / public domain"),
+    Package("gcompris-qt-data", "content",
+            rf"(explore_monuments/resource/|erase/resource/[^/]+\.webp$|"
+            rf"details/resource/image/(?!.*{GCOMPRIS_VAN_GOGH}).*_background\.webp$)",
+            "CC-BY-SA / CC-BY / public domain (credited per file)"),
     Package("opencv-doc", "content", r"examples/data/(baboon|building|fruits|home|orange|apple|squirrel_cls|messi5|"
             r"aero1|aero3|butterfly|stuff|HappyFish|smarties)\.", "mixed (BSD docs; per file)"),
     # style: paintings, drawn art, textures
@@ -87,6 +94,8 @@ PACKAGES: tuple[Package, ...] = (
     Package("mate-backgrounds", "style", r"backgrounds/mate/(abstract|desktop)/", "CC-BY-SA / GPL"),
     Package("lomiri-wallpapers-20.04", "style", r"backgrounds/(Infinite-Sea|Painting-Colors)", "CC-BY-SA"),
     Package("opencv-doc", "style", r"examples/data/starry_night\.jpg$", "public domain (Van Gogh)"),
+    Package("gcompris-qt-data", "style", rf"details/resource/image/.*{GCOMPRIS_VAN_GOGH}.*_background\.webp$",
+            "public domain (Van Gogh paintings)"),
 )
 
 
@@ -106,14 +115,49 @@ def deb_version(deb: Path) -> str:
     return deb.name.split("_")[1].replace("%3a", ":")
 
 
+def read_rcc(data: bytes) -> Iterator[tuple[str, bytes]]:
+    """Files inside a Qt resource bundle (.rcc, format 1-3): a tree of 14/22-byte entries, UTF-16
+    names, payloads optionally zlib-compressed (zstd payloads are skipped)."""
+    magic, version, tree, payload, names = struct.unpack(">4sIIII", data[:20])
+    if magic != b"qres":
+        raise ValueError("not a Qt resource bundle")
+    entry = 22 if version >= 2 else 14
+
+    def name(offset: int) -> str:
+        (n,) = struct.unpack(">H", data[names + offset:names + offset + 2])
+        return data[names + offset + 6:names + offset + 6 + 2 * n].decode("utf-16-be")
+
+    stack = [(0, "")]
+    while stack:
+        index, prefix = stack.pop()
+        base = tree + index * entry
+        name_offset, flags = struct.unpack(">IH", data[base:base + 6])
+        path = f"{prefix}/{name(name_offset)}" if index else ""
+        if flags & 2:  # directory: children are consecutive entries
+            count, first = struct.unpack(">II", data[base + 6:base + 14])
+            stack.extend((first + i, path) for i in range(count))
+            continue
+        (offset,) = struct.unpack(">I", data[base + 10:base + 14])
+        (size,) = struct.unpack(">I", data[payload + offset:payload + offset + 4])
+        blob = data[payload + offset + 4:payload + offset + 4 + size]
+        if flags & 4:
+            continue
+        yield path, zlib.decompress(blob[4:]) if flags & 1 else blob
+
+
 def deb_files(deb: Path, include: re.Pattern) -> Iterator[tuple[str, bytes]]:
-    """(path, bytes) of the raster images in a .deb whose path matches, also inside .pk3/.zip."""
+    """(path, bytes) of the raster images in a .deb whose path matches, also inside .pk3/.zip and
+    Qt .rcc bundles."""
     proc = subprocess.Popen(["dpkg-deb", "--fsys-tarfile", str(deb)], stdout=subprocess.PIPE)
     with tarfile.open(fileobj=proc.stdout, mode="r|") as tar:
         for member in tar:
             if not member.isfile():
                 continue
-            if member.name.endswith((".pk3", ".zip")):
+            if member.name.endswith(".rcc"):
+                for inner, blob in read_rcc(tar.extractfile(member).read()):
+                    if RASTER.search(inner) and include.search(inner):
+                        yield f"{member.name}!{inner}", blob
+            elif member.name.endswith((".pk3", ".zip")):
                 data = tar.extractfile(member).read()
                 with zipfile.ZipFile(io.BytesIO(data)) as z:
                     for inner in z.namelist():

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import io
 import struct
+import zlib
 
 import numpy as np
 from PIL import Image
 
 from helpers import noise_image, png
-from model.corpus import Deduplicator, Package, build, prepare, read_gimp_pattern
+from model.corpus import Deduplicator, Package, build, prepare, read_gimp_pattern, read_rcc
 
 
 def jpeg(img: Image.Image) -> bytes:
@@ -77,3 +78,31 @@ def test_build_writes_split_manifest_and_report(tmp_path):
     assert rows[0].split("\t") == ["file", "split", "package", "version", "source", "licence", "sha256"]
     assert len(rows) == 10 and any("art-pkg\t2:3.1\tusr/share/a/0.png\tGPL-2+" in r for r in rows)
     assert "art-pkg\tstyle\tsmall\t1" in (tmp_path / "REPORT.txt").read_text()
+
+
+def make_rcc(files: dict[str, tuple[bytes, bool]]) -> bytes:
+    """A minimal Qt resource bundle (format 2): /img/<name> for each file, optionally zlib'ed."""
+    names, name_offsets = b"", {}
+    for n in ["img", *files]:
+        name_offsets[n] = len(names)
+        encoded = n.encode("utf-16-be")
+        names += struct.pack(">HI", len(n), 0) + encoded
+    payload, data_offsets = b"", {}
+    for n, (blob, compress) in files.items():
+        data_offsets[n] = len(payload)
+        stored = struct.pack(">I", len(blob)) + zlib.compress(blob) if compress else blob
+        payload += struct.pack(">I", len(stored)) + stored
+    tree = struct.pack(">IHII", 0, 2, 1, 1) + b"\0" * 8  # root: one child, entry 1
+    tree += struct.pack(">IHII", name_offsets["img"], 2, len(files), 2) + b"\0" * 8
+    for n, (_, compress) in files.items():
+        tree += struct.pack(">IHHHI", name_offsets[n], 1 if compress else 0, 0, 0, data_offsets[n]) + b"\0" * 8
+    header = 20
+    return (struct.pack(">4sIIII", b"qres", 2, header, header + len(tree), header + len(tree) + len(payload))
+            + tree + payload + names)
+
+
+def test_qt_resource_bundles_are_read():
+    photo = jpeg(noise_image(300, 300))
+    rcc = make_rcc({"photo.jpg": (photo, True), "notes.txt": (b"hello", False)})
+    files = dict(read_rcc(rcc))
+    assert files == {"/img/photo.jpg": photo, "/img/notes.txt": b"hello"}
