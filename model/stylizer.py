@@ -110,9 +110,11 @@ class Stylizer:
         only: a StyleCode has no pixels left to recolour). Sizes are shorter sides in px, 0 = as is.
         Returns an RGB image of exactly the resized content's size.
         """
-        weights = normalise_weights(weights, len(styles))  # validates the count too
         if mask is not None and len(styles) != 2:
             raise ValueError(f"a mask needs exactly 2 styles (foreground, background), got {len(styles)}")
+        if mask is not None and weights:
+            raise ValueError("weights do not apply with a mask: each region gets its own style")
+        weights = normalise_weights(weights, len(styles))  # validates the count too
         if not 0.0 <= alpha <= 1.0:
             raise ValueError(f"alpha must be in [0, 1], got {alpha}")
         if preserve_color and any(isinstance(s, StyleCode) for s in styles):

@@ -65,14 +65,18 @@ class Timer:
         self.timings[name] = self.timings.get(name, 0.0) + time.perf_counter() - start
 
 
-def decode(upload: Upload, settings: Settings, shorter_side: int) -> Image.Image:
-    """Decode an upload within the pixel limits, naming the upload in any error."""
+def decode(upload: Upload, settings: Settings, shorter_side: int | None) -> Image.Image:
+    """Decode an upload within the pixel limits, naming the upload in any error. ``shorter_side``
+    is the size the network will see it at (checked against the output limit); None for a mask,
+    which is only resized to the content."""
     try:
         img = open_image(upload.data, max_pixels=settings.max_image_pixels)
     except InvalidImage as e:
         raise InvalidImage(f"{upload.label}: {e}") from None
     except ImageTooLarge as e:
         raise ImageTooLarge(f"{upload.label}: {e} (ADAIN_MAX_IMAGE_PIXELS)") from None
+    if shorter_side is None:
+        return img
     w, h = scaled_size(img.size, shorter_side)
     if w * h > settings.max_output_pixels:
         raise TooLarge(f"{upload.label}: at shorter side {shorter_side or min(img.size)} it would be {w}x{h} = "
@@ -94,7 +98,7 @@ def run_stylize(stylizer: Stylizer, registry: StyleRegistry, settings: Settings,
     t = Timer(cancel)
     with t.stage("decode"):
         content = decode(job.content, settings, job.content_size)
-        mask = decode(job.mask, settings, 0) if job.mask is not None else None
+        mask = decode(job.mask, settings, None) if job.mask is not None else None
     styles: list[Image.Image | StyleCode] = []
     hits = 0
     for s in job.styles:

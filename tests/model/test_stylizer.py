@@ -125,6 +125,7 @@ def test_mask_applies_two_styles(stylizer, monkeypatch):
 @pytest.mark.parametrize("kwargs, message", [
     (dict(n_styles=3, mask=True), "exactly 2 styles"),
     (dict(n_styles=2, mask="wrong-aspect"), "aspect"),
+    (dict(n_styles=2, mask=True, weights=[1, 2]), "weights do not apply"),
     (dict(n_styles=9), "between 1 and 8"),
     (dict(n_styles=1, alpha=1.2), "alpha"),
     (dict(n_styles=2, weights=[1.0, -1.0]), ">= 0"),

@@ -69,6 +69,13 @@ def test_uploads_in_stylize_are_cached_but_not_listed(client):
     assert client.get("/styles").json()["styles"] == []
 
 
+def test_a_full_size_mask_is_fine_when_the_content_is_resized(make_client):
+    client = make_client(max_output_pixels=20_000)  # content at 48x32 fits; the mask is 480x320
+    mask = Image.new("L", (480, 320), 0)
+    r = client.post("/stylize", files=files(CONTENT, STYLE_A, STYLE_B, mask=png(mask)), data={"content_size": "32"})
+    assert r.status_code == 200 and Image.open(io.BytesIO(r.content)).size == (48, 32)
+
+
 def test_mask_with_two_styles(client):
     mask = Image.new("L", (48, 32), 0)
     mask.paste(255, (0, 0, 24, 32))
