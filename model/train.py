@@ -35,7 +35,7 @@ from model.adain import adain, mean_std
 from model.checkpoint import load as load_checkpoint
 from model.checkpoint import save_atomic
 from model.data import CropDataset, PreloadedCrops, ResumableSampler, collate, list_images
-from model.decoder import Decoder, load_state, random_decoder
+from model.decoder import load_state, random_decoder
 from model.images import open_image, resize_shorter, to_image, to_tensor
 from model.losses import content_loss, style_losses
 from model.runtime import cpu_has_native_bf16, resolve_device
