@@ -28,9 +28,13 @@ def export(checkpoint: Path, out: Path, data: str | None = None) -> list[Path]:
     decoder = Decoder()
     decoder.load_state_dict(ckpt["decoder"])
     run_meta = ckpt.get("meta", {})
-    meta = {"step": str(ckpt["step"] + int(run_meta.get("init_step", 0))), "steps_this_run": str(ckpt["step"]), "hyperparameters": json.dumps(ckpt.get("args", {})),
-            "losses": json.dumps(run_meta.get("losses", {})),
-            "data": data or json.dumps({k: v for k, v in run_meta.items() if k != "losses"})}
+    meta = {
+        "step": str(ckpt["step"] + int(run_meta.get("init_step", 0))),  # total, across warm starts
+        "steps_this_run": str(ckpt["step"]),
+        "hyperparameters": json.dumps(ckpt.get("args", {})),
+        "losses": json.dumps(run_meta.get("losses", {})),
+        "data": data or json.dumps({k: v for k, v in run_meta.items() if k != "losses"}),
+    }
     written = [save_decoder(decoder, out, "safetensors", meta), save_decoder(decoder, out, "reference")]
     write_sha256sums(out)
     return written
