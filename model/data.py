@@ -13,7 +13,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 from torch.utils.data import Dataset, Sampler
 
 from model.images import IMAGE_SUFFIXES, InvalidImage, open_image, resize_shorter, to_tensor
@@ -26,11 +25,14 @@ def list_images(folder: str | Path) -> list[Path]:
     return files
 
 
-def random_crop(img: Image.Image, size: int, g: torch.Generator) -> Image.Image:
-    w, h = img.size
-    x = int(torch.randint(0, w - size + 1, (1,), generator=g))
-    y = int(torch.randint(0, h - size + 1, (1,), generator=g))
-    return img.crop((x, y, x + size, y + size))
+def crop_origin(key: tuple[int, int], seed: int, width: int, height: int, size: int) -> tuple[int, int]:
+    """Top-left corner of the crop for (epoch, index): seeded by (seed, epoch, index), so any
+    worker, any resume and the preloaded path all cut the same crop."""
+    epoch, index = key
+    g = torch.Generator().manual_seed(hash((seed, epoch, index)) & 0x7FFF_FFFF_FFFF)
+    x = int(torch.randint(0, width - size + 1, (1,), generator=g))
+    y = int(torch.randint(0, height - size + 1, (1,), generator=g))
+    return x, y
 
 
 class CropDataset(Dataset):
@@ -45,16 +47,14 @@ class CropDataset(Dataset):
     def __len__(self) -> int:
         return len(self.files)
 
-    def load(self, index: int, g: torch.Generator) -> torch.Tensor:
-        img = resize_shorter(open_image(self.files[index]), self.image_size)
-        return to_tensor(random_crop(img, self.crop_size, g))[0]
-
     def __getitem__(self, key: tuple[int, int]) -> tuple[torch.Tensor, int]:
         epoch, index = key
-        g = torch.Generator().manual_seed(hash((self.seed, epoch, index)) & 0x7FFF_FFFF_FFFF)
+        s = self.crop_size
         for skipped in range(len(self.files)):
             try:
-                return self.load((index + skipped) % len(self.files), g), skipped
+                img = resize_shorter(open_image(self.files[(index + skipped) % len(self.files)]), self.image_size)
+                x, y = crop_origin(key, self.seed, img.width, img.height, s)
+                return to_tensor(img.crop((x, y, x + s, y + s)))[0], skipped
             except (InvalidImage, OSError, ValueError):
                 continue
         raise RuntimeError("no readable image in the folder")
@@ -112,15 +112,12 @@ class PreloadedCrops:
             raise RuntimeError("no readable image in the folder")
 
     def crop(self, key: tuple[int, int]) -> torch.Tensor:
-        epoch, index = key
-        g = torch.Generator().manual_seed(hash((self.dataset.seed, epoch, index)) & 0x7FFF_FFFF_FFFF)
-        n = len(self.images)
-        while self.images[index % n] is None:
+        index, n = key[1], len(self.images)
+        while self.images[index % n] is None:  # the loader path skips bad files the same way
             index += 1
         img = self.images[index % n]
         s = self.dataset.crop_size
-        x = int(torch.randint(0, img.shape[2] - s + 1, (1,), generator=g))
-        y = int(torch.randint(0, img.shape[1] - s + 1, (1,), generator=g))
+        x, y = crop_origin(key, self.dataset.seed, img.shape[2], img.shape[1], s)
         return img[:, y:y + s, x:x + s]
 
     def batches(self, sampler: "ResumableSampler", batch_size: int) -> Iterator[tuple[torch.Tensor, int]]:

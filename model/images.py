@@ -85,18 +85,6 @@ def to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
-def resize_shorter(img: Image.Image, size: int) -> Image.Image:
-    """Resize so the shorter side is ``size`` px (0 keeps the image as is), keeping aspect ratio."""
-    if size <= 0:
-        return img
-    w, h = img.size
-    if min(w, h) == size:
-        return img
-    scale = size / min(w, h)
-    new = (max(1, round(w * scale)), max(1, round(h * scale)))
-    return img.resize(new, Image.Resampling.BICUBIC)
-
-
 def scaled_size(size: tuple[int, int], shorter: int) -> tuple[int, int]:
     """The (w, h) that ``resize_shorter`` gives, without resizing (for limits checks)."""
     w, h = size
@@ -104,6 +92,12 @@ def scaled_size(size: tuple[int, int], shorter: int) -> tuple[int, int]:
         return w, h
     scale = shorter / min(w, h)
     return max(1, round(w * scale)), max(1, round(h * scale))
+
+
+def resize_shorter(img: Image.Image, size: int) -> Image.Image:
+    """Resize so the shorter side is ``size`` px (0 keeps the image as is), keeping aspect ratio."""
+    new = scaled_size(img.size, size)
+    return img if new == img.size else img.resize(new, Image.Resampling.BICUBIC)
 
 
 def to_tensor(img: Image.Image) -> torch.Tensor:

@@ -11,6 +11,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
@@ -142,8 +143,8 @@ class Stylizer:
         (mw, mh), (w, h) = m.size, size
         if abs(mw / mh - w / h) > MASK_ASPECT_TOLERANCE * (w / h):
             raise ValueError(f"mask is {mw}x{mh} but the content is {w}x{h}: aspect ratios differ")
-        t = to_tensor(m.convert("L").convert("RGB").resize((w, h), Image.Resampling.NEAREST))[:, :1]
-        return pad_to_multiple(t)[0, 0]
+        gray = np.asarray(m.convert("L").resize((w, h), Image.Resampling.NEAREST), dtype=np.float32) / 255.0
+        return pad_to_multiple(torch.from_numpy(gray)[None, None])[0, 0]
 
     @torch.inference_mode()
     def warmup(self, size: int = 256) -> None:

@@ -8,7 +8,6 @@ painting sent twice is encoded once) but are listed only once registered through
 from __future__ import annotations
 
 import hashlib
-import io
 import logging
 import re
 import threading
@@ -18,8 +17,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from PIL import Image
+
 from model.adain import StyleCode
-from model.images import IMAGE_SUFFIXES, InvalidImage, open_image
+from model.images import IMAGE_SUFFIXES, InvalidImage, encode_image, open_image
 
 log = logging.getLogger("adain.registry")
 
@@ -99,22 +100,20 @@ class StyleRegistry:
         with self._lock:
             return self._lru.pop(style_id, None) is not None
 
-    def load_presets(self, folder: Path, encode: Callable[[bytes], StyleCode], style_size: int) -> int:
-        """Encode every image in ``folder`` once; ids are slugs of the file names."""
+    def load_presets(self, folder: Path, encode: Callable[[Image.Image], StyleCode], style_size: int) -> int:
+        """Encode every image in ``folder`` once (decoded once); ids are slugs of the file names."""
         if not folder.is_dir():
             return 0
         for path in sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES):
-            data = path.read_bytes()
             try:
-                code = encode(data)
-                thumb = open_image(data)
+                img = open_image(path)
+                code = encode(img)
+                thumb = img.copy()
                 thumb.thumbnail((256, 256))
-                buf = io.BytesIO()
-                thumb.save(buf, "JPEG", quality=85)
             except (InvalidImage, ValueError) as e:
                 log.warning("skipping preset %s: %s", path.name, e)
                 continue
             sid = _slug(path.stem)
             self.presets[sid] = StyleEntry(sid, code, style_size, "preset", name=re.sub(r"[-_]+", " ", path.stem),
-                                           registered=True, thumbnail=buf.getvalue())
+                                           registered=True, thumbnail=encode_image(thumb, "jpeg", jpeg_quality=85))
         return len(self.presets)

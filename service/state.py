@@ -37,7 +37,7 @@ class AppState:
         if s.warmup:
             self.stylizer.warmup()
         n = self.registry.load_presets(
-            s.presets_dir, lambda data: self.stylizer.encode_style(data, s.default_style_size), s.default_style_size)
+            s.presets_dir, lambda img: self.stylizer.encode_style(img, s.default_style_size), s.default_style_size)
         self.load_seconds = time.perf_counter() - start
         self.ready = True
         log.info("ready in %.2f s on %s/%s with %d presets (decoder %s)", self.load_seconds,
