@@ -37,7 +37,7 @@ train: $(STAMP)
 		--val-content-dir data/val/content --val-style-dir data/val/style --out runs/train $(ARGS)
 
 bench: $(STAMP)
-	$(RUN_ENV) $(PY) bench/latency.py
+	$(RUN_ENV) $(PY) bench/perf.py
 	$(PY) bench/train_speed.py
 
 clean:

@@ -13,7 +13,9 @@ Normalisation rules (what a user gets, documented in the README):
 from __future__ import annotations
 
 import io
+import struct
 import warnings
+import zlib
 from pathlib import Path
 from typing import BinaryIO
 
@@ -117,13 +119,34 @@ def to_image(t: torch.Tensor) -> Image.Image:
 OUTPUT_FORMATS = {"png": ("PNG", "image/png"), "jpeg": ("JPEG", "image/jpeg"), "webp": ("WEBP", "image/webp")}
 
 
+def encode_png(img: Image.Image, level: int = 1) -> bytes:
+    """RGB image -> PNG bytes: every row with the "Up" filter, one zlib stream. For network output
+    (smooth, photo-like) this is ~2x faster than Pillow's per-row adaptive filter at the same zlib
+    level, and no larger (512²: 8 ms / 292 KB vs 16 ms / 301 KB); zlib releases the GIL meanwhile."""
+    a = np.asarray(img.convert("RGB"), dtype=np.uint8)
+    h, w, _ = a.shape
+    raw = np.empty((h, 1 + 3 * w), np.uint8)
+    raw[:, 0] = 2  # filter type Up: each byte minus the one above it (mod 256)
+    rows = a.reshape(h, 3 * w)
+    raw[0, 1:] = rows[0]
+    np.subtract(rows[1:], rows[:-1], out=raw[1:, 1:])
+
+    def chunk(tag: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data))
+
+    header = struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)  # 8-bit RGB, deflate, no interlace
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw.data, level))
+            + chunk(b"IEND", b""))
+
+
 def encode_image(img: Image.Image, fmt: str = "png", png_level: int = 1, jpeg_quality: int = 92,
                  webp_quality: int = 90) -> bytes:
-    """Encode to png / jpeg / webp bytes. PNG level 1 is ~5x faster than Pillow's default 6 for
-    files ~10-20% larger: the right trade for a service that answers in real time."""
+    """Encode to png / jpeg / webp bytes. PNG level 1 is ~5x faster than level 6 for files
+    ~10% larger: the right trade for a service that answers in real time."""
+    if fmt == "png":
+        return encode_png(img, png_level)
     pil_format, _ = OUTPUT_FORMATS[fmt]
-    opts = {"png": {"compress_level": png_level}, "jpeg": {"quality": jpeg_quality, "optimize": False},
-            "webp": {"quality": webp_quality, "method": 2}}[fmt]
+    opts = {"jpeg": {"quality": jpeg_quality, "optimize": False}, "webp": {"quality": webp_quality, "method": 2}}[fmt]
     buf = io.BytesIO()
     img.save(buf, pil_format, **opts)
     return buf.getvalue()

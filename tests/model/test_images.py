@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from helpers import noise_image
-from model.images import ImageTooLarge, InvalidImage, open_image, resize_shorter, scaled_size, to_image, to_tensor
+from model.images import ImageTooLarge, InvalidImage, encode_png, open_image, resize_shorter, scaled_size, to_image, to_tensor
 
 
 def encoded(img: Image.Image, fmt: str, **kw) -> bytes:
@@ -82,3 +82,20 @@ def test_resize_and_tensor_round_trip():
     assert resize_shorter(img, 0) is img
     back = to_image(to_tensor(img))
     assert np.array_equal(np.asarray(back), np.asarray(img))
+
+
+@pytest.mark.parametrize("size", [(1, 1), (7, 3), (64, 65)])
+@pytest.mark.parametrize("level", [0, 1, 9])
+def test_png_encoder_is_lossless_and_valid(size, level):
+    img = Image.fromarray(np.random.default_rng(size[0]).integers(0, 256, (size[1], size[0], 3), dtype=np.uint8))
+    data = encode_png(img, level)
+    back = Image.open(io.BytesIO(data))
+    back.verify()  # checks every chunk's CRC
+    back = Image.open(io.BytesIO(data))
+    assert back.format == "PNG" and back.mode == "RGB" and back.size == size
+    assert np.array_equal(np.asarray(back), np.asarray(img))
+
+
+def test_png_encoder_keeps_smooth_images_small():
+    smooth = noise_image(256, 256, seed=3).resize((512, 512), Image.Resampling.BICUBIC)
+    assert len(encode_png(smooth)) < len(encoded(smooth, "PNG", compress_level=1)) * 1.1
