@@ -48,11 +48,15 @@ def open_image(source: ImageSource, max_pixels: int | None = None) -> Image.Imag
         img = source
     else:
         if isinstance(source, bytes):
+            if not source:
+                raise InvalidImage("the file is empty")
             source = io.BytesIO(source)
         try:
             img = Image.open(source)
-        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
-            raise InvalidImage(f"not a readable image ({e.__class__.__name__})") from e
+        except UnidentifiedImageError as e:
+            raise InvalidImage("not a readable image (format not recognised)") from e
+        except (OSError, SyntaxError, ValueError) as e:  # a known format whose header is damaged
+            raise InvalidImage(f"not a readable image: corrupt or truncated header ({e})") from e
     w, h = img.size
     if w < 1 or h < 1:
         raise InvalidImage(f"image has no pixels ({w}x{h})")

@@ -10,6 +10,7 @@ import logging
 import uvicorn
 
 from service.app import create_app
+from service.protocol import guarded_protocol
 from service.settings import Settings
 
 
@@ -30,6 +31,7 @@ def main(argv: list[str] | None = None) -> None:
     settings = Settings(**overrides)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=args.log_level,
+                http=guarded_protocol(settings.header_timeout), limit_concurrency=settings.max_connections,
                 timeout_graceful_shutdown=int(settings.request_timeout) + 5, server_header=False)
 
 

@@ -36,9 +36,9 @@ def create_app(settings: Settings | None = None, stylizer: Stylizer | None = Non
     loads the weights named in ``settings`` once."""
     settings = settings or Settings()
     state = AppState(settings, stylizer)
-    # Keep uploads in memory up to the per-file limit (Starlette spools parts over 1 MB to a temp
+    # Keep uploads in memory up to the body limit (Starlette spools parts over 1 MB to a temp
     # file otherwise): nothing a user sends is written to disk. The body limit bounds memory.
-    MultiPartParser.spool_max_size = max(MultiPartParser.spool_max_size, settings.max_file_bytes + 1)
+    MultiPartParser.spool_max_size = max(MultiPartParser.spool_max_size, settings.max_total_bytes + 1)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -60,12 +60,14 @@ def create_app(settings: Settings | None = None, stylizer: Stylizer | None = Non
     app.include_router(ops.router)
     install_docs(app, settings.root_path)
     if settings.frontend_dir.is_dir():
-        app.mount("/", StaticFiles(directory=settings.frontend_dir, html=True), name="frontend")
+        # The page is the router's fallback rather than a mount at "/": a mount there matches every
+        # path, so e.g. OPTIONS /stylize would get the static files' "405, Allow: GET, HEAD".
+        app.router.default = StaticFiles(directory=settings.frontend_dir, html=True)
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST", "DELETE"],
                            allow_headers=["X-API-Key", "Content-Type"],
                            expose_headers=["Server-Timing", "X-Image-Width", "X-Image-Height", "Retry-After"])
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_total_bytes)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_total_bytes, body_timeout=settings.body_timeout)
     app.add_middleware(MetricsMiddleware, metrics=state.metrics)  # outermost: sees every status
     return app
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -84,6 +85,16 @@ def install(app: FastAPI) -> None:
             got = f" (got {str(err['input'])[:40]!r})" if isinstance(err.get("input"), (str, int, float)) else ""
             parts.append(f"{field or 'request'}: {err.get('msg', 'invalid')}{got}")
         return _json(422, "; ".join(parts))
+
+    @app.exception_handler(405)
+    async def method_not_allowed(request: Request, _: Exception) -> JSONResponse:
+        # Starlette's Allow lists only the first route on the path (POST /styles hid GET /styles);
+        # the OpenAPI paths know every method of a path.
+        path = request.scope["path"]
+        methods = sorted({m.upper() for template, ops in app.openapi()["paths"].items()
+                          if re.fullmatch(re.sub(r"\\\{[^/]+?\\\}", "[^/]+", re.escape(template)), path) for m in ops})
+        return _json(405, f"{request.method} is not allowed on {path}; use {', '.join(methods)}",
+                     {"Allow": ", ".join(methods)})
 
     @app.exception_handler(ValueError)
     async def bad_combination(_: Request, e: ValueError) -> JSONResponse:

@@ -1,19 +1,26 @@
-"""Request body limit, enforced before the body is read: a declared Content-Length over the limit is
-refused at once (413, nothing read), and a body without one (chunked) is counted as it streams and
-cut off at the limit. Memory per request is therefore bounded by the limit."""
+"""Request body limits, in bytes and in time.
+
+Bytes: a declared Content-Length over the limit is refused at once (413, nothing read), and a body
+without one (chunked) is counted as it streams and cut off at the limit, so memory per request is
+bounded by the limit. Time: the whole body must arrive within ``body_timeout`` seconds of the
+request starting (408 otherwise), so a client trickling bytes cannot hold a connection and its
+buffers for ever. Request headers have their deadline in service.protocol."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 
 class BodyLimitMiddleware:
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int, body_timeout: float = 60.0) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.body_timeout = body_timeout
 
     def _detail(self, size: str) -> str:
         return (f"request body is {size} bytes; the limit is {self.max_bytes} bytes (ADAIN_MAX_TOTAL_BYTES): "
@@ -32,14 +39,23 @@ class BodyLimitMiddleware:
             await send({"type": "http.response.body", "body": body})
             return
         seen = 0
+        body_done = False
+        deadline = time.monotonic() + self.body_timeout
 
         async def counting_receive() -> Message:
-            nonlocal seen
-            message = await receive()
+            nonlocal seen, body_done
+            if body_done:  # after the body only http.disconnect can come: wait as long as it takes
+                return await receive()
+            try:
+                message = await asyncio.wait_for(receive(), max(0.0, deadline - time.monotonic()))
+            except asyncio.TimeoutError:
+                raise HTTPException(408, f"the request body did not arrive within {self.body_timeout:g} s "
+                                         "(ADAIN_BODY_TIMEOUT)", headers={"Connection": "close"}) from None
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.max_bytes:
                     raise HTTPException(413, self._detail(f"over {self.max_bytes}"))
+                body_done = not message.get("more_body", False)
             return message
 
         await self.app(scope, counting_receive, send)

@@ -44,6 +44,11 @@ class Settings(BaseSettings):
     default_content_size: int = Field(512, ge=0, description="content shorter side when the request says none")
     default_style_size: int = Field(512, ge=0, description="style shorter side when the request says none")
 
+    # slow and many clients
+    header_timeout: float = Field(10.0, gt=0, description="seconds for a request's line and headers to arrive, else 408")
+    body_timeout: float = Field(60.0, gt=0, description="seconds for a whole request body to arrive, else 408")
+    max_connections: int = Field(256, ge=1, description="open connections + requests at once; more get 503")
+
     # concurrency
     workers: int = Field(1, ge=1, description="model threads working at once")
     queue_depth: int = Field(8, ge=0, description="requests waiting for a worker before 503")

@@ -15,7 +15,9 @@ from service.registry import StyleEntry
 from service.routes.stylize import ERRORS, read_upload
 from service.schemas import StyleInfo, StyleList
 
-router = APIRouter(prefix="/styles", tags=["styles"], dependencies=[Depends(require_api_key)])
+# Every operation can answer 401 (keys set) and 503 (model still loading).
+router = APIRouter(prefix="/styles", tags=["styles"], dependencies=[Depends(require_api_key)],
+                   responses={code: ERRORS[code] for code in (401, 503)})
 
 
 def info(entry: StyleEntry) -> StyleInfo:
