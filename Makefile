@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed-stamp
 JEMALLOC := $(firstword $(wildcard /usr/lib/x86_64-linux-gnu/libjemalloc.so.2 /usr/lib/aarch64-linux-gnu/libjemalloc.so.2))
 RUN_ENV := $(if $(JEMALLOC),LD_PRELOAD=$(JEMALLOC) MALLOC_CONF=dirty_decay_ms:-1$(,)muzzy_decay_ms:-1$(,)retain:true)
 
-.PHONY: install run test calibrate corpus train bench clean
+.PHONY: install run test calibrate corpus train bench load clean
 
 install: $(STAMP)
 
@@ -39,6 +39,10 @@ train: $(STAMP)
 bench: $(STAMP)
 	$(RUN_ENV) $(PY) bench/perf.py
 	$(PY) bench/train_speed.py
+
+# overload: 60 s of 32 clients flooding a real server; exits 1 if anything but 200/503 comes back
+load: $(STAMP)
+	$(RUN_ENV) $(PY) bench/load.py $(ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -139,14 +139,8 @@ def model_section(args: argparse.Namespace, decoder_path: Path, device: torch.de
     return bare
 
 
-def rss_mb(pid: int) -> tuple[float, float]:
-    """(current, peak) resident memory of a process in MB, from /proc."""
-    fields = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines() if ":" in line)
-    return int(fields["VmRSS"].split()[0]) / 1024, int(fields["VmHWM"].split()[0]) / 1024
-
-
 def http_section(args: argparse.Namespace, decoder_path: Path, bare: dict[int, float], tmp: Path) -> None:
-    from serverproc import run_server
+    from serverproc import rss_mb, run_server
 
     size = 512
     env = {"ADAIN_DECODER": str(decoder_path), "ADAIN_PRESETS_DIR": str(tmp / "none"),

@@ -12,6 +12,8 @@ import asyncio
 import json
 import time
 
+from collections.abc import Callable
+
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -59,3 +61,30 @@ class BodyLimitMiddleware:
             return message
 
         await self.app(scope, counting_receive, send)
+
+
+class EarlyBusyMiddleware:
+    """Refuse model requests with 503 before reading their bodies while the queue is full.
+
+    Under a flood, parsing a 500 KB multipart body only to answer 503 costs the CPU the model
+    needs: measured at 32 clients against 2 cores, 330 such refusals a second halved the images
+    served. Here a refusal costs no body read. The queue's own check stays the authority (a request
+    admitted here can still find the queue full once parsed)."""
+
+    def __init__(self, app: ASGIApp, retry_after: Callable[[], int | None], paths: tuple[str, ...]) -> None:
+        self.app = app
+        self.retry_after = retry_after  # seconds to wait when full, None when there is room
+        self.paths = paths
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST" and scope["path"] in self.paths:
+            wait = self.retry_after()
+            if wait is not None:
+                body = json.dumps({"detail": "the server is busy; retry after the Retry-After seconds"}).encode()
+                # Connection: close, since the unread body would otherwise have to be drained
+                await send({"type": "http.response.start", "status": 503,
+                            "headers": [(b"content-type", b"application/json"), (b"retry-after", str(wait).encode()),
+                                        (b"connection", b"close"), (b"content-length", str(len(body)).encode())]})
+                await send({"type": "http.response.body", "body": body})
+                return
+        await self.app(scope, receive, send)

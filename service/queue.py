@@ -41,6 +41,10 @@ class ModelQueue:
     def waiting(self) -> int:
         return self._pending - self._running
 
+    def retry_after_if_full(self) -> int | None:
+        """Retry-After seconds when no slot is free now, else None (a hint: ``run`` decides)."""
+        return self.retry_after() if self._pending >= self.capacity else None
+
     def retry_after(self) -> int:
         """Seconds until a slot is likely free: the queue ahead divided among the workers."""
         return max(1, math.ceil(self._pending * self._avg_seconds / self.workers))
