@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed-stamp
 JEMALLOC := $(firstword $(wildcard /usr/lib/x86_64-linux-gnu/libjemalloc.so.2 /usr/lib/aarch64-linux-gnu/libjemalloc.so.2))
 RUN_ENV := $(if $(JEMALLOC),LD_PRELOAD=$(JEMALLOC) MALLOC_CONF=dirty_decay_ms:-1$(,)muzzy_decay_ms:-1$(,)retain:true)
 
-.PHONY: install run test calibrate corpus train bench load clean
+.PHONY: install run test calibrate corpus train bench load audit clean
 
 install: $(STAMP)
 
@@ -43,6 +43,11 @@ bench: $(STAMP)
 # overload: 60 s of 32 clients flooding a real server; exits 1 if anything but 200/503 comes back
 load: $(STAMP)
 	$(RUN_ENV) $(PY) bench/load.py $(ARGS)
+
+# known vulnerabilities in the installed packages (needs internet access to PyPI / OSV)
+audit: $(STAMP)
+	$(PY) -m pip install -q pip-audit
+	$(PY) -m pip_audit
 
 clean:
 	rm -rf $(VENV) .pytest_cache

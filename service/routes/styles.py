@@ -12,7 +12,7 @@ from service.deps import State, require_api_key
 from service.errors import Forbidden, NotFound
 from service.jobs import style_code
 from service.registry import StyleEntry
-from service.routes.stylize import ERRORS, read_upload
+from service.routes.stylize import ERRORS, read_upload, upload_label
 from service.schemas import StyleInfo, StyleList
 
 # Every operation can answer 401 (keys set) and 503 (model still loading).
@@ -43,7 +43,7 @@ async def register_style(
                                            "default 512", examples=[512])] = None,
 ) -> StyleInfo:
     size = state.settings.default_style_size if style_size is None else style_size
-    upload = await read_upload(style, f"style ({style.filename})", state)
+    upload = await read_upload(style, upload_label("style", style), state)
     job = partial(style_code, state.stylizer, state.registry, state.settings, upload, size, name, True)
     entry, _ = await state.queue.run(lambda cancel: job())
     return info(entry)

@@ -32,6 +32,13 @@ ERRORS = {code: {"model": ErrorBody, "description": text} for code, text in {
 }.items()}
 
 
+def upload_label(kind: str, upload: StarletteUpload) -> str:
+    """How errors name an upload: "style #2 (painting.jpg)", the client's file name cut to 60
+    characters (it is only ever echoed in messages, never used as a path)."""
+    name = (upload.filename or "")[:60]
+    return f"{kind} ({name})" if name else kind
+
+
 async def read_upload(upload: StarletteUpload, label: str, state: AppState) -> Upload:
     limit = state.settings.max_file_bytes
     if upload.size is not None and upload.size > limit:
@@ -59,7 +66,7 @@ async def collect_styles(request: Request, state: AppState) -> list:
     styles: list = []
     for key, value in form.multi_items():
         if key == "style" and isinstance(value, StarletteUpload):
-            styles.append(await read_upload(value, f"style #{len(styles) + 1} ({value.filename})", state))
+            styles.append(await read_upload(value, upload_label(f"style #{len(styles) + 1}", value), state))
         elif key == "style_id" and isinstance(value, str):
             entry = state.registry.get(value.strip())
             if entry is None:
