@@ -9,10 +9,12 @@ machine's compute floor. Prints tables; asserts nothing. Run it alone on the mac
    images encoded every call) vs ``Stylizer.stylize`` per precision, with a cached style code and
    with a fresh style image; speed-up over the reference; conv FLOPs per image / peak = the floor,
    and our time as a multiple of it; PSNR of the low precision against fp32.
+   Then batched passes at 512² (batch 1/2/4 on a CPU, 1/8/16/32 on a GPU): images/s.
 3. HTTP: a real ``python -m service`` on 127.0.0.1 with the same weights: 512² content with a
    registered style, p50/p95 at concurrency 1 (vs the bare Stylizer), images/s at concurrency 4
    and 8, peak RSS; then the largest allowed request (2048², content_size=0) and its peak RSS, and
-   a 4096² request that the pixel limit refuses.
+   a 4096² request that the pixel limit refuses. The server takes ADAIN_* settings from the
+   environment, e.g. ``ADAIN_BATCH_MAX=8 ADAIN_WORKERS=8`` for micro-batching on a GPU.
 """
 
 from __future__ import annotations
@@ -136,7 +138,19 @@ def model_section(args: argparse.Namespace, decoder_path: Path, device: torch.de
                            else f"ref {psnr(outs[prec], ref_out):6.1f} dB" if kind == "cached" else "")
                 print(f"{'':>5} {flops / 1e9:6.0f} {'':>10} {prec:>6} {kind:>6} {t:8.3f}s {ref / t:8.2f}x "
                       f"{floor:8.3f}s {t / floor:7.1f}x {quality:>13}")
+    batch_section(args, stylizers[low], device)
     return bare
+
+
+def batch_section(args: argparse.Namespace, st: Stylizer, device: torch.device, size: int = 512) -> None:
+    """Images/s of one batched network pass (what the service's micro-batching runs)."""
+    code = st.encode_style(image(size, 2), size)
+    sizes = (1, 8, 16, 32) if device.type == "cuda" else (1, 2, 4)
+    print(f"\nbatched passes, {size}² {st.precision}, cached style (Stylizer.render):")
+    for b in sizes:
+        imgs = [image(size, 10 + i) for i in range(b)]
+        t = statistics.median(timed(lambda: st.render(imgs, [code] * b, [1.0] * b), max(2, args.n // 2), device))
+        print(f"  batch {b:>3}: {t * 1000:8.1f} ms per pass, {b / t:8.1f} images/s")
 
 
 def http_section(args: argparse.Namespace, decoder_path: Path, bare: dict[int, float], tmp: Path) -> None:

@@ -44,8 +44,7 @@ def create_app(settings: Settings | None = None, stylizer: Stylizer | None = Non
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         state.load()
         yield
-        state.ready = False
-        state.queue.shutdown()
+        state.close()
 
     app = FastAPI(
         title="adain-service", version="0.1.0", description=DESCRIPTION, lifespan=lifespan,

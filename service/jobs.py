@@ -12,9 +12,11 @@ from typing import Iterator
 
 from PIL import Image
 
-from model.adain import StyleCode
-from model.images import OUTPUT_FORMATS, ImageTooLarge, InvalidImage, encode_image, open_image, scaled_size
+from model.adain import StyleCode, mix
+from model.images import (OUTPUT_FORMATS, ImageTooLarge, InvalidImage, encode_image, open_image, resize_shorter,
+                          scaled_size)
 from model.stylizer import Stylizer
+from service.batching import Batcher
 from service.errors import Cancelled, TooLarge
 from service.registry import StyleEntry, StyleRegistry
 from service.settings import Settings
@@ -94,7 +96,7 @@ def style_code(stylizer: Stylizer, registry: StyleRegistry, settings: Settings, 
 
 
 def run_stylize(stylizer: Stylizer, registry: StyleRegistry, settings: Settings, job: StylizeJob,
-                cancel: threading.Event) -> StylizeResult:
+                cancel: threading.Event, batcher: Batcher | None = None) -> StylizeResult:
     t = Timer(cancel)
     with t.stage("decode"):
         content = decode(job.content, settings, job.content_size)
@@ -112,9 +114,13 @@ def run_stylize(stylizer: Stylizer, registry: StyleRegistry, settings: Settings,
                 styles.append(entry.code)
                 hits += hit
     with t.stage("stylize"):
-        out = stylizer.stylize(content, styles, weights=job.weights, alpha=job.alpha, mask=mask,
-                               preserve_color=job.preserve_color, content_size=job.content_size,
-                               style_size=job.style_size)
+        if batcher is not None and mask is None and all(isinstance(s, StyleCode) for s in styles):
+            codes = [s for s in styles if isinstance(s, StyleCode)]
+            out = batcher.submit(resize_shorter(content, job.content_size), mix(codes, job.weights), job.alpha)
+        else:
+                out = stylizer.stylize(content, styles, weights=job.weights, alpha=job.alpha, mask=mask,
+                                   preserve_color=job.preserve_color, content_size=job.content_size,
+                                   style_size=job.style_size)
     with t.stage("encode-image"):
         data = encode_image(out, job.fmt, png_level=settings.png_compress_level,
                             jpeg_quality=settings.jpeg_quality, webp_quality=settings.webp_quality)

@@ -38,6 +38,8 @@ class Metrics:
         self.requests = Counter("adain_requests", "HTTP requests", ["route", "method", "status"], registry=self.registry)
         self.latency = Histogram("adain_request_seconds", "HTTP request latency", ["route"],
                                  buckets=LATENCY_BUCKETS, registry=self.registry)
+        self.batch_size = Histogram("adain_batch_size", "images per network pass (micro-batching)",
+                                    buckets=(1, 2, 4, 8, 16, 32, 64), registry=self.registry)
         self.stages = Histogram("adain_stage_seconds", "time per stylization stage", ["stage"],
                                 buckets=LATENCY_BUCKETS, registry=self.registry)
         self.registry.register(LiveState(read_state))

@@ -53,6 +53,9 @@ class Settings(BaseSettings):
     workers: int = Field(1, ge=1, description="model threads working at once")
     queue_depth: int = Field(8, ge=0, description="requests waiting for a worker before 503")
     request_timeout: float = Field(60.0, gt=0, description="seconds a request may wait and run before 504")
+    batch_max: int = Field(1, ge=1, le=64, description="network passes of same-size concurrent requests run "
+                           "as one batch of up to this many (GPU); 1 = off. Set workers >= this")
+    batch_wait_ms: float = Field(5.0, ge=0, le=1000, description="how long the first image of a batch waits for more")
     style_cache_size: int = Field(256, ge=1, description="style codes kept (LRU, 4 KB each)")
 
     # output

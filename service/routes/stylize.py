@@ -87,7 +87,7 @@ async def until_disconnect(request: Request) -> None:
 async def run_or_abandon(request: Request, state: AppState, job: StylizeJob) -> StylizeResult | None:
     """Run the job on the model queue; if the client disconnects first, cancel it and return None."""
     work = asyncio.ensure_future(state.queue.run(partial(run_stylize, state.stylizer, state.registry,
-                                                         state.settings, job)))
+                                                         state.settings, job, batcher=state.batcher)))
     gone = asyncio.ensure_future(until_disconnect(request))
     await asyncio.wait({work, gone}, return_when=asyncio.FIRST_COMPLETED)
     if not work.done():
