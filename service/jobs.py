@@ -118,7 +118,7 @@ def run_stylize(stylizer: Stylizer, registry: StyleRegistry, settings: Settings,
             codes = [s for s in styles if isinstance(s, StyleCode)]
             out = batcher.submit(resize_shorter(content, job.content_size), mix(codes, job.weights), job.alpha)
         else:
-                out = stylizer.stylize(content, styles, weights=job.weights, alpha=job.alpha, mask=mask,
+            out = stylizer.stylize(content, styles, weights=job.weights, alpha=job.alpha, mask=mask,
                                    preserve_color=job.preserve_color, content_size=job.content_size,
                                    style_size=job.style_size)
     with t.stage("encode-image"):

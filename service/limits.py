@@ -11,11 +11,20 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-
 from collections.abc import Callable
 
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+
+async def send_json(send: Send, status: int, detail: str, headers: dict[str, str]) -> None:
+    """Answer straight from a middleware, before the body is read (so the connection is closed:
+    the unread body would otherwise have to be drained first)."""
+    body = json.dumps({"detail": detail}).encode()
+    head = {"content-type": "application/json", "connection": "close", "content-length": str(len(body)), **headers}
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(k.encode(), v.encode()) for k, v in head.items()]})
+    await send({"type": "http.response.body", "body": body})
 
 
 class BodyLimitMiddleware:
@@ -34,11 +43,7 @@ class BodyLimitMiddleware:
             return
         length = dict(scope["headers"]).get(b"content-length")
         if length is not None and length.isdigit() and int(length) > self.max_bytes:
-            body = json.dumps({"detail": self._detail(length.decode())}).encode()
-            await send({"type": "http.response.start", "status": 413,
-                        "headers": [(b"content-type", b"application/json"), (b"connection", b"close"),
-                                    (b"content-length", str(len(body)).encode())]})
-            await send({"type": "http.response.body", "body": body})
+            await send_json(send, 413, self._detail(length.decode()), {})
             return
         seen = 0
         body_done = False
@@ -66,9 +71,9 @@ class BodyLimitMiddleware:
 class EarlyBusyMiddleware:
     """Refuse model requests with 503 before reading their bodies while the queue is full.
 
-    Under a flood, parsing a 500 KB multipart body only to answer 503 costs the CPU the model
-    needs: measured at 32 clients against 2 cores, 330 such refusals a second halved the images
-    served. Here a refusal costs no body read. The queue's own check stays the authority (a request
+    Under a flood, parsing a 500 KB multipart body only to answer 503 costs CPU the model needs:
+    32 clients without back-off against 2 cores got their 503 in 64 ms (median) when every body
+    was parsed first, in 26 ms with this. The queue's own check stays the authority (a request
     admitted here can still find the queue full once parsed)."""
 
     def __init__(self, app: ASGIApp, retry_after: Callable[[], int | None], paths: tuple[str, ...]) -> None:
@@ -80,11 +85,6 @@ class EarlyBusyMiddleware:
         if scope["type"] == "http" and scope["method"] == "POST" and scope["path"] in self.paths:
             wait = self.retry_after()
             if wait is not None:
-                body = json.dumps({"detail": "the server is busy; retry after the Retry-After seconds"}).encode()
-                # Connection: close, since the unread body would otherwise have to be drained
-                await send({"type": "http.response.start", "status": 503,
-                            "headers": [(b"content-type", b"application/json"), (b"retry-after", str(wait).encode()),
-                                        (b"connection", b"close"), (b"content-length", str(len(body)).encode())]})
-                await send({"type": "http.response.body", "body": body})
+                await send_json(send, 503, f"the server is busy; retry in {wait} s", {"retry-after": str(wait)})
                 return
         await self.app(scope, receive, send)

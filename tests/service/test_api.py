@@ -178,6 +178,10 @@ def test_queue_full_gives_503_with_retry_after(make_client, stylizer, monkeypatc
     r = client.post("/stylize", files=files(CONTENT, STYLE_A))
     check_error(r, 503, "busy")
     assert int(r.headers["retry-after"]) >= 1
+    # refused before the body is read: even a body that is not multipart at all gets the 503
+    garbage = client.post("/stylize", content=b"\0" * 1000, headers={"content-type": "text/plain"})
+    check_error(garbage, 503, "busy")
+    assert client.get("/styles").status_code == 200  # reads are not queued
     metrics = client.get("/metrics").text
     assert "adain_in_flight 1.0" in metrics
     gate.release.set()
