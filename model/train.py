@@ -36,8 +36,8 @@ from model.checkpoint import load as load_checkpoint
 from model.checkpoint import save_atomic
 from model.data import CropDataset, PreloadedCrops, ResumableSampler, collate, list_images
 from model.decoder import load_state, random_decoder
-from model.images import open_image, resize_shorter, to_image, to_tensor
-from model.losses import content_loss, style_losses
+from model.images import InvalidImage, open_image, resize_shorter, to_image, to_tensor
+from model.losses import channel_scales, content_loss, style_losses
 from model.runtime import cpu_has_native_bf16, resolve_device
 from model.vgg import Encoder, load_encoder
 
@@ -62,6 +62,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "this many steps (no style loss), then AdaIN training (0 = none, as the paper)")
     p.add_argument("--recon-pixel-weight", type=float, default=100.0, help="pixel MSE weight during --recon-steps")
     p.add_argument("--style-weight", type=float, default=10.0)
+    p.add_argument("--style-norm", choices=["corpus", "none"], default="corpus",
+                   help="corpus: weigh each style-loss channel by 1 / its mean activation over --style-norm-images "
+                        "training images (see model/losses.py; needed with our VGG); none: the paper's formula as is")
+    p.add_argument("--style-norm-images", type=int, default=128, help="images (half content, half style) for it")
     p.add_argument("--content-weight", type=float, default=1.0)
     p.add_argument("--image-size", type=int, default=512, help="shorter side before cropping")
     p.add_argument("--crop-size", type=int, default=256)
@@ -126,16 +130,24 @@ def batches(folder: Path, args: argparse.Namespace, seed: int, rank: int, world:
 
 
 def eval_images(folder: Path, n: int, size: int) -> torch.Tensor:
-    """The first ``n`` images of a held-out folder, resized and centre-cropped to size x size."""
+    """The first ``n`` readable images of a folder (by name), resized and centre-cropped to size x size."""
     out = []
-    for path in list_images(folder)[:n]:
-        img = resize_shorter(open_image(path), size)
+    for path in list_images(folder):
+        if len(out) == n:
+            break
+        try:
+            img = resize_shorter(open_image(path), size)
+        except InvalidImage:
+            continue  # the loaders skip such files too
         left, top = (img.width - size) // 2, (img.height - size) // 2
         out.append(to_tensor(img.crop((left, top, left + size, top + size)))[0])
+    if not out:
+        raise ValueError(f"no readable images in {folder}")
     return torch.stack(out)
 
 
-def losses(encoder: Encoder, decoder: torch.nn.Module, content: torch.Tensor, style: torch.Tensor):
+def losses(encoder: Encoder, decoder: torch.nn.Module, content: torch.Tensor, style: torch.Tensor,
+           scales: list[torch.Tensor] | None = None):
     """(output images, content loss, [style loss per layer]) for a batch of pairs."""
     style_feats = encoder.features(style)
     content_feat = encoder(content)
@@ -143,7 +155,7 @@ def losses(encoder: Encoder, decoder: torch.nn.Module, content: torch.Tensor, st
     target = adain(content_feat, s_mean, s_std).detach()
     output = decoder(target)
     out_feats = encoder.features(output)
-    return output, content_loss(out_feats[-1], target), style_losses(out_feats, style_feats)
+    return output, content_loss(out_feats[-1], target), style_losses(out_feats, style_feats, scales)
 
 
 def reconstruction_loss(encoder: Encoder, decoder: torch.nn.Module, content: torch.Tensor,
@@ -156,8 +168,9 @@ def reconstruction_loss(encoder: Encoder, decoder: torch.nn.Module, content: tor
 
 
 @torch.no_grad()
-def evaluate(encoder, decoder, contents, styles, device, amp) -> tuple[dict, torch.Tensor]:
-    """Mean held-out losses over every content x style pair, and a grid of up to 8 pairs."""
+def evaluate(encoder, decoder, contents, styles, device, amp, scales=None) -> tuple[dict, torch.Tensor]:
+    """Mean held-out losses over every content x style pair, and a grid of up to 8 pairs. With
+    ``scales`` the style terms are the normalised ones training used (see model/losses.py)."""
     pairs = [(c, s) for c in range(len(contents)) for s in range(len(styles))]
     lc, ls, rows = 0.0, torch.zeros(4), []
     for i in range(0, len(pairs), 8):
@@ -165,7 +178,7 @@ def evaluate(encoder, decoder, contents, styles, device, amp) -> tuple[dict, tor
         c = contents[[p[0] for p in chunk]].to(device).contiguous(memory_format=torch.channels_last)
         s = styles[[p[1] for p in chunk]].to(device).contiguous(memory_format=torch.channels_last)
         with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
-            out, c_loss, s_losses = losses(encoder, decoder, c, s)
+            out, c_loss, s_losses = losses(encoder, decoder, c, s, scales)
         lc += c_loss.item() * len(chunk)
         ls += torch.stack([x.float() for x in s_losses]).cpu() * len(chunk)
         if not rows:
@@ -221,6 +234,15 @@ def main(argv: list[str] | None = None) -> dict:
 
     n_content, content_iter = batches(args.content_dir, args, args.seed, rank, world, step, device)
     n_style, style_iter = batches(args.style_dir, args, args.seed + 1, rank, world, step, device)
+    scales = None
+    if args.style_norm == "corpus":
+        if ckpt is not None and ckpt.get("style_scales") is not None:
+            scales = ckpt["style_scales"]  # a resumed run keeps the loss it started with
+        else:
+            half = max(1, args.style_norm_images // 2)
+            sample = torch.cat([eval_images(args.content_dir, half, args.crop_size),
+                                eval_images(args.style_dir, half, args.crop_size)])
+            scales = channel_scales(encoder, sample.to(device).contiguous(memory_format=torch.channels_last))
     val = None
     if args.val_content_dir and args.val_style_dir and main_proc:
         val = (eval_images(args.val_content_dir, args.eval_contents, args.eval_size),
@@ -251,7 +273,7 @@ def main(argv: list[str] | None = None) -> dict:
             return
         save_atomic({
             "decoder": decoder.state_dict(), "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
-            "step": step, "rng": {"torch": torch.get_rng_state(),
+            "step": step, "style_scales": scales, "rng": {"torch": torch.get_rng_state(),
                                   "cuda": torch.cuda.get_rng_state_all() if device.type == "cuda" else []},
             "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
             "meta": {"losses": last_losses, "content_dir": str(args.content_dir), "style_dir": str(args.style_dir),
@@ -262,7 +284,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     def run_eval() -> None:
         decoder.eval()
-        result, grid = evaluate(encoder, decoder, *val, device, amp)
+        result, grid = evaluate(encoder, decoder, *val, device, amp, scales)
         decoder.train()
         result.update(step=step, wall_s=round(time.time() - t_start, 1))
         with open(args.out / "eval.jsonl", "a") as f:
@@ -297,7 +319,7 @@ def main(argv: list[str] | None = None) -> dict:
                 output, lc = reconstruction_loss(encoder, model, content, args.recon_pixel_weight)
                 ls, loss = [torch.zeros((), device=device)] * 4, lc
             else:
-                output, lc, ls = losses(encoder, model, content, style)
+                output, lc, ls = losses(encoder, model, content, style, scales)
                 loss = args.content_weight * lc + args.style_weight * sum(ls)
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()

@@ -59,15 +59,25 @@ def main() -> None:
     p.add_argument("--pairs", type=int, default=16)
     p.add_argument("--size", type=int, default=256)
     p.add_argument("--out", type=Path, default=Path("weights"))
+    p.add_argument("--scales", type=Path, help="a training checkpoint: also report the style loss normalised "
+                                                "with its style_scales (--style-norm corpus)")
+    p.add_argument("--no-figures", action="store_true", help="only measure")
     args = p.parse_args()
     torch.set_grad_enabled(False)
     encoder = load_encoder()
     contents = eval_images(args.data / "val" / "content", args.pairs, args.size)
     styles = eval_images(args.data / "val" / "style", args.pairs, args.size)
     amp = torch.bfloat16
+    scales = torch.load(args.scales, map_location="cpu", weights_only=True)["style_scales"] if args.scales else None
     for path in args.candidates:
-        result, _ = evaluate(encoder, load_decoder(path).eval(), contents, styles, torch.device("cpu"), amp)
-        print(json.dumps({"decoder": str(path), "pairs": len(contents) * len(styles), **result}))
+        decoder = load_decoder(path).eval()
+        result, _ = evaluate(encoder, decoder, contents, styles, torch.device("cpu"), amp)
+        if scales is not None:
+            normalised, _ = evaluate(encoder, decoder, contents, styles, torch.device("cpu"), amp, scales)
+            result.update({f"norm_{k}": v for k, v in normalised.items() if k.startswith("style")})
+        print(json.dumps({"decoder": str(path), "pairs": len(contents) * len(styles), **result}), flush=True)
+    if args.no_figures:
+        return
 
     for path in args.runs:
         rows = [json.loads(line) for line in path.read_text().splitlines()]
