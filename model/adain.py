@@ -81,9 +81,10 @@ def mix(codes: Sequence[StyleCode], weights: Sequence[float] | None = None) -> S
     return StyleCode(mean, std)
 
 
-def blend(target: torch.Tensor, content: torch.Tensor, alpha: float) -> torch.Tensor:
-    """Content-style trade-off: alpha * t + (1 - alpha) * f(c); alpha in [0, 1]."""
-    if not 0.0 <= alpha <= 1.0:
+def blend(target: torch.Tensor, content: torch.Tensor, alpha: float | torch.Tensor) -> torch.Tensor:
+    """Content-style trade-off: alpha * t + (1 - alpha) * f(c); alpha in [0, 1], a number or one
+    per sample shaped (N, 1, 1, 1)."""
+    if not bool(((torch.as_tensor(alpha) >= 0) & (torch.as_tensor(alpha) <= 1)).all()):
         raise ValueError(f"alpha must be in [0, 1], got {alpha}")
     return alpha * target + (1.0 - alpha) * content.float()
 

@@ -141,6 +141,8 @@ class Stylizer:
         the size given; ``stylize`` is the single-image entry point that resizes and mixes."""
         if not len(images) == len(codes) == len(alphas) > 0:
             raise ValueError("render needs one style code and one alpha per image")
+        if not all(0.0 <= a <= 1.0 for a in alphas):  # before any network work
+            raise ValueError(f"alpha must be in [0, 1], got {list(alphas)}")
         (w, h), sizes = images[0].size, {im.size for im in images}
         if len(sizes) > 1:
             raise ValueError(f"a batch must be one size, got {sorted(sizes)}")
@@ -148,11 +150,8 @@ class Stylizer:
         feat = self.encoder(pad_to_multiple(x))
         mean = torch.stack([c.mean for c in codes]).view(len(codes), -1, 1, 1)
         std = torch.stack([c.std for c in codes]).view(len(codes), -1, 1, 1)
-        target = adain(feat, mean, std)
         a = torch.tensor(list(alphas), dtype=torch.float32, device=feat.device).view(-1, 1, 1, 1)
-        if ((a < 0) | (a > 1)).any():
-            raise ValueError(f"alpha must be in [0, 1], got {list(alphas)}")
-        return self._decode(a * target + (1 - a) * feat.float(), [(w, h)] * len(images))
+        return self._decode(blend(adain(feat, mean, std), feat, a), [(w, h)] * len(images))
 
     def _decode(self, target: torch.Tensor, sizes: Sequence[tuple[int, int]]) -> list[Image.Image]:
         """Decoder on float32 AdaIN targets -> one image per sample, cropped to its (w, h)."""
