@@ -56,12 +56,18 @@ def main() -> None:
     p.add_argument("--data", type=Path, default=Path("data"))
     p.add_argument("--runs", type=Path, nargs="*", default=[], help="eval.jsonl files to plot")
     p.add_argument("--candidates", type=Path, nargs="+", required=True, help="decoder files to measure")
-    p.add_argument("--pairs", type=int, default=16)
+    p.add_argument("--pairs", type=int, default=24, help="first N held-out contents x first N styles")
     p.add_argument("--size", type=int, default=256)
     p.add_argument("--out", type=Path, default=Path("weights"))
     p.add_argument("--scales", type=Path, help="a training checkpoint: also report the style loss normalised "
                                                 "with its style_scales (--style-norm corpus)")
     p.add_argument("--no-figures", action="store_true", help="only measure")
+    # the grid shows a spread of the held-out styles (textures, a photo portrait, painted
+    # portraits and landscapes), not just the first few names, which are all ufoai textures
+    p.add_argument("--grid-contents", type=int, nargs="+", default=[0, 2, 18, 21],
+                   help="indices into the sorted held-out contents")
+    p.add_argument("--grid-styles", type=int, nargs="+", default=[2, 9, 12, 15, 18, 21],
+                   help="indices into the sorted held-out styles")
     args = p.parse_args()
     torch.set_grad_enabled(False)
     encoder = load_encoder()
@@ -82,12 +88,12 @@ def main() -> None:
     for path in args.runs:
         rows = [json.loads(line) for line in path.read_text().splitlines()]
         plot({"held-out content": [(r["step"], r["content"]) for r in rows],
-              "held-out style (x1)": [(r["step"], r["style"]) for r in rows]},
+              "held-out style (as trained)": [(r["step"], r["style"]) for r in rows]},
              args.out / "heldout_losses.png", f"held-out losses over training ({path.parent.name})")
 
     stylizer = Stylizer.load(args.candidates[0], precision="bf16" if torch.cuda.is_available() is False else "auto")
-    cfiles = sorted((args.data / "val" / "content").glob("*.jpg"))[:4]
-    sfiles = sorted((args.data / "val" / "style").glob("*.jpg"))[:5]
+    cfiles = [sorted((args.data / "val" / "content").glob("*.jpg"))[i] for i in args.grid_contents]
+    sfiles = [sorted((args.data / "val" / "style").glob("*.jpg"))[i] for i in args.grid_styles]
     cell = 192
     sheet = Image.new("RGB", (cell * (len(sfiles) + 1), cell * (len(cfiles) + 1)), "white")
     for j, s in enumerate(sfiles):
