@@ -56,7 +56,7 @@ def main() -> None:
     p.add_argument("--data", type=Path, default=Path("data"))
     p.add_argument("--runs", type=Path, nargs="*", default=[], help="eval.jsonl files to plot")
     p.add_argument("--candidates", type=Path, nargs="+", required=True, help="decoder files to measure")
-    p.add_argument("--pairs", type=int, default=24, help="first N held-out contents x first N styles")
+    p.add_argument("--pairs", type=int, default=16, help="first N held-out contents x first N styles (the card: 16)")
     p.add_argument("--size", type=int, default=256)
     p.add_argument("--out", type=Path, default=Path("weights"))
     p.add_argument("--scales", type=Path, help="a training checkpoint: also report the style loss normalised "
@@ -92,8 +92,8 @@ def main() -> None:
              args.out / "heldout_losses.png", f"held-out losses over training ({path.parent.name})")
 
     stylizer = Stylizer.load(args.candidates[0], precision="bf16" if torch.cuda.is_available() is False else "auto")
-    cfiles = [sorted((args.data / "val" / "content").glob("*.jpg"))[i] for i in args.grid_contents]
-    sfiles = [sorted((args.data / "val" / "style").glob("*.jpg"))[i] for i in args.grid_styles]
+    all_c, all_s = (sorted((args.data / "val" / kind).glob("*.jpg")) for kind in ("content", "style"))
+    cfiles, sfiles = [all_c[i] for i in args.grid_contents], [all_s[i] for i in args.grid_styles]
     cell = 192
     sheet = Image.new("RGB", (cell * (len(sfiles) + 1), cell * (len(cfiles) + 1)), "white")
     for j, s in enumerate(sfiles):
