@@ -18,7 +18,8 @@ import tempfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-JEMALLOC = "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2"
+sys.path.insert(0, str(REPO))
+from model.runtime import JEMALLOC, JEMALLOC_ENV  # noqa: E402
 
 CHILD = r"""
 import sys, time, torch
@@ -61,7 +62,7 @@ def main() -> None:
             for alloc in allocators:
                 env = {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", "MALLOC_CONF")}
                 if alloc == "jemalloc":
-                    env.update(LD_PRELOAD=JEMALLOC, MALLOC_CONF="dirty_decay_ms:-1,muzzy_decay_ms:-1,retain:true")
+                    env.update(JEMALLOC_ENV)
                 code = CHILD.format(repo=str(REPO), device=args.device, precision=precision, steps=args.steps,
                                     crop=crop)
                 out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from functools import lru_cache
 from pathlib import Path
 
 import torch
 
 PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+JEMALLOC = "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2"
+# jemalloc told to keep freed pages: glibc returns and re-faults the large conv buffers every step
+JEMALLOC_ENV = {"LD_PRELOAD": JEMALLOC, "MALLOC_CONF": "dirty_decay_ms:-1,muzzy_decay_ms:-1,retain:true"}
 
 
 @lru_cache(maxsize=1)
@@ -45,3 +50,14 @@ def resolve_precision(precision: str, device: torch.device) -> torch.dtype:
 
 def precision_name(dtype: torch.dtype) -> str:
     return next(k for k, v in PRECISIONS.items() if v == dtype)
+
+
+def reexec_with_jemalloc(argv: list[str]) -> None:
+    """On the CPU, restart this process as ``python *argv`` under jemalloc (2-4x faster training and
+    evaluation on these VMs, see ENVIRONMENT.md). No-op on CUDA machines, when jemalloc is missing or
+    already loaded, or with ADAIN_NO_JEMALLOC=1."""
+    if os.environ.get("ADAIN_NO_JEMALLOC") or "jemalloc" in os.environ.get("LD_PRELOAD", ""):
+        return
+    if not Path(JEMALLOC).exists() or torch.cuda.is_available():
+        return
+    os.execve(sys.executable, [sys.executable, *argv], {**os.environ, **JEMALLOC_ENV})

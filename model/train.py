@@ -38,10 +38,9 @@ from model.data import CropDataset, PreloadedCrops, ResumableSampler, collate, l
 from model.decoder import load_state, random_decoder
 from model.images import InvalidImage, open_image, resize_shorter, to_image, to_tensor
 from model.losses import channel_scales, content_loss, style_losses
-from model.runtime import cpu_has_native_bf16, resolve_device
+from model.runtime import cpu_has_native_bf16, reexec_with_jemalloc, resolve_device
 from model.vgg import Encoder, load_encoder
 
-JEMALLOC = "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2"
 STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1")
 
 
@@ -369,16 +368,7 @@ def main(argv: list[str] | None = None) -> dict:
     return {"step": step, "skipped": skipped, "losses": last}
 
 
-def reexec_with_jemalloc() -> None:
-    """On the CPU, restart this process with jemalloc keeping freed memory (see ENVIRONMENT.md)."""
-    if os.environ.get("ADAIN_NO_JEMALLOC") or "jemalloc" in os.environ.get("LD_PRELOAD", ""):
-        return
-    if not Path(JEMALLOC).exists() or torch.cuda.is_available():
-        return
-    env = {**os.environ, "LD_PRELOAD": JEMALLOC, "MALLOC_CONF": "dirty_decay_ms:-1,muzzy_decay_ms:-1,retain:true"}
-    os.execve(sys.executable, [sys.executable, "-m", "model.train", *sys.argv[1:]], env)
-
 
 if __name__ == "__main__":
-    reexec_with_jemalloc()
+    reexec_with_jemalloc(["-m", "model.train", *sys.argv[1:]])
     main()

@@ -6,7 +6,7 @@
 Prints held-out content/style losses (every pair of --pairs contents x --pairs styles at --size,
 the training objective's terms) per candidate; writes OUT/heldout_losses.png (losses over training
 from eval.jsonl files) and OUT/samples.jpg (held-out pairs through the Stylizer, with the first
-candidate).
+candidate). On the CPU it re-executes itself under jemalloc, as the trainer does (2-4x faster).
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from PIL import Image, ImageDraw
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from model.decoder import load_decoder  # noqa: E402
 from model.images import open_image  # noqa: E402
+from model.runtime import reexec_with_jemalloc  # noqa: E402
 from model.stylizer import Stylizer  # noqa: E402
 from model.train import eval_images, evaluate  # noqa: E402
 from model.vgg import load_encoder  # noqa: E402
@@ -108,4 +109,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    reexec_with_jemalloc([__file__, *sys.argv[1:]])
     main()
