@@ -38,6 +38,7 @@ from model.data import CropDataset, PreloadedCrops, ResumableSampler, collate, l
 from model.decoder import load_state, random_decoder
 from model.images import InvalidImage, open_image, resize_shorter, to_image, to_tensor
 from model.losses import channel_scales, content_loss, style_losses
+from model.quality import grid_ratio, luma_power
 from model.runtime import cpu_has_native_bf16, reexec_with_jemalloc, resolve_device
 from model.vgg import Encoder, load_encoder
 
@@ -171,7 +172,7 @@ def evaluate(encoder, decoder, contents, styles, device, amp, scales=None) -> tu
     """Mean held-out losses over every content x style pair, and a grid of up to 8 pairs. With
     ``scales`` the style terms are the normalised ones training used (see model/losses.py)."""
     pairs = [(c, s) for c in range(len(contents)) for s in range(len(styles))]
-    lc, ls, rows = 0.0, torch.zeros(4), []
+    lc, ls, rows, power = 0.0, torch.zeros(4), [], 0.0
     for i in range(0, len(pairs), 8):
         chunk = pairs[i:i + 8]
         c = contents[[p[0] for p in chunk]].to(device).contiguous(memory_format=torch.channels_last)
@@ -180,11 +181,14 @@ def evaluate(encoder, decoder, contents, styles, device, amp, scales=None) -> tu
             out, c_loss, s_losses = losses(encoder, decoder, c, s, scales)
         lc += c_loss.item() * len(chunk)
         ls += torch.stack([x.float() for x in s_losses]).cpu() * len(chunk)
+        power = power + luma_power(out.float().clamp(0, 1)).cpu()
         if not rows:
             rows = [torch.cat([c[j], s[j], out[j].float().clamp(0, 1)], dim=2).cpu() for j in range(len(chunk))]
     n = len(pairs)
     result = {"content": lc / n, "style": float(ls.sum()) / n,
               **{f"style_{name}": float(v) / n for name, v in zip(STYLE_LAYERS, ls)}}
+    if all(d % 8 == 0 for d in power.shape):  # the decoder's 8-px grid, see model/quality.py
+        result["grid8"] = grid_ratio(power)
     return result, torch.cat(rows, dim=1)
 
 

@@ -1,0 +1,32 @@
+import torch
+
+from model.quality import grid_ratio as ratio_of_power
+from model.quality import luma_power
+
+
+def grid_ratio(images: torch.Tensor) -> float:
+    return ratio_of_power(luma_power(images))
+
+
+def smooth_images(n: int = 4, size: int = 64) -> torch.Tensor:
+    """Random images without any pixel-aligned period: upsampled noise."""
+    torch.manual_seed(0)
+    low = torch.rand(n, 3, size // 4, size // 4)
+    return torch.nn.functional.interpolate(low, size=(size, size), mode="bilinear", align_corners=False)
+
+
+def test_no_grid_is_about_one() -> None:
+    assert 0.5 < grid_ratio(smooth_images()) < 1.5
+
+
+def test_an_8px_grid_is_found() -> None:
+    images = smooth_images()
+    grid = torch.zeros(64, 64)
+    grid[::8, :] = 1
+    grid[:, ::8] = 1
+    assert grid_ratio((0.9 * images + 0.1 * grid).clamp(0, 1)) > 3
+    # the same lines every 7 px do not line up with an 8-px lattice
+    other = torch.zeros(64, 64)
+    other[::7, :] = 1
+    other[:, ::7] = 1
+    assert grid_ratio((0.9 * images + 0.1 * other).clamp(0, 1)) < 1.5
