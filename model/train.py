@@ -372,7 +372,6 @@ def main(argv: list[str] | None = None) -> dict:
     return {"step": step, "skipped": skipped, "losses": last}
 
 
-
 if __name__ == "__main__":
     reexec_with_jemalloc(["-m", "model.train", *sys.argv[1:]])
     main()

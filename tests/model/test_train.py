@@ -56,6 +56,7 @@ def test_three_steps_write_checkpoint_eval_grid_and_logs(folders, tmp_path):
     assert grid.size == (3 * 32, 4 * 32)  # content | style | output, 2x2 held-out pairs
     line = json.loads((tmp_path / "eval.jsonl").read_text().splitlines()[-1])
     assert line["step"] == 3 and line["content"] > 0 and line["style_relu1_1"] > 0
+    assert line["grid8"] > 0  # the 8-px grid measure (model/quality.py) rides along
     assert list((tmp_path / "tb").glob("events.out.tfevents.*"))
 
 
