@@ -169,8 +169,9 @@ def reconstruction_loss(encoder: Encoder, decoder: torch.nn.Module, content: tor
 
 @torch.no_grad()
 def evaluate(encoder, decoder, contents, styles, device, amp, scales=None) -> tuple[dict, torch.Tensor]:
-    """Mean held-out losses over every content x style pair, and a grid of up to 8 pairs. With
-    ``scales`` the style terms are the normalised ones training used (see model/losses.py)."""
+    """Mean held-out losses over every content x style pair, the outputs' ``grid8`` (see
+    model/quality.py), and a grid of up to 8 pairs. With ``scales`` the style terms are the
+    normalised ones training used (see model/losses.py)."""
     pairs = [(c, s) for c in range(len(contents)) for s in range(len(styles))]
     lc, ls, rows, power = 0.0, torch.zeros(4), [], 0.0
     for i in range(0, len(pairs), 8):

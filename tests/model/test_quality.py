@@ -1,11 +1,10 @@
 import torch
 
-from model.quality import grid_ratio as ratio_of_power
-from model.quality import luma_power
+from model.quality import grid_ratio, luma_power
 
 
-def grid_ratio(images: torch.Tensor) -> float:
-    return ratio_of_power(luma_power(images))
+def grid_of(images: torch.Tensor) -> float:
+    return grid_ratio(luma_power(images))
 
 
 def smooth_images(n: int = 4, size: int = 64) -> torch.Tensor:
@@ -16,7 +15,7 @@ def smooth_images(n: int = 4, size: int = 64) -> torch.Tensor:
 
 
 def test_no_grid_is_about_one() -> None:
-    assert 0.5 < grid_ratio(smooth_images()) < 1.5
+    assert 0.5 < grid_of(smooth_images()) < 1.5
 
 
 def test_an_8px_grid_is_found() -> None:
@@ -24,9 +23,9 @@ def test_an_8px_grid_is_found() -> None:
     grid = torch.zeros(64, 64)
     grid[::8, :] = 1
     grid[:, ::8] = 1
-    assert grid_ratio((0.9 * images + 0.1 * grid).clamp(0, 1)) > 3
+    assert grid_of((0.9 * images + 0.1 * grid).clamp(0, 1)) > 3
     # the same lines every 7 px do not line up with an 8-px lattice
     other = torch.zeros(64, 64)
     other[::7, :] = 1
     other[:, ::7] = 1
-    assert grid_ratio((0.9 * images + 0.1 * other).clamp(0, 1)) < 1.5
+    assert grid_of((0.9 * images + 0.1 * other).clamp(0, 1)) < 1.5
