@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
+from PIL import Image
 from torch.utils.data import Dataset, Sampler
 
 from model.images import IMAGE_SUFFIXES, InvalidImage, open_image, resize_shorter, to_tensor
@@ -25,24 +27,35 @@ def list_images(folder: str | Path) -> list[Path]:
     return files
 
 
-def crop_origin(key: tuple[int, int], seed: int, width: int, height: int, size: int) -> tuple[int, int]:
-    """Top-left corner of the crop for (epoch, index): seeded by (seed, epoch, index), so any
-    worker, any resume and the preloaded path all cut the same crop."""
+def crop_box(key: tuple[int, int], seed: int, width: int, height: int, size: int,
+             jitter: float = 0.0) -> tuple[int, int, int]:
+    """(left, top, side) of the square cut for (epoch, index), later resized to ``size``: seeded by
+    (seed, epoch, index), so any worker, any resume and the preloaded path all cut the same crop.
+    With ``jitter`` the side is drawn from [size, size * (1 + jitter)] (as far as the image allows),
+    so crops are scaled down by a random non-integer factor: the 8 x 8 JPEG blocks of small style
+    images then no longer land on the decoder's 8-px lattice (see MODEL_CARD.md, grid8)."""
     epoch, index = key
     g = torch.Generator().manual_seed(hash((seed, epoch, index)) & 0x7FFF_FFFF_FFFF)
-    x = int(torch.randint(0, width - size + 1, (1,), generator=g))
-    y = int(torch.randint(0, height - size + 1, (1,), generator=g))
-    return x, y
+    side = size
+    if jitter > 0:  # drawn first and only when asked: jitter 0 keeps the crops of earlier runs
+        side = min(int(size * (1 + jitter * float(torch.rand((), generator=g)))), width, height)
+    x = int(torch.randint(0, width - side + 1, (1,), generator=g))
+    y = int(torch.randint(0, height - side + 1, (1,), generator=g))
+    return x, y, side
 
 
 class CropDataset(Dataset):
     """Item (epoch, index) -> (crop tensor (3, S, S), number of bad files skipped to get it)."""
 
-    def __init__(self, folder: str | Path, image_size: int, crop_size: int, seed: int = 0) -> None:
+    def __init__(self, folder: str | Path, image_size: int, crop_size: int, seed: int = 0,
+                 scale_jitter: float = 0.0) -> None:
         if crop_size > image_size:
             raise ValueError(f"crop size {crop_size} is larger than the image size {image_size}")
+        if scale_jitter < 0:
+            raise ValueError(f"scale jitter must be >= 0, got {scale_jitter}")
         self.files = list_images(folder)
         self.image_size, self.crop_size, self.seed = image_size, crop_size, seed
+        self.scale_jitter = scale_jitter
 
     def __len__(self) -> int:
         return len(self.files)
@@ -53,8 +66,11 @@ class CropDataset(Dataset):
         for skipped in range(len(self.files)):
             try:
                 img = resize_shorter(open_image(self.files[(index + skipped) % len(self.files)]), self.image_size)
-                x, y = crop_origin(key, self.seed, img.width, img.height, s)
-                return to_tensor(img.crop((x, y, x + s, y + s)))[0], skipped
+                x, y, side = crop_box(key, self.seed, img.width, img.height, s, self.scale_jitter)
+                crop = img.crop((x, y, x + side, y + side))
+                if side != s:
+                    crop = crop.resize((s, s), Image.Resampling.BICUBIC)
+                return to_tensor(crop)[0], skipped
             except (InvalidImage, OSError, ValueError):
                 continue
         raise RuntimeError("no readable image in the folder")
@@ -117,8 +133,13 @@ class PreloadedCrops:
             index += 1
         img = self.images[index % n]
         s = self.dataset.crop_size
-        x, y = crop_origin(key, self.dataset.seed, img.shape[2], img.shape[1], s)
-        return img[:, y:y + s, x:x + s]
+        x, y, side = crop_box(key, self.dataset.seed, img.shape[2], img.shape[1], s, self.dataset.scale_jitter)
+        crop = img[:, y:y + side, x:x + side]
+        if side == s:
+            return crop
+        # torch's antialiased bicubic stands in for PIL's (within a few grey levels)
+        out = F.interpolate(crop[None].float(), size=(s, s), mode="bicubic", antialias=True, align_corners=False)
+        return out[0].round_().clamp_(0, 255).to(torch.uint8)
 
     def batches(self, sampler: "ResumableSampler", batch_size: int) -> Iterator[tuple[torch.Tensor, int]]:
         keys = iter(sampler)

@@ -7,24 +7,34 @@ import torch
 
 def luma_power(images: torch.Tensor) -> torch.Tensor:
     """Summed luminance power spectrum (H, W) of ``images`` (N, 3, H, W in [0, 1]), each image's
-    mean removed; sums over batches of one size add up."""
+    mean removed; sums over batches of one size add up. Differentiable (the trainer's
+    ``--grid-weight`` penalty backpropagates through it)."""
     y = (0.299 * images[:, 0] + 0.587 * images[:, 1] + 0.114 * images[:, 2]).float()
     y = y - y.mean(dim=(1, 2), keepdim=True)
     return torch.fft.fft2(y).abs().pow(2).sum(0)
 
 
-def grid_ratio(power: torch.Tensor, period: int = 8) -> float:
-    """How strongly images share a pixel-aligned grid of ``period`` px, from their ``luma_power``
-    (H and W multiples of ``period``): the power at the grid's frequencies (multiples of 1/period
-    on both axes, DC excluded) over the mean power just around each, median over those
-    frequencies. About 1 for photos; a decoder's 8-px grid (the relu4_1 stride, and the JPEG block
-    size of many style images) shows as 2 or more."""
+def lattice_ratios(power: torch.Tensor, period: int = 8) -> torch.Tensor:
+    """Per frequency of a ``period``-px grid (multiples of 1/period on both axes, DC excluded):
+    the power there over the mean power of the 24 frequencies around it (a 5 x 5 square).
+    ``power`` is a ``luma_power`` whose H and W are multiples of ``period``."""
     h, w = power.shape
-    ratios = []
-    for a in range(0, h, h // period):
-        for b in range(0, w, w // period):
-            if a == 0 and b == 0:
-                continue
-            around = [power[(a + i) % h, (b + j) % w] for i in range(-2, 3) for j in range(-2, 3) if (i, j) != (0, 0)]
-            ratios.append(power[a, b] / torch.stack(around).mean())
-    return float(torch.stack(ratios).median())
+    around = sum(torch.roll(power, (i, j), (0, 1)) for i in range(-2, 3) for j in range(-2, 3) if (i, j) != (0, 0))
+    ratio = power / (around / 24)
+    lattice = ratio[::h // period, ::w // period].flatten()
+    return lattice[1:]  # [0] is DC (removed by luma_power, so 0 / something)
+
+
+def grid_ratio(power: torch.Tensor, period: int = 8) -> float:
+    """How strongly images share a pixel-aligned grid of ``period`` px: the median of
+    ``lattice_ratios``. About 1 for photos; a decoder's 8-px grid (the relu4_1 stride, and the
+    JPEG block size of many style images) shows as 2 or more."""
+    return float(lattice_ratios(power, period).median())
+
+
+def grid_penalty(images: torch.Tensor, period: int = 8) -> torch.Tensor:
+    """A training term against the decoder's grid: the mean of log(lattice ratio) where it is
+    above 1, over the batch's summed spectrum (one image's spectrum is too noisy to judge a
+    lattice by). 0 for a batch with no more power at the grid's frequencies than around them, so
+    it leaves photos' and paintings' own detail alone."""
+    return lattice_ratios(luma_power(images), period).clamp(min=1.0).log().mean()

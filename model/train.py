@@ -38,7 +38,7 @@ from model.data import CropDataset, PreloadedCrops, ResumableSampler, collate, l
 from model.decoder import load_state, random_decoder
 from model.images import InvalidImage, open_image, resize_shorter, to_image, to_tensor
 from model.losses import channel_scales, content_loss, style_losses
-from model.quality import grid_ratio, luma_power
+from model.quality import grid_penalty, grid_ratio, luma_power
 from model.runtime import cpu_has_native_bf16, reexec_with_jemalloc, resolve_device
 from model.vgg import Encoder, load_encoder
 
@@ -67,6 +67,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "training images (see model/losses.py; needed with our VGG); none: the paper's formula as is")
     p.add_argument("--style-norm-images", type=int, default=128, help="images (half content, half style) for it")
     p.add_argument("--content-weight", type=float, default=1.0)
+    p.add_argument("--grid-weight", type=float, default=0.0,
+                   help="weight of a penalty on the outputs' 8-px grid (model/quality.py grid_penalty); "
+                        "0 = none, as the paper")
+    p.add_argument("--scale-jitter", type=float, default=0.0,
+                   help="cut crops up to (1 + this) x --crop-size and scale them down to it (0 = none, as the "
+                        "paper): moves small style images' 8x8 JPEG blocks off the decoder's 8-px lattice")
     p.add_argument("--image-size", type=int, default=512, help="shorter side before cropping")
     p.add_argument("--crop-size", type=int, default=256)
     p.add_argument("--save-every", type=int, default=1000)
@@ -116,7 +122,7 @@ def setup_distributed() -> tuple[int, int, int]:
 def batches(folder: Path, args: argparse.Namespace, seed: int, rank: int, world: int, step: int,
             device: torch.device):
     """Endless (images, skipped) batches, starting where ``step`` steps left off."""
-    dataset = CropDataset(folder, args.image_size, args.crop_size, seed=seed)
+    dataset = CropDataset(folder, args.image_size, args.crop_size, seed=seed, scale_jitter=args.scale_jitter)
     sampler = ResumableSampler(len(dataset), seed=seed, rank=rank, world_size=world)
     sampler.load_state_dict(sampler.state_dict(step * args.batch_size))
     if args.preload:
@@ -303,6 +309,12 @@ def main(argv: list[str] | None = None) -> dict:
 
     from tqdm import tqdm
 
+    def read_losses() -> dict:
+        out = {"content": lc.item(), "style": sum(x.item() for x in ls)}
+        if args.grid_weight and step > args.recon_steps:
+            out["grid"] = lg.item()
+        return out
+
     bar = tqdm(total=args.max_iter, initial=step, disable=not main_proc, dynamic_ncols=True, unit="step")
     skipped, last, t_start = 0, {}, time.time()
     while step < args.max_iter and stop["signal"] is None:
@@ -325,6 +337,9 @@ def main(argv: list[str] | None = None) -> dict:
             else:
                 output, lc, ls = losses(encoder, model, content, style, scales)
                 loss = args.content_weight * lc + args.style_weight * sum(ls)
+                if args.grid_weight:
+                    lg = grid_penalty(output.float().clamp(0, 1))
+                    loss = loss + args.grid_weight * lg
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         scaler.step(optimizer)
@@ -335,12 +350,13 @@ def main(argv: list[str] | None = None) -> dict:
             bar.update(1)
             # .item() waits for the GPU: read losses only when something uses them
             if step % 10 == 0 or step % args.log_every == 0 or step % args.save_every == 0 or step == args.max_iter:
-                last = {"content": lc.item(), "style": sum(x.item() for x in ls)}
-                bar.set_postfix(content=f"{last['content']:.3f}", style=f"{last['style']:.3f}", lr=f"{lr:.2e}",
-                                skipped=skipped)
+                last = read_losses()
+                bar.set_postfix(**{k: f"{v:.3f}" for k, v in last.items()}, lr=f"{lr:.2e}", skipped=skipped)
             if writer and step % args.log_every == 0:
                 writer.add_scalar("loss/content", last["content"], step)
                 writer.add_scalar("loss/style", last["style"], step)
+                if "grid" in last:
+                    writer.add_scalar("loss/grid", last["grid"], step)
                 for name, x in zip(STYLE_LAYERS, ls):
                     writer.add_scalar(f"loss/style_{name}", x.item(), step)
                 writer.add_scalar("lr", lr, step)
@@ -358,7 +374,7 @@ def main(argv: list[str] | None = None) -> dict:
             (args.out / "checkpoint.pt").replace(args.out / "checkpoint_recon.pt")
             save(last)
     if main_proc and "lc" in locals():
-        last = {"content": lc.item(), "style": sum(x.item() for x in ls)}
+        last = read_losses()
     if val is not None and step % args.eval_every != 0:
         run_eval()  # the final weights always get a held-out number
     save(last)

@@ -1,6 +1,6 @@
 import torch
 
-from model.quality import grid_ratio, luma_power
+from model.quality import grid_penalty, grid_ratio, luma_power
 
 
 def grid_of(images: torch.Tensor) -> float:
@@ -29,3 +29,19 @@ def test_an_8px_grid_is_found() -> None:
     other[::7, :] = 1
     other[:, ::7] = 1
     assert grid_of((0.9 * images + 0.1 * other).clamp(0, 1)) < 1.5
+
+
+def test_grid_penalty_is_small_without_a_grid_and_descends_to_remove_one() -> None:
+    images = smooth_images()
+    grid = torch.zeros(64, 64)
+    grid[::8, :] = 1
+    grid[:, ::8] = 1
+    assert grid_penalty(images) < 0.2
+    x = (0.9 * images + 0.1 * grid).requires_grad_(True)
+    assert grid_penalty(x) > 0.5
+    opt = torch.optim.Adam([x], lr=0.01)
+    for _ in range(50):
+        opt.zero_grad()
+        grid_penalty(x).backward()
+        opt.step()
+    assert grid_of(x.detach().clamp(0, 1)) < 1.5

@@ -14,6 +14,7 @@ from PIL import Image
 
 from helpers import noise_image
 from model import checkpoint
+from model.data import CropDataset, PreloadedCrops, crop_box
 from model.decoder import load_state
 from model.export import export
 from model.stylizer import Stylizer
@@ -89,6 +90,25 @@ def test_preloaded_crops_train_exactly_like_the_data_loader(folders, tmp_path):
     b = checkpoint.load(tmp_path / "preload" / "checkpoint.pt")["decoder"]
     for k in a:
         torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-7)
+
+
+def test_scale_jitter_cuts_larger_crops_the_same_way_in_both_data_paths(folders):
+    sides = {crop_box((0, i), 0, 48, 60, 32, jitter=0.5)[2] for i in range(40)}
+    assert len(sides) > 5 and min(sides) >= 32 and max(sides) <= 48
+    assert crop_box((0, 1), 0, 48, 60, 32) == crop_box((0, 1), 0, 48, 60, 32, jitter=0.0)
+    dataset = CropDataset(folders["style"], 48, 32, seed=0, scale_jitter=0.5)
+    preloaded = PreloadedCrops(dataset, torch.device("cpu"))
+    for i in range(3):
+        a, b = dataset[(0, i)][0], preloaded.crop((0, i)).float() / 255
+        assert a.shape == b.shape == (3, 32, 32)
+        assert (a - b).abs().mean() < 0.03  # PIL's and torch's bicubic differ by a little, not a crop
+
+
+def test_grid_weight_adds_a_logged_grid_term(folders, tmp_path):
+    train(args(folders, tmp_path, "--max-iter", "2", "--grid-weight", "1", "--scale-jitter", "0.3"))
+    ckpt = checkpoint.load(tmp_path / "checkpoint.pt")
+    assert ckpt["meta"]["losses"]["grid"] >= 0
+    assert ckpt["args"]["grid_weight"] == 1 and ckpt["args"]["scale_jitter"] == 0.3
 
 
 def test_time_limit_stops_and_saves(folders, tmp_path, capsys):
