@@ -88,9 +88,11 @@ def main() -> None:
 
     for path in args.runs:
         rows = [json.loads(line) for line in path.read_text().splitlines()]
-        plot({"held-out content": [(r["step"], r["content"]) for r in rows],
-              "held-out style (as trained)": [(r["step"], r["style"]) for r in rows]},
-             args.out / "heldout_losses.png", f"held-out losses over training ({path.parent.name})")
+        series = {"held-out content": [(r["step"], r["content"]) for r in rows],
+                  "held-out style (as trained)": [(r["step"], r["style"]) for r in rows]}
+        if all("grid8" in r for r in rows):
+            series["held-out grid8"] = [(r["step"], r["grid8"]) for r in rows]
+        plot(series, args.out / "heldout_losses.png", f"held-out losses over training ({path.parent.name})")
 
     stylizer = Stylizer.load(args.candidates[0], precision="bf16" if torch.cuda.is_available() is False else "auto")
     all_c, all_s = (sorted((args.data / "val" / kind).glob("*.jpg")) for kind in ("content", "style"))
