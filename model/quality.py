@@ -20,7 +20,7 @@ def lattice_ratios(power: torch.Tensor, period: int = 8) -> torch.Tensor:
     ``power`` is a ``luma_power`` whose H and W are multiples of ``period``."""
     h, w = power.shape
     around = sum(torch.roll(power, (i, j), (0, 1)) for i in range(-2, 3) for j in range(-2, 3) if (i, j) != (0, 0))
-    ratio = power / (around / 24)
+    ratio = power / (around / 24 + 1e-12)  # a flat image (a collapsed decoder) gives 0, not NaN
     lattice = ratio[::h // period, ::w // period].flatten()
     return lattice[1:]  # [0] is DC (removed by luma_power, so 0 / something)
 

@@ -37,6 +37,7 @@ def test_grid_penalty_is_small_without_a_grid_and_descends_to_remove_one() -> No
     grid[::8, :] = 1
     grid[:, ::8] = 1
     assert grid_penalty(images) < 0.2
+    assert grid_penalty(torch.full((2, 3, 64, 64), 0.5)) == 0  # flat images: no grid, and no NaN
     x = (0.9 * images + 0.1 * grid).requires_grad_(True)
     assert grid_penalty(x) > 0.5
     opt = torch.optim.Adam([x], lr=0.01)

@@ -95,7 +95,9 @@ def test_preloaded_crops_train_exactly_like_the_data_loader(folders, tmp_path):
 def test_scale_jitter_cuts_larger_crops_the_same_way_in_both_data_paths(folders):
     sides = {crop_box((0, i), 0, 48, 60, 32, jitter=0.5)[2] for i in range(40)}
     assert len(sides) > 5 and min(sides) >= 32 and max(sides) <= 48
-    assert crop_box((0, 1), 0, 48, 60, 32) == crop_box((0, 1), 0, 48, 60, 32, jitter=0.0)
+    assert {crop_box((0, i), 0, 48, 60, 32)[2] for i in range(40)} == {32}  # no jitter: plain crops
+    # the style images (64 x 80) are 48 x 60 at --image-size 48: some of the first three get rescaled
+    assert any(crop_box((0, i), 0, 48, 60, 32, jitter=0.5)[2] != 32 for i in range(3))
     dataset = CropDataset(folders["style"], 48, 32, seed=0, scale_jitter=0.5)
     preloaded = PreloadedCrops(dataset, torch.device("cpu"))
     for i in range(3):
