@@ -106,11 +106,14 @@ def test_scale_jitter_cuts_larger_crops_the_same_way_in_both_data_paths(folders)
         assert (a - b).abs().mean() < 0.03  # PIL's and torch's bicubic differ by a little, not a crop
 
 
-def test_grid_weight_adds_a_logged_grid_term(folders, tmp_path):
-    train(args(folders, tmp_path, "--max-iter", "2", "--grid-weight", "1", "--scale-jitter", "0.3"))
-    ckpt = checkpoint.load(tmp_path / "checkpoint.pt")
-    assert ckpt["meta"]["losses"]["grid"] >= 0
+def test_grid_weight_adds_a_logged_grid_term_that_changes_training(folders, tmp_path):
+    train(args(folders, tmp_path / "grid", "--max-iter", "2", "--grid-weight", "1", "--scale-jitter", "0.3"))
+    train(args(folders, tmp_path / "plain", "--max-iter", "2", "--scale-jitter", "0.3"))
+    ckpt, plain = checkpoint.load(tmp_path / "grid" / "checkpoint.pt"), checkpoint.load(tmp_path / "plain" / "checkpoint.pt")
+    assert ckpt["meta"]["losses"]["grid"] > 0 and "grid" not in plain["meta"]["losses"]
     assert ckpt["args"]["grid_weight"] == 1 and ckpt["args"]["scale_jitter"] == 0.3
+    # same data, same seed: only the penalty's gradient can make the weights differ
+    assert any(not torch.equal(ckpt["decoder"][k], plain["decoder"][k]) for k in plain["decoder"])
 
 
 def test_time_limit_stops_and_saves(folders, tmp_path, capsys):
