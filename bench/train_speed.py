@@ -39,7 +39,7 @@ for i in range({steps}):
     if dev.type == "cuda": torch.cuda.synchronize()
     t = time.perf_counter()
     with torch.autocast(dev.type, dtype=amp or torch.float32, enabled=amp is not None):
-        _, lc, ls = losses(enc, dec, c, s)
+        _, lc, ls, _ = losses(enc, dec, c, s)
         loss = lc + 10 * sum(ls)
     opt.zero_grad(); loss.backward(); opt.step()
     if dev.type == "cuda": torch.cuda.synchronize()

@@ -38,3 +38,25 @@ def grid_penalty(images: torch.Tensor, period: int = 8) -> torch.Tensor:
     lattice by). 0 for a batch with no more power at the grid's frequencies than around them, so
     it leaves photos' and paintings' own detail alone."""
     return lattice_ratios(luma_power(images), period).clamp(min=1.0).log().mean()
+
+
+
+def mirrored(images: torch.Tensor) -> torch.Tensor:
+    """A batch in three parts, each mirrored about a different axis: the first turned upside down,
+    the second left-right, the third about the diagonal (transposed; turned 180 degrees when not
+    square). Each is its own inverse, so ``mirrored(decoder(mirrored(t)))`` is what decoder(t)
+    should be."""
+    v, h, d = torch.tensor_split(images, 3)
+    d = d.transpose(2, 3) if d.shape[2] == d.shape[3] else d.flip(2, 3)
+    return torch.cat([v.flip(2), h.flip(3), d])
+
+
+def flip_gap(output: torch.Tensor, mirrored_output: torch.Tensor) -> torch.Tensor:
+    """How much a decoder's picture depends on which way is up, left, or vertical: the mean
+    squared difference between ``output`` = decoder(t) and ``mirrored(decoder(mirrored(t)))``.
+    Fed the same features mirrored, a decoder without a direction of its own draws the mirrored
+    picture. v2 has two: "drips" that point down whichever way up the photo is, and strokes that
+    run vertically (decode transposed features and transpose back: they run horizontally).
+    Reflection padding and nearest upsampling are mirror-symmetric, so a decoder can reach 0
+    without losing detail; as a training term it removes the bias, not the texture."""
+    return (output.float() - mirrored(mirrored_output).float()).pow(2).mean()

@@ -38,7 +38,7 @@ from model.data import CropDataset, PreloadedCrops, ResumableSampler, collate, l
 from model.decoder import load_state, random_decoder
 from model.images import InvalidImage, open_image, resize_shorter, to_image, to_tensor
 from model.losses import channel_scales, content_loss, style_losses
-from model.quality import grid_penalty, grid_ratio, luma_power
+from model.quality import flip_gap, grid_penalty, grid_ratio, luma_power, mirrored
 from model.runtime import cpu_has_native_bf16, reexec_with_jemalloc, resolve_device
 from model.vgg import Encoder, load_encoder
 
@@ -69,6 +69,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--content-weight", type=float, default=1.0)
     p.add_argument("--grid-weight", type=float, default=0.0,
                    help="weight of a penalty on the outputs' 8-px grid (model/quality.py grid_penalty); "
+                        "0 = none, as the paper")
+    p.add_argument("--flip-weight", type=float, default=0.0,
+                   help="weight of a mirror-consistency term (model/quality.py flip_gap; the decoder runs on "
+                        "twice the batch): against drips and strokes that point one way whatever the image; "
                         "0 = none, as the paper")
     p.add_argument("--scale-jitter", type=float, default=0.0,
                    help="cut crops up to (1 + this) x --crop-size and scale them down to it (0 = none, as the "
@@ -153,15 +157,22 @@ def eval_images(folder: Path, n: int, size: int) -> torch.Tensor:
 
 
 def losses(encoder: Encoder, decoder: torch.nn.Module, content: torch.Tensor, style: torch.Tensor,
-           scales: list[torch.Tensor] | None = None):
-    """(output images, content loss, [style loss per layer]) for a batch of pairs."""
+           scales: list[torch.Tensor] | None = None, flip: bool = False):
+    """(output images, content loss, [style loss per layer], flip gap or None) for a batch of pairs.
+    ``flip``: also decode the mirrored targets, in the same pass (one forward, as DDP wants), for
+    model/quality.py's ``flip_gap``."""
     style_feats = encoder.features(style)
     content_feat = encoder(content)
     s_mean, s_std = mean_std(style_feats[-1])
     target = adain(content_feat, s_mean, s_std).detach()
-    output = decoder(target)
+    gap = None
+    if flip:
+        output, other = decoder(torch.cat([target, mirrored(target)])).chunk(2)
+        gap = flip_gap(output, other)
+    else:
+        output = decoder(target)
     out_feats = encoder.features(output)
-    return output, content_loss(out_feats[-1], target), style_losses(out_feats, style_feats, scales)
+    return output, content_loss(out_feats[-1], target), style_losses(out_feats, style_feats, scales), gap
 
 
 def reconstruction_loss(encoder: Encoder, decoder: torch.nn.Module, content: torch.Tensor,
@@ -175,25 +186,27 @@ def reconstruction_loss(encoder: Encoder, decoder: torch.nn.Module, content: tor
 
 @torch.no_grad()
 def evaluate(encoder, decoder, contents, styles, device, amp, scales=None) -> tuple[dict, torch.Tensor]:
-    """Mean held-out losses over every content x style pair, the outputs' ``grid8`` (see
-    model/quality.py), and a grid of up to 8 pairs. With ``scales`` the style terms are the
-    normalised ones training used (see model/losses.py)."""
+    """Mean held-out losses over every content x style pair, the outputs' ``grid8`` and
+    ``flipgap`` (see model/quality.py), and a grid of up to 8 pairs. With ``scales`` the style
+    terms are the normalised ones training used (see model/losses.py)."""
     pairs = [(c, s) for c in range(len(contents)) for s in range(len(styles))]
-    lc, ls, rows, power = 0.0, torch.zeros(4), [], 0.0
+    lc, ls, rows, power, lf = 0.0, torch.zeros(4), [], 0.0, 0.0
     for i in range(0, len(pairs), 8):
         chunk = pairs[i:i + 8]
         c = contents[[p[0] for p in chunk]].to(device).contiguous(memory_format=torch.channels_last)
         s = styles[[p[1] for p in chunk]].to(device).contiguous(memory_format=torch.channels_last)
         with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
-            out, c_loss, s_losses = losses(encoder, decoder, c, s, scales)
+            out, c_loss, s_losses, gap = losses(encoder, decoder, c, s, scales, flip=True)
         lc += c_loss.item() * len(chunk)
+        lf += gap.item() * len(chunk)
         ls += torch.stack([x.float() for x in s_losses]).cpu() * len(chunk)
         power = power + luma_power(out.float().clamp(0, 1)).cpu()
         if not rows:
             rows = [torch.cat([c[j], s[j], out[j].float().clamp(0, 1)], dim=2).cpu() for j in range(len(chunk))]
     n = len(pairs)
     result = {"content": lc / n, "style": float(ls.sum()) / n,
-              **{f"style_{name}": float(v) / n for name, v in zip(STYLE_LAYERS, ls)}}
+              **{f"style_{name}": float(v) / n for name, v in zip(STYLE_LAYERS, ls)},
+              "flipgap": 255 * (lf / n) ** 0.5}  # root mean square, in 8-bit levels
     if all(d % 8 == 0 for d in power.shape):  # the decoder's 8-px grid, see model/quality.py
         result["grid8"] = grid_ratio(power)
     return result, torch.cat(rows, dim=1)
@@ -313,6 +326,8 @@ def main(argv: list[str] | None = None) -> dict:
         out = {"content": lc.item(), "style": sum(x.item() for x in ls)}
         if args.grid_weight and step > args.recon_steps:
             out["grid"] = lg.item()
+        if args.flip_weight and step > args.recon_steps:
+            out["flip"] = lf.item()
         return out
 
     bar = tqdm(total=args.max_iter, initial=step, disable=not main_proc, dynamic_ncols=True, unit="step")
@@ -335,8 +350,10 @@ def main(argv: list[str] | None = None) -> dict:
                 output, lc = reconstruction_loss(encoder, model, content, args.recon_pixel_weight)
                 ls, loss = [torch.zeros((), device=device)] * 4, lc
             else:
-                output, lc, ls = losses(encoder, model, content, style, scales)
+                output, lc, ls, lf = losses(encoder, model, content, style, scales, flip=args.flip_weight > 0)
                 loss = args.content_weight * lc + args.style_weight * sum(ls)
+                if lf is not None:
+                    loss = loss + args.flip_weight * lf
                 if args.grid_weight:
                     lg = grid_penalty(output.float().clamp(0, 1))
                     loss = loss + args.grid_weight * lg
@@ -355,8 +372,9 @@ def main(argv: list[str] | None = None) -> dict:
             if writer and step % args.log_every == 0:
                 writer.add_scalar("loss/content", last["content"], step)
                 writer.add_scalar("loss/style", last["style"], step)
-                if "grid" in last:
-                    writer.add_scalar("loss/grid", last["grid"], step)
+                for extra in ("grid", "flip"):
+                    if extra in last:
+                        writer.add_scalar(f"loss/{extra}", last[extra], step)
                 for name, x in zip(STYLE_LAYERS, ls):
                     writer.add_scalar(f"loss/style_{name}", x.item(), step)
                 writer.add_scalar("lr", lr, step)

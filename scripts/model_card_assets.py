@@ -5,8 +5,9 @@
 
 Prints held-out content/style losses (every pair of --pairs contents x --pairs styles at --size,
 the training objective's terms) per candidate; writes OUT/heldout_losses.png (losses over training
-from eval.jsonl files) and OUT/samples.jpg (held-out pairs through the Stylizer, with the first
-candidate). On the CPU it re-executes itself under jemalloc, as the trainer does (2-4x faster).
+from eval.jsonl files), OUT/samples.jpg (held-out pairs through the Stylizer, with the first
+candidate) and, given two or more candidates, OUT/compare.jpg (the same pairs through each, full
+resolution, one row per candidate). On the CPU it re-executes itself under jemalloc, as the trainer does (2-4x faster).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import torch
 from PIL import Image, ImageDraw
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from model.adain import adain, mean_std  # noqa: E402
 from model.decoder import load_decoder  # noqa: E402
 from model.images import open_image  # noqa: E402
 from model.runtime import reexec_with_jemalloc  # noqa: E402
@@ -52,6 +54,24 @@ def plot(series: dict[str, list[tuple[int, float]]], path: Path, title: str) -> 
     img.save(path)
 
 
+MIRRORS = {"v": lambda x: x.flip(2), "h": lambda x: x.flip(3), "t": lambda x: x.transpose(2, 3)}
+
+
+def mirror_gaps(encoder, decoder, contents: torch.Tensor, styles: torch.Tensor) -> dict[str, float]:
+    """The whole pipeline's direction bias (the trainer's ``flipgap`` sees the decoder alone): for
+    each pair, stylise the content and style turned upside down (v), mirrored left-right (h) or
+    transposed (t), undo the turn, and take the RMS difference from the plain result, in 8-bit levels."""
+    sums = dict.fromkeys(MIRRORS, 0.0)
+    for c in contents:
+        c = c[None].expand(len(styles), -1, -1, -1)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            plain = decoder(adain(encoder(c), *mean_std(encoder(styles)))).float().clamp(0, 1)
+            for k, m in MIRRORS.items():
+                out = m(decoder(adain(encoder(m(c)), *mean_std(encoder(m(styles))))).float().clamp(0, 1))
+                sums[k] += (out - plain).pow(2).mean().item()
+    return {f"mirror_{k}": 255 * (v / len(contents)) ** 0.5 for k, v in sums.items()}
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", type=Path, default=Path("data"))
@@ -63,12 +83,18 @@ def main() -> None:
     p.add_argument("--scales", type=Path, help="a training checkpoint: also report the style loss normalised "
                                                 "with its style_scales (--style-norm corpus)")
     p.add_argument("--no-figures", action="store_true", help="only measure")
+    p.add_argument("--mirror-pairs", type=int, default=0,
+                   help="also measure the pipeline's direction bias (mirror_gaps) on N contents x N styles")
     # the grid shows a spread of the held-out styles (textures, a photo portrait, painted
     # portraits and landscapes), not just the first few names, which are all ufoai textures
     p.add_argument("--grid-contents", type=int, nargs="+", default=[0, 2, 18, 21],
                    help="indices into the sorted held-out contents")
     p.add_argument("--grid-styles", type=int, nargs="+", default=[2, 9, 12, 15, 18, 21],
                    help="indices into the sorted held-out styles")
+    p.add_argument("--compare", type=lambda v: tuple(map(int, v.split(","))), nargs="*",
+                   default=[(0, 12), (2, 12), (18, 12), (2, 21)],
+                   help="content,style index pairs for OUT/compare.jpg (all candidates, one row each; "
+                        "needs 2 or more candidates)")
     args = p.parse_args()
     torch.set_grad_enabled(False)
     encoder = load_encoder()
@@ -82,6 +108,8 @@ def main() -> None:
         if scales is not None:
             normalised, _ = evaluate(encoder, decoder, contents, styles, torch.device("cpu"), amp, scales)
             result.update({f"norm_{k}": v for k, v in normalised.items() if k.startswith("style")})
+        if args.mirror_pairs:
+            result.update(mirror_gaps(encoder, decoder, contents[:args.mirror_pairs], styles[:args.mirror_pairs]))
         print(json.dumps({"decoder": str(path), "pairs": len(contents) * len(styles), **result}), flush=True)
     if args.no_figures:
         return
@@ -92,6 +120,8 @@ def main() -> None:
                   "held-out style (as trained)": [(r["step"], r["style"]) for r in rows]}
         if all("grid8" in r for r in rows):
             series["held-out grid8"] = [(r["step"], r["grid8"]) for r in rows]
+        if all("flipgap" in r for r in rows):  # 8-bit levels: / 10 to share the axis
+            series["held-out flipgap / 10"] = [(r["step"], r["flipgap"] / 10) for r in rows]
         plot(series, args.out / "heldout_losses.png", f"held-out losses over training ({path.parent.name})")
 
     stylizer = Stylizer.load(args.candidates[0], precision="bf16" if torch.cuda.is_available() is False else "auto")
@@ -108,6 +138,21 @@ def main() -> None:
             sheet.paste(out.resize((cell, cell)), ((j + 1) * cell, (i + 1) * cell))
     sheet.save(args.out / "samples.jpg", quality=85)
     print(f"wrote {args.out / 'samples.jpg'} and {args.out / 'heldout_losses.png'}")
+    if len(args.candidates) > 1 and args.compare:
+        compare(args.candidates, [(all_c[c], all_s[s]) for c, s in args.compare], args.out / "compare.jpg")
+
+
+def compare(candidates: list[Path], pairs: list[tuple[Path, Path]], path: Path, size: int = 384) -> None:
+    """One row per candidate decoder, one column per (content, style) pair, the top-left
+    ``size`` x ``size`` of each result at full resolution: for faults a 192 px cell hides."""
+    sheet = Image.new("RGB", (size * len(pairs), size * len(candidates)), "white")
+    for i, cand in enumerate(candidates):
+        stylizer = Stylizer.load(cand, precision="bf16" if not torch.cuda.is_available() else "auto")
+        for j, (c, s) in enumerate(pairs):
+            out = stylizer.stylize(c, [s], content_size=size, style_size=size)
+            sheet.paste(out.crop((0, 0, size, size)), (j * size, i * size))
+    sheet.save(path, quality=90)
+    print(f"wrote {path}: rows {', '.join(map(str, candidates))}")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 import torch
 
-from model.quality import grid_penalty, grid_ratio, luma_power
+from model.decoder import random_decoder
+from model.quality import mirrored, flip_gap, grid_penalty, grid_ratio, luma_power
 
 
 def grid_of(images: torch.Tensor) -> float:
@@ -46,3 +47,30 @@ def test_grid_penalty_is_small_without_a_grid_and_descends_to_remove_one() -> No
         grid_penalty(x).backward()
         opt.step()
     assert grid_of(x.detach().clamp(0, 1)) < 1.5
+
+
+def test_mirrored_mirrors_each_third_of_a_batch_about_its_own_axis() -> None:
+    x = torch.rand(8, 3, 8, 8)
+    y = mirrored(x)
+    assert torch.equal(y[:3], x[:3].flip(2)) and torch.equal(y[3:6], x[3:6].flip(3))
+    assert torch.equal(y[6:], x[6:].transpose(2, 3))
+    assert torch.equal(mirrored(y), x)  # its own inverse
+    wide = torch.rand(3, 3, 4, 6)  # not square: the last third turns 180 degrees instead
+    assert torch.equal(mirrored(wide)[2:], wide[2:].flip(2, 3)) and torch.equal(mirrored(mirrored(wide)), wide)
+
+
+def test_flip_gap_is_zero_only_for_a_decoder_without_a_direction() -> None:
+    torch.manual_seed(0)
+    target = torch.rand(6, 512, 4, 4)
+    decoder = random_decoder(0).eval()
+    with torch.no_grad():
+        out = decoder(target)
+        gap = flip_gap(out, decoder(mirrored(target)))
+        detail = (out - out.mean(dim=(2, 3), keepdim=True)).pow(2).mean()  # each picture's own variance
+        assert gap > 0.5 * detail  # default init: kernels have an up, a left and a vertical
+        for m in decoder.modules():  # each kernel averaged with its 7 mirror images and turns
+            if isinstance(m, torch.nn.Conv2d):
+                w = m.weight
+                turns = [w, w.flip(2), w.flip(3), w.flip(2, 3)]
+                w.copy_(sum(turns + [t.transpose(2, 3) for t in turns]) / 8)
+        assert flip_gap(decoder(target), decoder(mirrored(target))) < 1e-4 * gap

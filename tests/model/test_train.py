@@ -116,6 +116,17 @@ def test_grid_weight_adds_a_logged_grid_term_that_changes_training(folders, tmp_
     assert any(not torch.equal(ckpt["decoder"][k], plain["decoder"][k]) for k in plain["decoder"])
 
 
+def test_flip_weight_adds_a_logged_flip_term_that_changes_training(folders, tmp_path):
+    train(args(folders, tmp_path / "flip", "--max-iter", "2", "--flip-weight", "100"))
+    train(args(folders, tmp_path / "plain", "--max-iter", "2"))
+    ckpt, plain = checkpoint.load(tmp_path / "flip" / "checkpoint.pt"), checkpoint.load(tmp_path / "plain" / "checkpoint.pt")
+    assert ckpt["meta"]["losses"]["flip"] > 0 and "flip" not in plain["meta"]["losses"]
+    assert ckpt["args"]["flip_weight"] == 100
+    assert any(not torch.equal(ckpt["decoder"][k], plain["decoder"][k]) for k in plain["decoder"])
+    line = json.loads((tmp_path / "flip" / "eval.jsonl").read_text().splitlines()[-1])
+    assert line["flipgap"] > 0  # held-out flip gap, in 8-bit levels
+
+
 def test_time_limit_stops_and_saves(folders, tmp_path, capsys):
     result = train(args(folders, tmp_path, "--max-iter", "100000", "--time-limit", "0.5"))
     assert 0 < result["step"] < 100000
