@@ -40,7 +40,6 @@ def grid_penalty(images: torch.Tensor, period: int = 8) -> torch.Tensor:
     return lattice_ratios(luma_power(images), period).clamp(min=1.0).log().mean()
 
 
-
 def mirrored(images: torch.Tensor) -> torch.Tensor:
     """A batch in three parts, each mirrored about a different axis: the first turned upside down,
     the second left-right, the third about the diagonal (transposed; turned 180 degrees when not

@@ -6,8 +6,9 @@
 Prints held-out content/style losses (every pair of --pairs contents x --pairs styles at --size,
 the training objective's terms) per candidate; writes OUT/heldout_losses.png (losses over training
 from eval.jsonl files), OUT/samples.jpg (held-out pairs through the Stylizer, with the first
-candidate) and, given two or more candidates, OUT/compare.jpg (the same pairs through each, full
-resolution, one row per candidate). On the CPU it re-executes itself under jemalloc, as the trainer does (2-4x faster).
+candidate) and, given two or more candidates, OUT/compare.jpg (--compare pairs through each, at
+full resolution, one row per candidate). On the CPU it re-executes itself under jemalloc, as the
+trainer does (2-4x faster).
 """
 
 from __future__ import annotations
@@ -61,14 +62,16 @@ def mirror_gaps(encoder, decoder, contents: torch.Tensor, styles: torch.Tensor) 
     """The whole pipeline's direction bias (the trainer's ``flipgap`` sees the decoder alone): for
     each pair, stylise the content and style turned upside down (v), mirrored left-right (h) or
     transposed (t), undo the turn, and take the RMS difference from the plain result, in 8-bit levels."""
+    def stylise(c: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            return decoder(adain(encoder(c), *mean_std(encoder(s)))).float().clamp(0, 1)
+
     sums = dict.fromkeys(MIRRORS, 0.0)
     for c in contents:
         c = c[None].expand(len(styles), -1, -1, -1)
-        with torch.autocast("cpu", dtype=torch.bfloat16):
-            plain = decoder(adain(encoder(c), *mean_std(encoder(styles)))).float().clamp(0, 1)
-            for k, m in MIRRORS.items():
-                out = m(decoder(adain(encoder(m(c)), *mean_std(encoder(m(styles))))).float().clamp(0, 1))
-                sums[k] += (out - plain).pow(2).mean().item()
+        plain = stylise(c, styles)
+        for k, m in MIRRORS.items():
+            sums[k] += (m(stylise(m(c), m(styles))) - plain).pow(2).mean().item()
     return {f"mirror_{k}": 255 * (v / len(contents)) ** 0.5 for k, v in sums.items()}
 
 
@@ -124,7 +127,8 @@ def main() -> None:
             series["held-out flipgap / 10"] = [(r["step"], r["flipgap"] / 10) for r in rows]
         plot(series, args.out / "heldout_losses.png", f"held-out losses over training ({path.parent.name})")
 
-    stylizer = Stylizer.load(args.candidates[0], precision="bf16" if torch.cuda.is_available() is False else "auto")
+    precision = "auto" if torch.cuda.is_available() else "bf16"
+    stylizer = Stylizer.load(args.candidates[0], precision=precision)
     all_c, all_s = (sorted((args.data / "val" / kind).glob("*.jpg")) for kind in ("content", "style"))
     cfiles, sfiles = [all_c[i] for i in args.grid_contents], [all_s[i] for i in args.grid_styles]
     cell = 192
@@ -139,15 +143,17 @@ def main() -> None:
     sheet.save(args.out / "samples.jpg", quality=85)
     print(f"wrote {args.out / 'samples.jpg'} and {args.out / 'heldout_losses.png'}")
     if len(args.candidates) > 1 and args.compare:
-        compare(args.candidates, [(all_c[c], all_s[s]) for c, s in args.compare], args.out / "compare.jpg")
+        pairs = [(all_c[c], all_s[s]) for c, s in args.compare]
+        compare(args.candidates, pairs, args.out / "compare.jpg", precision)
 
 
-def compare(candidates: list[Path], pairs: list[tuple[Path, Path]], path: Path, size: int = 384) -> None:
+def compare(candidates: list[Path], pairs: list[tuple[Path, Path]], path: Path, precision: str,
+            size: int = 384) -> None:
     """One row per candidate decoder, one column per (content, style) pair, the top-left
     ``size`` x ``size`` of each result at full resolution: for faults a 192 px cell hides."""
     sheet = Image.new("RGB", (size * len(pairs), size * len(candidates)), "white")
     for i, cand in enumerate(candidates):
-        stylizer = Stylizer.load(cand, precision="bf16" if not torch.cuda.is_available() else "auto")
+        stylizer = Stylizer.load(cand, precision=precision)
         for j, (c, s) in enumerate(pairs):
             out = stylizer.stylize(c, [s], content_size=size, style_size=size)
             sheet.paste(out.crop((0, 0, size, size)), (j * size, i * size))

@@ -1,7 +1,7 @@
 import torch
 
 from model.decoder import random_decoder
-from model.quality import mirrored, flip_gap, grid_penalty, grid_ratio, luma_power
+from model.quality import flip_gap, grid_penalty, grid_ratio, luma_power, mirrored
 
 
 def grid_of(images: torch.Tensor) -> float:
