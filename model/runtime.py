@@ -11,8 +11,8 @@ import torch
 
 PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 # Debian's libjemalloc2 on either architecture (the Makefile looks in the same two places)
-JEMALLOC = next((p for p in ("/usr/lib/x86_64-linux-gnu/libjemalloc.so.2", "/usr/lib/aarch64-linux-gnu/libjemalloc.so.2")
-                 if Path(p).exists()), "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2")
+_JEMALLOC_PATHS = ("/usr/lib/x86_64-linux-gnu/libjemalloc.so.2", "/usr/lib/aarch64-linux-gnu/libjemalloc.so.2")
+JEMALLOC = next((p for p in _JEMALLOC_PATHS if Path(p).exists()), _JEMALLOC_PATHS[0])
 # jemalloc told to keep freed pages: glibc returns and re-faults the large conv buffers every step
 JEMALLOC_ENV = {"LD_PRELOAD": JEMALLOC, "MALLOC_CONF": "dirty_decay_ms:-1,muzzy_decay_ms:-1,retain:true"}
 
