@@ -44,18 +44,36 @@ def crop_box(key: tuple[int, int], seed: int, width: int, height: int, size: int
     return x, y, side
 
 
+def turn(key: tuple[int, int], seed: int) -> int:
+    """Which of the square's 8 symmetries (4 rotations, each mirrored or not) crop (epoch, index)
+    gets under --mirror-crops; its own generator, so the crop boxes stay those of a plain run (an
+    int salt: str hashes change from process to process)."""
+    g = torch.Generator().manual_seed(hash((seed, key[0], key[1], 8)) & 0x7FFF_FFFF_FFFF)
+    return int(torch.randint(0, 8, (1,), generator=g))
+
+
+def apply_turn(crop: torch.Tensor, k: int) -> torch.Tensor:
+    """Symmetry ``k`` (0 = identity) of a (C, S, S) crop: ``k % 4`` quarter turns, then a left-right
+    mirror when ``k >= 4``."""
+    crop = torch.rot90(crop, k % 4, dims=(1, 2))
+    return crop.flip(2) if k >= 4 else crop
+
+
 class CropDataset(Dataset):
     """Item (epoch, index) -> (crop tensor (3, S, S), number of bad files skipped to get it)."""
 
     def __init__(self, folder: str | Path, image_size: int, crop_size: int, seed: int = 0,
-                 scale_jitter: float = 0.0) -> None:
+                 scale_jitter: float = 0.0, mirror: bool = False) -> None:
         if crop_size > image_size:
             raise ValueError(f"crop size {crop_size} is larger than the image size {image_size}")
         if scale_jitter < 0:
             raise ValueError(f"scale jitter must be >= 0, got {scale_jitter}")
         self.files = list_images(folder)
         self.image_size, self.crop_size, self.seed = image_size, crop_size, seed
-        self.scale_jitter = scale_jitter
+        self.scale_jitter, self.mirror = scale_jitter, mirror
+
+    def turned(self, key: tuple[int, int], crop: torch.Tensor) -> torch.Tensor:
+        return apply_turn(crop, turn(key, self.seed)) if self.mirror else crop
 
     def __len__(self) -> int:
         return len(self.files)
@@ -70,7 +88,7 @@ class CropDataset(Dataset):
                 crop = img.crop((x, y, x + side, y + side))
                 if side != s:
                     crop = crop.resize((s, s), Image.Resampling.BICUBIC)
-                return to_tensor(crop)[0], skipped
+                return self.turned(key, to_tensor(crop)[0]), skipped
             except (InvalidImage, OSError, ValueError):
                 continue
         raise RuntimeError("no readable image in the folder")
@@ -135,11 +153,11 @@ class PreloadedCrops:
         s = self.dataset.crop_size
         x, y, side = crop_box(key, self.dataset.seed, img.shape[2], img.shape[1], s, self.dataset.scale_jitter)
         crop = img[:, y:y + side, x:x + side]
-        if side == s:
-            return crop
-        # torch's antialiased bicubic stands in for PIL's (within a few grey levels)
-        out = F.interpolate(crop[None].float(), size=(s, s), mode="bicubic", antialias=True, align_corners=False)
-        return out[0].round_().clamp_(0, 255).to(torch.uint8)
+        if side != s:
+            # torch's antialiased bicubic stands in for PIL's (within a few grey levels)
+            out = F.interpolate(crop[None].float(), size=(s, s), mode="bicubic", antialias=True, align_corners=False)
+            crop = out[0].round_().clamp_(0, 255).to(torch.uint8)
+        return self.dataset.turned(key, crop)
 
     def batches(self, sampler: "ResumableSampler", batch_size: int) -> Iterator[tuple[torch.Tensor, int]]:
         keys = iter(sampler)

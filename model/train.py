@@ -77,6 +77,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--scale-jitter", type=float, default=0.0,
                    help="cut crops up to (1 + this) x --crop-size and scale them down to it (0 = none, as the "
                         "paper): moves small style images' 8x8 JPEG blocks off the decoder's 8-px lattice")
+    p.add_argument("--mirror-crops", action="store_true",
+                   help="turn each content and style crop by a random one of the square's 8 symmetries (not in "
+                        "the paper): upright paintings and photos otherwise teach the decoder one fixed way for "
+                        "drips and strokes to point")
     p.add_argument("--image-size", type=int, default=512, help="shorter side before cropping")
     p.add_argument("--crop-size", type=int, default=256)
     p.add_argument("--save-every", type=int, default=1000)
@@ -126,7 +130,8 @@ def setup_distributed() -> tuple[int, int, int]:
 def batches(folder: Path, args: argparse.Namespace, seed: int, rank: int, world: int, step: int,
             device: torch.device):
     """Endless (images, skipped) batches, starting where ``step`` steps left off."""
-    dataset = CropDataset(folder, args.image_size, args.crop_size, seed=seed, scale_jitter=args.scale_jitter)
+    dataset = CropDataset(folder, args.image_size, args.crop_size, seed=seed, scale_jitter=args.scale_jitter,
+                          mirror=args.mirror_crops)
     sampler = ResumableSampler(len(dataset), seed=seed, rank=rank, world_size=world)
     sampler.load_state_dict(sampler.state_dict(step * args.batch_size))
     if args.preload:

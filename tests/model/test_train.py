@@ -14,7 +14,7 @@ from PIL import Image
 
 from helpers import noise_image
 from model import checkpoint
-from model.data import CropDataset, PreloadedCrops, crop_box
+from model.data import CropDataset, PreloadedCrops, apply_turn, crop_box, turn
 from model.decoder import load_state
 from model.export import export
 from model.stylizer import Stylizer
@@ -106,12 +106,31 @@ def test_scale_jitter_cuts_larger_crops_the_same_way_in_both_data_paths(folders)
         assert (a - b).abs().mean() < 0.03  # PIL's and torch's bicubic differ by a little, not a crop
 
 
+def test_mirror_crops_turn_the_plain_crop_by_its_seeded_symmetry_in_both_data_paths(folders):
+    x = torch.arange(2 * 9.0).reshape(2, 3, 3)
+    assert len({tuple(apply_turn(x, k).flatten().tolist()) for k in range(8)}) == 8  # 8 distinct symmetries
+    torch.testing.assert_close(apply_turn(x, 0), x)
+    assert {turn((0, i), 0) for i in range(64)} == set(range(8))  # every one drawn
+    assert [turn((1, i), 3) for i in range(16)] == [turn((1, i), 3) for i in range(16)]  # seeded
+    plain = CropDataset(folders["style"], 48, 32, seed=0, scale_jitter=0.5)
+    turned = CropDataset(folders["style"], 48, 32, seed=0, scale_jitter=0.5, mirror=True)
+    preloaded = PreloadedCrops(turned, torch.device("cpu"))
+    for i in range(3):
+        key = (0, i)
+        a, b = plain[key][0], turned[key][0]
+        torch.testing.assert_close(b, apply_turn(a, turn(key, 0)))  # same box, then turned
+        c = preloaded.crop(key).float() / 255
+        assert (c - b).abs().mean() < 0.03  # the preloaded path turns it the same way
+    assert any(turn((0, i), 0) != 0 for i in range(3))  # so the checks above compared turned crops
+
+
 def test_grid_weight_adds_a_logged_grid_term_that_changes_training(folders, tmp_path):
-    train(args(folders, tmp_path / "grid", "--max-iter", "2", "--grid-weight", "1", "--scale-jitter", "0.3"))
-    train(args(folders, tmp_path / "plain", "--max-iter", "2", "--scale-jitter", "0.3"))
+    extra = ("--max-iter", "2", "--scale-jitter", "0.3", "--mirror-crops")  # every data option at once
+    train(args(folders, tmp_path / "grid", *extra, "--grid-weight", "1"))
+    train(args(folders, tmp_path / "plain", *extra))
     ckpt, plain = checkpoint.load(tmp_path / "grid" / "checkpoint.pt"), checkpoint.load(tmp_path / "plain" / "checkpoint.pt")
     assert ckpt["meta"]["losses"]["grid"] > 0 and "grid" not in plain["meta"]["losses"]
-    assert ckpt["args"]["grid_weight"] == 1 and ckpt["args"]["scale_jitter"] == 0.3
+    assert ckpt["args"]["grid_weight"] == 1 and ckpt["args"]["scale_jitter"] == 0.3 and ckpt["args"]["mirror_crops"]
     # same data, same seed: only the penalty's gradient can make the weights differ
     assert any(not torch.equal(ckpt["decoder"][k], plain["decoder"][k]) for k in plain["decoder"])
 
