@@ -111,7 +111,11 @@ def test_mirror_crops_turn_the_plain_crop_by_its_seeded_symmetry_in_both_data_pa
     assert len({tuple(apply_turn(x, k).flatten().tolist()) for k in range(8)}) == 8  # 8 distinct symmetries
     torch.testing.assert_close(apply_turn(x, 0), x)
     assert {turn((0, i), 0) for i in range(64)} == set(range(8))  # every one drawn
-    assert [turn((1, i), 3) for i in range(16)] == [turn((1, i), 3) for i in range(16)]  # seeded
+    # the same turns in any process (DataLoader workers, a resumed run), whatever its hash salt
+    probe = "from model.data import turn; print([turn((1, i), 3) for i in range(16)])"
+    env = {**os.environ, "PYTHONHASHSEED": "12345"}
+    out = subprocess.run([sys.executable, "-c", probe], cwd=REPO, env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == str([turn((1, i), 3) for i in range(16)])
     plain = CropDataset(folders["style"], 48, 32, seed=0, scale_jitter=0.5)
     turned = CropDataset(folders["style"], 48, 32, seed=0, scale_jitter=0.5, mirror=True)
     preloaded = PreloadedCrops(turned, torch.device("cpu"))
