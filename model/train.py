@@ -79,8 +79,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "paper): moves small style images' 8x8 JPEG blocks off the decoder's 8-px lattice")
     p.add_argument("--mirror-crops", action="store_true",
                    help="turn each content and style crop by a random one of the square's 8 symmetries (not in "
-                        "the paper; used for v3: it helped style but did not change which way the drips point, "
-                        "see MODEL_CARD.md)")
+                        "the paper; tried for v3: neither which way the drips point nor the held-out loss changed "
+                        "against a control, see MODEL_CARD.md)")
     p.add_argument("--image-size", type=int, default=512, help="shorter side before cropping")
     p.add_argument("--crop-size", type=int, default=256)
     p.add_argument("--save-every", type=int, default=1000)
