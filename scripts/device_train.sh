@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # One GPU training session on a lent device machine (see weights/MODEL_CARD.md): two recipes side by
-# side on the packed corpus for $T seconds, both warm-started from the shipped decoder with v3's
+# side on the packed corpus for $T seconds, both warm-started from the shipped decoder with v4's
 # grid penalty, scale jitter and mirror crops at 256² crops, pick the one with the lower held-out
 # loss, export it, and check the Stylizer on CUDA with it. Everything worth keeping is written to $OUT.
 #   OUT=/tmp/out T=20 EVAL=2 EXTRA="--device cpu" bash scripts/device_train.sh   # local dry run

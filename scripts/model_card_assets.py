@@ -117,6 +117,7 @@ def main() -> None:
     if args.no_figures:
         return
 
+    args.out.mkdir(parents=True, exist_ok=True)  # a fresh folder, e.g. /tmp/x, is fine
     for path in args.runs:
         rows = [json.loads(line) for line in path.read_text().splitlines()]
         series = {"held-out content": [(r["step"], r["content"]) for r in rows],
