@@ -74,6 +74,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="weight of a mirror-consistency term (model/quality.py flip_gap; the decoder runs on "
                         "twice the batch): against drips and strokes that point one way whatever the image; "
                         "0 = none, as the paper")
+    p.add_argument("--flip-space", choices=["features", "pipeline"], default="features",
+                   help="what --flip-weight mirrors: features = the AdaIN target (the decoder alone; session 6, "
+                        "which asks of the decoder a symmetry VGG's features do not have); pipeline = the "
+                        "content and style images, encoded and AdaIN-ed again (what a user sees)")
     p.add_argument("--scale-jitter", type=float, default=0.0,
                    help="cut crops up to (1 + this) x --crop-size and scale them down to it (0 = none, as the "
                         "paper): moves small style images' 8x8 JPEG blocks off the decoder's 8-px lattice")
@@ -162,17 +166,25 @@ def eval_images(folder: Path, n: int, size: int) -> torch.Tensor:
 
 
 def losses(encoder: Encoder, decoder: torch.nn.Module, content: torch.Tensor, style: torch.Tensor,
-           scales: list[torch.Tensor] | None = None, flip: bool = False):
+           scales: list[torch.Tensor] | None = None, flip: bool = False, flip_space: str = "features"):
     """(output images, content loss, [style loss per layer], flip gap or None) for a batch of pairs.
-    ``flip``: also decode the mirrored targets, in the same pass (one forward, as DDP wants), for
-    model/quality.py's ``flip_gap``."""
+    ``flip``: also decode a mirrored target, in the same pass (one forward, as DDP wants), for
+    model/quality.py's ``flip_gap``: with ``flip_space`` "features" the target mirrored, with
+    "pipeline" the target of the mirrored content and style images (VGG is not mirror-symmetric,
+    so the two differ; only the second is what a user who turns a photo sees)."""
     style_feats = encoder.features(style)
     content_feat = encoder(content)
     s_mean, s_std = mean_std(style_feats[-1])
     target = adain(content_feat, s_mean, s_std).detach()
     gap = None
     if flip:
-        output, other = decoder(torch.cat([target, mirrored(target)])).chunk(2)
+        if flip_space == "pipeline":
+            with torch.no_grad():
+                m_mean, m_std = mean_std(encoder(mirrored(style)))
+                other_target = adain(encoder(mirrored(content)), m_mean, m_std)
+        else:
+            other_target = mirrored(target)
+        output, other = decoder(torch.cat([target, other_target])).chunk(2)
         gap = flip_gap(output, other)
     else:
         output = decoder(target)
@@ -191,19 +203,21 @@ def reconstruction_loss(encoder: Encoder, decoder: torch.nn.Module, content: tor
 
 @torch.no_grad()
 def evaluate(encoder, decoder, contents, styles, device, amp, scales=None) -> tuple[dict, torch.Tensor]:
-    """Mean held-out losses over every content x style pair, the outputs' ``grid8`` and
-    ``flipgap`` (see model/quality.py), and a grid of up to 8 pairs. With ``scales`` the style
+    """Mean held-out losses over every content x style pair, the outputs' ``grid8``, ``flipgap``
+    and ``flipgap_pipeline`` (see model/quality.py and ``losses``), and a grid of up to 8 pairs. With ``scales`` the style
     terms are the normalised ones training used (see model/losses.py)."""
     pairs = [(c, s) for c in range(len(contents)) for s in range(len(styles))]
-    lc, ls, rows, power, lf = 0.0, torch.zeros(4), [], 0.0, 0.0
+    lc, ls, rows, power, lf, lp = 0.0, torch.zeros(4), [], 0.0, 0.0, 0.0
     for i in range(0, len(pairs), 8):
         chunk = pairs[i:i + 8]
         c = contents[[p[0] for p in chunk]].to(device).contiguous(memory_format=torch.channels_last)
         s = styles[[p[1] for p in chunk]].to(device).contiguous(memory_format=torch.channels_last)
         with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
             out, c_loss, s_losses, gap = losses(encoder, decoder, c, s, scales, flip=True)
+            pipeline_gap = losses(encoder, decoder, c, s, scales, flip=True, flip_space="pipeline")[3]
         lc += c_loss.item() * len(chunk)
         lf += gap.item() * len(chunk)
+        lp += pipeline_gap.item() * len(chunk)
         ls += torch.stack([x.float() for x in s_losses]).cpu() * len(chunk)
         power = power + luma_power(out.float().clamp(0, 1)).cpu()
         if not rows:
@@ -211,7 +225,8 @@ def evaluate(encoder, decoder, contents, styles, device, amp, scales=None) -> tu
     n = len(pairs)
     result = {"content": lc / n, "style": float(ls.sum()) / n,
               **{f"style_{name}": float(v) / n for name, v in zip(STYLE_LAYERS, ls)},
-              "flipgap": 255 * (lf / n) ** 0.5}  # root mean square, in 8-bit levels
+              # root mean squares, in 8-bit levels
+              "flipgap": 255 * (lf / n) ** 0.5, "flipgap_pipeline": 255 * (lp / n) ** 0.5}
     if all(d % 8 == 0 for d in power.shape):  # the decoder's 8-px grid, see model/quality.py
         result["grid8"] = grid_ratio(power)
     return result, torch.cat(rows, dim=1)
@@ -355,7 +370,8 @@ def main(argv: list[str] | None = None) -> dict:
                 output, lc = reconstruction_loss(encoder, model, content, args.recon_pixel_weight)
                 ls, loss = [torch.zeros((), device=device)] * 4, lc
             else:
-                output, lc, ls, lf = losses(encoder, model, content, style, scales, flip=args.flip_weight > 0)
+                output, lc, ls, lf = losses(encoder, model, content, style, scales, flip=args.flip_weight > 0,
+                                            flip_space=args.flip_space)
                 loss = args.content_weight * lc + args.style_weight * sum(ls)
                 if lf is not None:
                     loss = loss + args.flip_weight * lf

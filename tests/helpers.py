@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 
 import numpy as np
+import torch
 from PIL import Image
 
 
@@ -13,6 +14,19 @@ def noise_image(w: int, h: int, seed: int = 0, mode: str = "RGB") -> Image.Image
     rng = np.random.default_rng(seed)
     small = rng.integers(0, 256, (max(1, h // 8), max(1, w // 8), 3), dtype=np.uint8)
     return Image.fromarray(small, "RGB").resize((w, h), Image.Resampling.BILINEAR).convert(mode)
+
+
+@torch.no_grad()
+def without_direction(net: torch.nn.Module) -> torch.nn.Module:
+    """``net`` with each 3x3 kernel averaged with its 7 mirror images and turns: with reflection
+    padding, nearest upsampling and even-sized max pooling, the network then has no up, left or
+    vertical of its own (mirror the input and the output mirrors)."""
+    for m in net.modules():
+        if isinstance(m, torch.nn.Conv2d) and m.kernel_size == (3, 3):
+            w = m.weight
+            turns = [w, w.flip(2), w.flip(3), w.flip(2, 3)]
+            w.copy_(sum(turns + [t.transpose(2, 3) for t in turns]) / 8)
+    return net
 
 
 def png(img: Image.Image) -> bytes:

@@ -1,5 +1,6 @@
 import torch
 
+from helpers import without_direction
 from model.decoder import random_decoder
 from model.quality import flip_gap, grid_penalty, grid_ratio, luma_power, mirrored
 
@@ -68,9 +69,5 @@ def test_flip_gap_is_zero_only_for_a_decoder_without_a_direction() -> None:
         gap = flip_gap(out, decoder(mirrored(target)))
         detail = (out - out.mean(dim=(2, 3), keepdim=True)).pow(2).mean()  # each picture's own variance
         assert gap > 0.5 * detail  # default init: kernels have an up, a left and a vertical
-        for m in decoder.modules():  # each kernel averaged with its 7 mirror images and turns
-            if isinstance(m, torch.nn.Conv2d):
-                w = m.weight
-                turns = [w, w.flip(2), w.flip(3), w.flip(2, 3)]
-                w.copy_(sum(turns + [t.transpose(2, 3) for t in turns]) / 8)
+        without_direction(decoder)
         assert flip_gap(decoder(target), decoder(mirrored(target))) < 1e-4 * gap

@@ -12,13 +12,14 @@ import pytest
 import torch
 from PIL import Image
 
-from helpers import noise_image
+from helpers import noise_image, without_direction
 from model import checkpoint
 from model.data import CropDataset, PreloadedCrops, apply_turn, crop_box, turn
-from model.decoder import load_state
+from model.decoder import load_state, random_decoder
 from model.export import export
 from model.stylizer import Stylizer
-from model.train import main as train
+from model.train import losses, main as train
+from model.vgg import load_encoder
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -154,8 +155,29 @@ def test_flip_weight_adds_a_logged_flip_term_that_changes_training(folders, tmp_
         return max((run["decoder"][k] - plain["decoder"][k]).abs().max().item() for k in plain["decoder"])
 
     assert moved(ckpt) > 10 * moved(tiny) + 1e-7
+    train(args(folders, tmp_path / "pipe", "--max-iter", "2", "--flip-weight", "100", "--flip-space", "pipeline"))
+    pipe = checkpoint.load(tmp_path / "pipe" / "checkpoint.pt")
+    assert pipe["args"]["flip_space"] == "pipeline" and pipe["meta"]["losses"]["flip"] > 0
+    assert moved(pipe) > 10 * moved(tiny) + 1e-7 and not torch.equal(pipe["decoder"]["1.weight"], ckpt["decoder"]["1.weight"])
     line = json.loads((tmp_path / "flip" / "eval.jsonl").read_text().splitlines()[-1])
-    assert line["flipgap"] > 0  # held-out flip gap, in 8-bit levels
+    assert line["flipgap"] > 0 and line["flipgap_pipeline"] > 0  # held-out gaps, in 8-bit levels
+
+
+def test_flip_spaces_mirror_the_decoder_alone_or_the_whole_pipeline():
+    torch.manual_seed(0)
+    content, style = torch.rand(3, 3, 32, 32), torch.rand(3, 3, 32, 32)
+    decoder, encoder = without_direction(random_decoder(0)).eval(), load_encoder().eval()
+
+    def gaps(enc) -> tuple[float, float]:
+        with torch.no_grad():
+            return tuple(losses(enc, decoder, content, style, flip=True, flip_space=space)[3].item()
+                         for space in ("features", "pipeline"))
+
+    features, pipeline = gaps(encoder)
+    # a decoder without a direction passes the feature test, but VGG has one of its own, which the
+    # pipeline test sees; with VGG's kernels made directionless too the pipeline passes as well
+    assert features < 1e-6 * pipeline
+    assert gaps(without_direction(load_encoder()).eval())[1] < 1e-6 * pipeline
 
 
 def test_time_limit_stops_and_saves(folders, tmp_path, capsys):
