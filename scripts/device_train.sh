@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One GPU training session on a lent device machine (see weights/MODEL_CARD.md): two recipes side by
-# side on the packed corpus for $T seconds, both warm-started from the shipped decoder with v4's
-# grid penalty, scale jitter and mirror crops at 256² crops, pick the one with the lower held-out
+# side on the packed corpus for $T seconds, both warm-started from the shipped decoder with v5's
+# grid penalty, scale jitter, mirror crops and pipeline mirror term at 256² crops, pick the one with the lower held-out
 # loss, export it, and check the Stylizer on CUDA with it. Everything worth keeping is written to $OUT.
 #   OUT=/tmp/out T=20 EVAL=2 EXTRA="--device cpu" bash scripts/device_train.sh   # local dry run
 set -uo pipefail
@@ -13,7 +13,7 @@ fi
 command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 COMMON="--content-dir $DATA/content --style-dir $DATA/style --val-content-dir $DATA/val/content
   --val-style-dir $DATA/val/style --image-size 320 --crop-size 256 --preload --max-iter 1000000
-  --init weights/decoder.safetensors --grid-weight 1 --scale-jitter 0.5 --mirror-crops
+  --init weights/decoder.safetensors --grid-weight 1 --scale-jitter 0.5 --mirror-crops --flip-weight 300 --flip-space pipeline
   --time-limit $T --eval-every 1000 --save-every 5000 --eval-contents $EVAL --eval-styles $EVAL
   --log-every 100 --grid-every 100000000 --seed 0 $EXTRA"
 $PY -m model.train $COMMON --out runs/a --batch-size 8 --lr 2e-5 > "$OUT/a.log" 2>&1 &

@@ -126,6 +126,8 @@ def main() -> None:
             series["held-out grid8"] = [(r["step"], r["grid8"]) for r in rows]
         if all("flipgap" in r for r in rows):  # 8-bit levels: / 10 to share the axis
             series["held-out flipgap / 10"] = [(r["step"], r["flipgap"] / 10) for r in rows]
+        if all("flipgap_pipeline" in r for r in rows):
+            series["held-out flipgap, pipeline / 10"] = [(r["step"], r["flipgap_pipeline"] / 10) for r in rows]
         plot(series, args.out / "heldout_losses.png", f"held-out losses over training ({path.parent.name})")
 
     precision = "auto" if torch.cuda.is_available() else "bf16"
