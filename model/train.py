@@ -165,6 +165,14 @@ def eval_images(folder: Path, n: int, size: int) -> torch.Tensor:
     return torch.stack(out)
 
 
+@torch.no_grad()
+def mirrored_target(encoder: Encoder, content: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
+    """The AdaIN target of the content and style images mirrored (model/quality.py ``mirrored``):
+    what the pipeline decodes for a user who turns the photo and the style."""
+    m_mean, m_std = mean_std(encoder(mirrored(style)))
+    return adain(encoder(mirrored(content)), m_mean, m_std)
+
+
 def losses(encoder: Encoder, decoder: torch.nn.Module, content: torch.Tensor, style: torch.Tensor,
            scales: list[torch.Tensor] | None = None, flip: bool = False, flip_space: str = "features"):
     """(output images, content loss, [style loss per layer], flip gap or None) for a batch of pairs.
@@ -178,12 +186,7 @@ def losses(encoder: Encoder, decoder: torch.nn.Module, content: torch.Tensor, st
     target = adain(content_feat, s_mean, s_std).detach()
     gap = None
     if flip:
-        if flip_space == "pipeline":
-            with torch.no_grad():
-                m_mean, m_std = mean_std(encoder(mirrored(style)))
-                other_target = adain(encoder(mirrored(content)), m_mean, m_std)
-        else:
-            other_target = mirrored(target)
+        other_target = mirrored_target(encoder, content, style) if flip_space == "pipeline" else mirrored(target)
         output, other = decoder(torch.cat([target, other_target])).chunk(2)
         gap = flip_gap(output, other)
     else:
@@ -214,7 +217,7 @@ def evaluate(encoder, decoder, contents, styles, device, amp, scales=None) -> tu
         s = styles[[p[1] for p in chunk]].to(device).contiguous(memory_format=torch.channels_last)
         with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
             out, c_loss, s_losses, gap = losses(encoder, decoder, c, s, scales, flip=True)
-            pipeline_gap = losses(encoder, decoder, c, s, scales, flip=True, flip_space="pipeline")[3]
+            pipeline_gap = flip_gap(out, decoder(mirrored_target(encoder, c, s)))
         lc += c_loss.item() * len(chunk)
         lf += gap.item() * len(chunk)
         lp += pipeline_gap.item() * len(chunk)
