@@ -207,8 +207,8 @@ def reconstruction_loss(encoder: Encoder, decoder: torch.nn.Module, content: tor
 @torch.no_grad()
 def evaluate(encoder, decoder, contents, styles, device, amp, scales=None) -> tuple[dict, torch.Tensor]:
     """Mean held-out losses over every content x style pair, the outputs' ``grid8``, ``flipgap``
-    and ``flipgap_pipeline`` (see model/quality.py and ``losses``), and a grid of up to 8 pairs. With ``scales`` the style
-    terms are the normalised ones training used (see model/losses.py)."""
+    and ``flipgap_pipeline`` (see model/quality.py and ``losses``), and a grid of up to 8 pairs.
+    With ``scales`` the style terms are the normalised ones training used (see model/losses.py)."""
     pairs = [(c, s) for c in range(len(contents)) for s in range(len(styles))]
     lc, ls, rows, power, lf, lp = 0.0, torch.zeros(4), [], 0.0, 0.0, 0.0
     for i in range(0, len(pairs), 8):
