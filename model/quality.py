@@ -57,6 +57,8 @@ def flip_gap(output: torch.Tensor, mirrored_output: torch.Tensor) -> torch.Tenso
     picture. v2-v5 have two: "drips" that point down whichever way up the photo is, and
     strokes that run vertically (decode transposed features and transpose back: they run
     horizontally). Reflection padding and nearest upsampling are mirror-symmetric, so a decoder can
-    reach 0; as a training term (--flip-weight 1000) it halved the gap but cost 15 % style loss
-    (MODEL_CARD.md, session 6)."""
+    reach 0. As a training term on the AdaIN target (--flip-weight 1000 --flip-space features) it
+    halved the gap but cost 15 % style (session 6); on the whole pipeline (--flip-space pipeline)
+    weight 300 cut it 42 % at no style cost, 1000 a third more at 11 % style (sessions 9-10,
+    MODEL_CARD.md)."""
     return (output.float() - mirrored(mirrored_output).float()).pow(2).mean()

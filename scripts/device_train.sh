@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # One GPU training session on a lent device machine (see weights/MODEL_CARD.md): two recipes side by
 # side on the packed corpus for $T seconds, both warm-started from the shipped decoder with v5's
-# grid penalty, scale jitter, mirror crops and pipeline mirror term at 256² crops, pick the one with the lower held-out
-# loss, export it, and check the Stylizer on CUDA with it. Everything worth keeping is written to $OUT.
+# grid penalty, scale jitter, mirror crops and pipeline mirror term at 256² crops, pick the one with
+# the lower held-out loss, export it, and check the Stylizer on CUDA with it. Everything worth
+# keeping is written to $OUT.
 #   OUT=/tmp/out T=20 EVAL=2 EXTRA="--device cpu" bash scripts/device_train.sh   # local dry run
 set -uo pipefail
 PY=${PY:-python3}; T=${T:-400}; EVAL=${EVAL:-16}; EXTRA=${EXTRA:-}; DATA=${DATA:-data/gpu}

@@ -49,9 +49,10 @@ def plot(series: dict[str, list[tuple[int, float]]], path: Path, title: str) -> 
     d.text((w - m - 40, h - m + 8), f"{x1} steps", fill="black")
     d.text((m, 18), title, fill="black")
     colours = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e"]
-    for (name, s), c in zip(series.items(), colours):
+    for i, (name, s) in enumerate(series.items()):  # cycle: zip dropped series past the palette
+        c = colours[i % len(colours)]
         d.line([(sx(x), sy(y)) for x, y in s], fill=c, width=2)
-        d.text((w - m - 200, m + 8 + 14 * list(series).index(name)), name, fill=c)
+        d.text((w - m - 200, m + 8 + 14 * i), name, fill=c)
     img.save(path)
 
 
