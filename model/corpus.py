@@ -16,7 +16,9 @@ them:
 
 Kept images are shrunk to a shorter side of at most 512 and written as JPEG to OUT/content and
 OUT/style; a fixed held-out split goes to OUT/val/content and OUT/val/style: the names pinned in
-model/heldout.txt, topped up to --val-count per role by a hash of the name if a package lost some. OUT/MANIFEST.tsv lists every file with its package,
+model/heldout.txt, topped up to --val-count per role by a hash of the name if a package lost some.
+Names it pins to other folders (OUT/val/photos, OUT/val/paintings: kinds the split lacks) are held
+out too, beside it. OUT/MANIFEST.tsv lists every file with its package,
 version, source path, licence and sha256; OUT/REPORT.txt counts what each package gave and why
 images were dropped. Never commit the corpus (licences are mostly GPL / CC-BY-SA).
 """
@@ -33,7 +35,7 @@ import tarfile
 import zipfile
 import zlib
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -246,17 +248,19 @@ def safe_name(package: str, path: str) -> str:
 HELDOUT = Path(__file__).with_name("heldout.txt")
 
 
-def pinned_heldout(path: Path = HELDOUT) -> frozenset[str]:
-    """The ROLE/FILE names model/heldout.txt pins to the held-out split (# starts a comment)."""
+def pinned_heldout(path: Path = HELDOUT) -> dict[str, str]:
+    """FILE -> FOLDER for each FOLDER/FILE line of model/heldout.txt (# starts a comment). FOLDER
+    content or style: the role's held-out split; any other: an extra held-out set OUT/val/FOLDER."""
     lines = (line.split("#", 1)[0].strip() for line in path.read_text().splitlines())
-    return frozenset(line for line in lines if line)
+    return {name: folder for folder, name in (line.split("/", 1) for line in lines if line)}
 
 
 def build(items: Iterator[tuple[Package, str, str, bytes]], out: Path, val_count: int = 24,
-          pinned: frozenset[str] = frozenset()) -> Counter:
+          pinned: Mapping[str, str] | None = None) -> Counter:
     """Filter (package, version, path, bytes) items into OUT/{content,style}, split held-out (the
-    ``pinned`` names first, then by a hash of the name), write MANIFEST.tsv and REPORT.txt. Returns
-    the counts."""
+    names ``pinned`` to the role first, then by a hash of the name; names pinned to another folder
+    go to OUT/val/FOLDER), write MANIFEST.tsv and REPORT.txt. Returns the counts."""
+    pinned = pinned or {}
     dedup = Deduplicator()
     kept: dict[str, list[tuple[str, Image.Image, Package, str, str]]] = {"content": [], "style": []}
     stats: Counter = Counter()
@@ -270,10 +274,12 @@ def build(items: Iterator[tuple[Package, str, str, bytes]], out: Path, val_count
     manifest = ["file\tsplit\tpackage\tversion\tsource\tlicence\tsha256"]
     counts: Counter = Counter()
     for role, entries in kept.items():
+        extra = [(e, f"val/{pinned[e[0]]}") for e in entries if pinned.get(e[0], role) != role]
+        rest = [e for e in entries if pinned.get(e[0], role) == role]
         # fixed, content-independent order; pinned names first so new packages cannot displace them
-        entries.sort(key=lambda e: (f"{role}/{e[0]}" not in pinned, hashlib.sha256(e[0].encode()).hexdigest()))
-        for i, (name, img, package, version, path) in enumerate(entries):
-            split = f"val/{role}" if i < val_count else role
+        rest.sort(key=lambda e: (e[0] not in pinned, hashlib.sha256(e[0].encode()).hexdigest()))
+        splits = extra + [(e, f"val/{role}" if i < val_count else role) for i, e in enumerate(rest)]
+        for (name, img, package, version, path), split in splits:
             target = out / split / name
             target.parent.mkdir(parents=True, exist_ok=True)
             img.save(target, "JPEG", quality=92)

@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from model.adain import adain, mean_std  # noqa: E402
 from model.decoder import load_decoder  # noqa: E402
 from model.images import open_image  # noqa: E402
-from model.runtime import reexec_with_jemalloc  # noqa: E402
+from model.runtime import reexec_with_jemalloc, resolve_precision  # noqa: E402
 from model.stylizer import Stylizer  # noqa: E402
 from model.train import eval_images, evaluate  # noqa: E402
 from model.vgg import load_encoder  # noqa: E402
@@ -59,12 +59,14 @@ def plot(series: dict[str, list[tuple[int, float]]], path: Path, title: str) -> 
 MIRRORS = {"v": lambda x: x.flip(2), "h": lambda x: x.flip(3), "t": lambda x: x.transpose(2, 3)}
 
 
-def mirror_gaps(encoder, decoder, contents: torch.Tensor, styles: torch.Tensor) -> dict[str, float]:
+def mirror_gaps(encoder, decoder, contents: torch.Tensor, styles: torch.Tensor,
+                amp: torch.dtype | None = torch.bfloat16) -> dict[str, float]:
     """The whole pipeline's direction bias (the trainer's ``flipgap`` sees the decoder alone): for
     each pair, stylise the content and style turned upside down (v), mirrored left-right (h) or
-    transposed (t), undo the turn, and take the RMS difference from the plain result, in 8-bit levels."""
+    transposed (t), undo the turn, and take the RMS difference from the plain result, in 8-bit levels.
+    ``amp``: the autocast dtype, None for fp32."""
     def stylise(c: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
-        with torch.autocast("cpu", dtype=torch.bfloat16):
+        with torch.autocast("cpu", dtype=amp or torch.float32, enabled=amp is not None):
             return decoder(adain(encoder(c), *mean_std(encoder(s)))).float().clamp(0, 1)
 
     sums = dict.fromkeys(MIRRORS, 0.0)
@@ -83,6 +85,12 @@ def main() -> None:
     p.add_argument("--candidates", type=Path, nargs="+", required=True, help="decoder files to measure")
     p.add_argument("--pairs", type=int, default=16, help="first N held-out contents x first N styles (the card: 16)")
     p.add_argument("--size", type=int, default=256)
+    # e.g. photos or paintings of a kind the held-out split lacks (the card's session 11)
+    p.add_argument("--content-dir", type=Path, help="contents from here instead of DATA/val/content")
+    p.add_argument("--style-dir", type=Path, help="styles from here instead of DATA/val/style")
+    # sessions 2-10 measured in bf16 on AMX; on a CPU without native bf16 it is emulated, >10x slower
+    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],
+                   help="auto: bf16 where the CPU has it natively, else fp32")
     p.add_argument("--out", type=Path, default=Path("weights"))
     p.add_argument("--scales", type=Path, help="a training checkpoint: also report the style loss normalised "
                                                 "with its style_scales (--style-norm corpus)")
@@ -102,9 +110,10 @@ def main() -> None:
     args = p.parse_args()
     torch.set_grad_enabled(False)
     encoder = load_encoder()
-    contents = eval_images(args.data / "val" / "content", args.pairs, args.size)
-    styles = eval_images(args.data / "val" / "style", args.pairs, args.size)
-    amp = torch.bfloat16
+    contents = eval_images(args.content_dir or args.data / "val" / "content", args.pairs, args.size)
+    styles = eval_images(args.style_dir or args.data / "val" / "style", args.pairs, args.size)
+    dtype = resolve_precision(args.precision, torch.device("cpu"))
+    amp = None if dtype == torch.float32 else dtype
     scales = torch.load(args.scales, map_location="cpu", weights_only=True)["style_scales"] if args.scales else None
     for path in args.candidates:
         decoder = load_decoder(path).eval()
@@ -113,8 +122,9 @@ def main() -> None:
             normalised, _ = evaluate(encoder, decoder, contents, styles, torch.device("cpu"), amp, scales)
             result.update({f"norm_{k}": v for k, v in normalised.items() if k.startswith("style")})
         if args.mirror_pairs:
-            result.update(mirror_gaps(encoder, decoder, contents[:args.mirror_pairs], styles[:args.mirror_pairs]))
-        print(json.dumps({"decoder": str(path), "pairs": len(contents) * len(styles), **result}), flush=True)
+            result.update(mirror_gaps(encoder, decoder, contents[:args.mirror_pairs], styles[:args.mirror_pairs], amp))
+        print(json.dumps({"decoder": str(path), "pairs": len(contents) * len(styles), "precision": str(dtype),
+                          **result}), flush=True)
     if args.no_figures:
         return
 
@@ -131,9 +141,10 @@ def main() -> None:
             series["held-out flipgap, pipeline / 10"] = [(r["step"], r["flipgap_pipeline"] / 10) for r in rows]
         plot(series, args.out / "heldout_losses.png", f"held-out losses over training ({path.parent.name})")
 
-    precision = "auto" if torch.cuda.is_available() else "bf16"
+    precision = "auto" if torch.cuda.is_available() else {torch.float32: "fp32", torch.bfloat16: "bf16"}[dtype]
     stylizer = Stylizer.load(args.candidates[0], precision=precision)
-    all_c, all_s = (sorted((args.data / "val" / kind).glob("*.jpg")) for kind in ("content", "style"))
+    all_c = sorted((args.content_dir or args.data / "val" / "content").glob("*.jpg"))
+    all_s = sorted((args.style_dir or args.data / "val" / "style").glob("*.jpg"))
     cfiles, sfiles = [all_c[i] for i in args.grid_contents], [all_s[i] for i in args.grid_styles]
     cell = 192
     sheet = Image.new("RGB", (cell * (len(sfiles) + 1), cell * (len(cfiles) + 1)), "white")

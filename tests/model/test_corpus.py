@@ -89,20 +89,24 @@ def test_pinned_names_stay_held_out_and_the_rest_top_up(tmp_path):
     plain = tmp_path / "plain"
     build(iter(items), plain, val_count=2)
     by_hash = {p.name for p in (plain / "val" / "content").glob("*.jpg")}
-    pinned = frozenset(["content/" + next(n for n in names if n not in by_hash), "content/absent-pkg__gone.jpg"])
-    build(iter(items), tmp_path / "pinned", val_count=2, pinned=pinned)
+    trained = [n for n in names if n not in by_hash]
+    pinned = {trained[0]: "content", "absent-pkg__gone.jpg": "content", trained[1]: "photos"}
+    counts = build(iter(items), tmp_path / "pinned", val_count=2, pinned=pinned)
     held = {p.name for p in (tmp_path / "pinned" / "val" / "content").glob("*.jpg")}
     # the pinned name is held out although the hash would train on it; the missing one is topped up
-    assert len(held) == 2 and {"content/" + n for n in held} & pinned == pinned - {"content/absent-pkg__gone.jpg"}
-    assert len(list((tmp_path / "pinned" / "content").glob("*.jpg"))) == 4
+    assert len(held) == 2 and trained[0] in held and trained[1] not in held
+    # a name pinned to another folder is held out there, beside the split, not counted in it
+    assert [p.name for p in (tmp_path / "pinned" / "val" / "photos").glob("*.jpg")] == [trained[1]]
+    assert counts == {"val/content": 2, "val/photos": 1, "content": 3}
 
 
-def test_shipped_heldout_list_has_24_per_role():
-    names = pinned_heldout()
+def test_shipped_heldout_list_pins_the_split_and_two_extra_sets():
+    pinned = pinned_heldout()
     roles = {(pk.role, pk.name) for pk in PACKAGES}
-    assert len(names) == 48 and all(n.endswith(".jpg") for n in names)
-    assert Counter(n.split("/")[0] for n in names) == {"content": 24, "style": 24}
-    assert all((n.split("/")[0], n.split("/")[1].split("__")[0]) in roles for n in names)
+    role_of = {"content": "content", "photos": "content", "style": "style", "paintings": "style"}
+    assert all(n.endswith(".jpg") for n in pinned)
+    assert Counter(pinned.values()) == {"content": 24, "style": 24, "photos": 16, "paintings": 8}
+    assert all((role_of[folder], name.split("__")[0]) in roles for name, folder in pinned.items())
 
 
 def make_rcc(files: dict[str, tuple[bytes, bool]]) -> bytes:
