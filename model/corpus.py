@@ -98,6 +98,9 @@ PACKAGES: tuple[Package, ...] = (
     Package("opencv-doc", "style", r"examples/data/starry_night\.jpg$", "public domain (Van Gogh)"),
     Package("gcompris-qt-data", "style", rf"details/resource/image/.*{GCOMPRIS_VAN_GOGH}.*_background\.webp$",
             "public domain (Van Gogh paintings)"),
+    # the paintings puzzle's pieces put back together; its one Van Gogh is left to the held-out set
+    Package("gcompris-qt-data", "style", r"paintings/resource/image/(?!gogh).*_assembled\.png$",
+            "public domain (paintings, prints)"),
 )
 
 
@@ -156,7 +159,8 @@ def deb_files(deb: Path, include: re.Pattern) -> Iterator[tuple[str, bytes]]:
             if not member.isfile():
                 continue
             if member.name.endswith(".rcc"):
-                for inner, blob in read_rcc(tar.extractfile(member).read()):
+                bundle = dict(read_rcc(tar.extractfile(member).read()))
+                for inner, blob in [*bundle.items(), *assemble_puzzles(bundle)]:
                     if RASTER.search(inner) and include.search(inner):
                         yield f"{member.name}!{inner}", blob
             elif member.name.endswith((".pk3", ".zip")):
@@ -168,6 +172,33 @@ def deb_files(deb: Path, include: re.Pattern) -> Iterator[tuple[str, bytes]]:
             elif RASTER.search(member.name) and include.search(member.name):
                 yield member.name, tar.extractfile(member).read()
     proc.wait()
+
+
+PUZZLE_PIECE = re.compile(r'"pixmapfile"\s*:\s*"([^"]+)",\s*"x"\s*:\s*"([\d.]+)",\s*"y"\s*:\s*"([\d.]+)"')
+
+
+def assemble_puzzles(files: Mapping[str, bytes]) -> Iterator[tuple[str, bytes]]:
+    """GCompris' paintings activity ships each painting as jigsaw pieces (RGBA) and a board .qml
+    giving the board's size and each piece's centre as a fraction of it: put them back together.
+    Yields (DIR/image/NAME_assembled.png, PNG bytes), NAME from the pieces' names."""
+    for board, text in files.items():
+        if not board.endswith(".qml") or b"SHAPE_BACKGROUND_IMAGE" not in text:
+            continue
+        qml = text.decode("utf-8", "replace")
+        size = [re.search(rf'"{k}"\s*:\s*(\d+)', qml) for k in ("width", "height")]
+        pieces = PUZZLE_PIECE.findall(qml)
+        root = board.rsplit("/", 2)[0]  # pieces are named relative to the board folder's parent
+        if None in size or not pieces or not all(f"{root}/{f}" in files for f, _, _ in pieces):
+            continue
+        w, h = (int(m.group(1)) for m in size)
+        canvas = Image.new("RGBA", (w, h))
+        for f, x, y in pieces:
+            piece = Image.open(io.BytesIO(files[f"{root}/{f}"])).convert("RGBA")
+            canvas.alpha_composite(piece, (round(float(x) * w - piece.width / 2), round(float(y) * h - piece.height / 2)))
+        name = re.sub(r"[_-]([a-z]\d|\d+)\.\w+$", "", pieces[0][0].rsplit("/", 1)[-1])
+        buf = io.BytesIO()
+        canvas.crop(canvas.getbbox()).save(buf, "PNG")  # a portrait fills a third of its landscape board
+        yield f"{root}/image/{name}_assembled.png", buf.getvalue()
 
 
 def read_gimp_pattern(data: bytes) -> Image.Image:

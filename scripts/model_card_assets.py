@@ -20,6 +20,7 @@ from pathlib import Path
 
 import torch
 from PIL import Image, ImageDraw
+from safetensors.torch import load_file
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from model.adain import adain, mean_std  # noqa: E402
@@ -27,7 +28,7 @@ from model.decoder import load_decoder  # noqa: E402
 from model.images import open_image  # noqa: E402
 from model.runtime import reexec_with_jemalloc, resolve_precision  # noqa: E402
 from model.stylizer import Stylizer  # noqa: E402
-from model.train import eval_images, evaluate  # noqa: E402
+from model.train import STYLE_LAYERS, eval_images, evaluate  # noqa: E402
 from model.vgg import load_encoder  # noqa: E402
 
 
@@ -78,6 +79,14 @@ def mirror_gaps(encoder, decoder, contents: torch.Tensor, styles: torch.Tensor,
     return {f"mirror_{k}": 255 * (v / len(contents)) ** 0.5 for k, v in sums.items()}
 
 
+def load_scales(path: Path) -> list[torch.Tensor]:
+    """Style channel scales from a training checkpoint or a .safetensors of one tensor per style layer."""
+    if path.suffix == ".safetensors":
+        tensors = load_file(path)
+        return [tensors[name] for name in STYLE_LAYERS]
+    return torch.load(path, map_location="cpu", weights_only=True)["style_scales"]
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", type=Path, default=Path("data"))
@@ -92,8 +101,9 @@ def main() -> None:
     p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],
                    help="auto: bf16 where the CPU has it natively, else fp32")
     p.add_argument("--out", type=Path, default=Path("weights"))
-    p.add_argument("--scales", type=Path, help="a training checkpoint: also report the style loss normalised "
-                                                "with its style_scales (--style-norm corpus)")
+    p.add_argument("--scales", type=Path, help="also report the style loss normalised with these channel scales "
+                                                "(--style-norm corpus): a training checkpoint's, or a .safetensors "
+                                                "such as weights/heldout_style_scales.safetensors (the card's)")
     p.add_argument("--no-figures", action="store_true", help="only measure")
     p.add_argument("--mirror-pairs", type=int, default=0,
                    help="also measure the pipeline's direction bias (mirror_gaps) on N contents x N styles")
@@ -114,7 +124,7 @@ def main() -> None:
     styles = eval_images(args.style_dir or args.data / "val" / "style", args.pairs, args.size)
     dtype = resolve_precision(args.precision, torch.device("cpu"))
     amp = None if dtype == torch.float32 else dtype
-    scales = torch.load(args.scales, map_location="cpu", weights_only=True)["style_scales"] if args.scales else None
+    scales = load_scales(args.scales) if args.scales else None
     for path in args.candidates:
         decoder = load_decoder(path).eval()
         result, _ = evaluate(encoder, decoder, contents, styles, torch.device("cpu"), amp)

@@ -11,7 +11,7 @@ import numpy as np
 from PIL import Image
 
 from helpers import noise_image, png
-from model.corpus import (PACKAGES, Deduplicator, Package, build, pinned_heldout, prepare, read_gimp_pattern,
+from model.corpus import (PACKAGES, Deduplicator, Package, assemble_puzzles, build, pinned_heldout, prepare, read_gimp_pattern,
                           read_rcc, safe_name)
 
 
@@ -135,3 +135,22 @@ def test_qt_resource_bundles_are_read():
     rcc = make_rcc({"photo.jpg": (photo, True), "notes.txt": (b"hello", False)})
     files = dict(read_rcc(rcc))
     assert files == {"/img/photo.jpg": photo, "/img/notes.txt": b"hello"}
+
+
+def test_puzzle_pieces_are_put_back_together():
+    def piece(colour: str) -> bytes:
+        return png(Image.new("RGBA", (10, 10), colour))
+
+    board = """QtObject { property var levels : [
+      { "pixmapfile" : "image/bg.svg", "type" : "SHAPE_BACKGROUND_IMAGE", "width": 40, "height": 20 },
+      { "pixmapfile" : "image/Wave_a1.webp", "x" : "0.375", "y" : "0.5" },
+      { "pixmapfile" : "image/Wave_a2.webp", "x" : "0.625", "y" : "0.5" } ] }"""
+    files = {"/p/resource/board/board1_0.qml": board.encode(), "/p/resource/image/Wave_a1.webp": piece("red"),
+             "/p/resource/image/Wave_a2.webp": piece("blue"),
+             "/p/resource/board/board2_0.qml": board.replace("Wave_a2", "Gone_a2").encode(),  # a piece missing
+             "/p/Activity.qml": b"QtObject {}"}
+    out = list(assemble_puzzles(files))
+    assert [name for name, _ in out] == ["/p/resource/image/Wave_assembled.png"]
+    img = Image.open(io.BytesIO(out[0][1]))
+    assert img.size == (20, 10)  # cropped to the pieces, side by side where their centres say
+    assert img.getpixel((4, 5)) == (255, 0, 0, 255) and img.getpixel((15, 5)) == (0, 0, 255, 255)
