@@ -67,8 +67,9 @@ def create_app(settings: Settings | None = None, stylizer: Stylizer | None = Non
                            allow_headers=["X-API-Key", "Content-Type"],
                            expose_headers=["Server-Timing", "X-Image-Width", "X-Image-Height", "Retry-After"])
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_total_bytes, body_timeout=settings.body_timeout)
-    app.add_middleware(EarlyBusyMiddleware, retry_after=state.queue.retry_after_if_full, paths=("/stylize", "/styles"))
-    app.add_middleware(MetricsMiddleware, metrics=state.metrics)  # outermost: sees every status
+    model_paths = ("/stylize", "/styles")  # the POSTs that queue for the model
+    app.add_middleware(EarlyBusyMiddleware, retry_after=state.queue.retry_after_if_full, paths=model_paths)
+    app.add_middleware(MetricsMiddleware, metrics=state.metrics, paths=model_paths)  # outermost: sees every status
     return app
 
 

@@ -49,11 +49,14 @@ class Metrics:
 
 
 class MetricsMiddleware:
-    """Counts every response by route template (not raw path: bounded label values) and status."""
+    """Counts every response by route template (not raw path: bounded label values) and status.
+    ``paths``: raw paths counted as themselves when a middleware answers before routing (the early
+    503 of EarlyBusyMiddleware), which would otherwise all be "other"."""
 
-    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+    def __init__(self, app: ASGIApp, metrics: Metrics, paths: tuple[str, ...] = ()) -> None:
         self.app = app
         self.metrics = metrics
+        self.paths = paths
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -71,6 +74,7 @@ class MetricsMiddleware:
         try:
             await self.app(scope, receive, send_wrapper)
         finally:
-            route = getattr(scope.get("route"), "path", None) or "other"
+            route = getattr(scope.get("route"), "path", None) or (scope["path"] if scope["path"] in self.paths
+                                                                  else "other")
             self.metrics.requests.labels(route, scope["method"], str(status)).inc()
             self.metrics.latency.labels(route).observe(time.perf_counter() - start)
