@@ -5,8 +5,8 @@
 COCO and WikiArt cannot be downloaded here; Debian packages carry photographs (landscape and
 wallpaper packages: content) and paintings, drawn art and textures (game art: style). For each
 package in PACKAGES: `apt-get download` (no install) into OUT/debs, read the .deb's files in memory
-(also inside .zip/.pk3 archives and Qt .rcc bundles), keep the images whose path matches, and filter
-them:
+(also inside .zip/.pk3 archives and Qt .rcc bundles, where GCompris' jigsaw paintings are put back
+together), keep the images whose path matches, and filter them:
 
 - transparent images (portraits, sprites): under 45 % opaque are dropped, the rest are cropped to
   their opaque part and composited over white;
@@ -18,9 +18,9 @@ Kept images are shrunk to a shorter side of at most 512 and written as JPEG to O
 OUT/style; a fixed held-out split goes to OUT/val/content and OUT/val/style: the names pinned in
 model/heldout.txt, topped up to --val-count per role by a hash of the name if a package lost some.
 Names it pins to other folders (OUT/val/photos, OUT/val/paintings: kinds the split lacks) are held
-out too, beside it. OUT/MANIFEST.tsv lists every file with its package,
-version, source path, licence and sha256; OUT/REPORT.txt counts what each package gave and why
-images were dropped. Never commit the corpus (licences are mostly GPL / CC-BY-SA).
+out too, beside it. OUT/MANIFEST.tsv lists every file with its package, version, source path,
+licence and sha256; OUT/REPORT.txt counts what each package gave and why images were dropped.
+Never commit the corpus (licences are mostly GPL / CC-BY-SA).
 """
 
 from __future__ import annotations
@@ -194,7 +194,8 @@ def assemble_puzzles(files: Mapping[str, bytes]) -> Iterator[tuple[str, bytes]]:
         canvas = Image.new("RGBA", (w, h))
         for f, x, y in pieces:
             piece = Image.open(io.BytesIO(files[f"{root}/{f}"])).convert("RGBA")
-            canvas.alpha_composite(piece, (round(float(x) * w - piece.width / 2), round(float(y) * h - piece.height / 2)))
+            left, top = round(float(x) * w - piece.width / 2), round(float(y) * h - piece.height / 2)
+            canvas.alpha_composite(piece, (left, top))
         name = re.sub(r"[_-]([a-z]\d|\d+)\.\w+$", "", pieces[0][0].rsplit("/", 1)[-1])
         buf = io.BytesIO()
         canvas.crop(canvas.getbbox()).save(buf, "PNG")  # a portrait fills a third of its landscape board
