@@ -41,7 +41,7 @@ from common import image, jpeg, png, psnr  # noqa: E402
 from reference import Reference  # noqa: E402
 from model.decoder import load_decoder, random_decoder, save_decoder  # noqa: E402
 from model.paths import DECODER  # noqa: E402
-from model.runtime import resolve_device  # noqa: E402
+from model.runtime import cpu_has_native_bf16, resolve_device  # noqa: E402
 from model.stylizer import Stylizer  # noqa: E402
 from model.vgg import load_encoder  # noqa: E402
 
@@ -98,7 +98,11 @@ def machine(device: torch.device) -> str:
 def model_section(args: argparse.Namespace, decoder_path: Path, device: torch.device) -> dict[int, float]:
     """Returns the bare Stylizer's median seconds per size (low precision, cached style)."""
     low = "fp16" if device.type == "cuda" else "bf16"
-    precisions = ["fp32", low]
+    if device.type == "cpu" and not cpu_has_native_bf16():
+        # emulated there (no AVX512-BF16 or AMX): >10x slower than fp32, and the service's auto skips it
+        print("bf16 not timed: this CPU has no native bf16 (AVX512-BF16 or AMX); the service runs fp32")
+        low = "fp32"
+    precisions = list(dict.fromkeys(["fp32", low]))
     peaks = {p: peak_flops({"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[p], device)
              for p in precisions}
     print("peak (4096² matmul): " + ", ".join(f"{p} {v / 1e9:,.0f} GFLOP/s" for p, v in peaks.items()))
