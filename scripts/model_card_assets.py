@@ -151,7 +151,7 @@ def main() -> None:
             series["held-out flipgap, pipeline / 10"] = [(r["step"], r["flipgap_pipeline"] / 10) for r in rows]
         plot(series, args.out / "heldout_losses.png", f"held-out losses over training ({path.parent.name})")
 
-    precision = "auto" if torch.cuda.is_available() else {torch.float32: "fp32", torch.bfloat16: "bf16"}[dtype]
+    precision = "auto" if torch.cuda.is_available() else args.precision  # on the CPU it resolves as dtype did
     stylizer = Stylizer.load(args.candidates[0], precision=precision)
     all_c = sorted((args.content_dir or args.data / "val" / "content").glob("*.jpg"))
     all_s = sorted((args.style_dir or args.data / "val" / "style").glob("*.jpg"))
@@ -166,7 +166,7 @@ def main() -> None:
             out = stylizer.stylize(c, [s], content_size=384, style_size=384)
             sheet.paste(out.resize((cell, cell)), ((j + 1) * cell, (i + 1) * cell))
     sheet.save(args.out / "samples.jpg", quality=85)
-    print(f"wrote {args.out / 'samples.jpg'} and {args.out / 'heldout_losses.png'}")
+    print(f"wrote {args.out / 'samples.jpg'}" + (f" and {args.out / 'heldout_losses.png'}" if args.runs else ""))
     if len(args.candidates) > 1 and args.compare:
         pairs = [(all_c[c], all_s[s]) for c, s in args.compare]
         compare(args.candidates, pairs, args.out / "compare.jpg", precision)
