@@ -8,6 +8,7 @@ order whatever the number of DataLoader workers.
 
 from __future__ import annotations
 
+import fnmatch
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,6 +26,18 @@ def list_images(folder: str | Path) -> list[Path]:
     if not files:
         raise FileNotFoundError(f"no images under {folder}")
     return files
+
+
+def repeat_counts(files: list[Path], rules: list[tuple[str, int]]) -> list[int]:
+    """Per file, the count of the last ``(glob, count)`` rule whose glob matches its name, else 1."""
+    counts = []
+    for f in files:
+        k = 1
+        for pattern, count in rules:
+            if fnmatch.fnmatch(f.name, pattern):
+                k = count
+        counts.append(k)
+    return counts
 
 
 def crop_box(key: tuple[int, int], seed: int, width: int, height: int, size: int,
@@ -98,10 +111,19 @@ class ResumableSampler(Sampler):
     """Endless shuffled (epoch, index) keys; state = (epoch, position) in the global order.
 
     Each rank of a distributed run takes every world_size-th key, so ranks see disjoint images.
+    ``repeats`` (one count per image) oversamples some images: an image with count k appears k times
+    per epoch, each copy keyed by its own crop epoch (epoch * max count + copy), so the copies are
+    different crops. All counts 1 (the default) gives exactly the plain keys.
     """
 
-    def __init__(self, n: int, seed: int = 0, rank: int = 0, world_size: int = 1) -> None:
-        self.n, self.seed, self.rank, self.world_size = n, seed, rank, world_size
+    def __init__(self, n: int, seed: int = 0, rank: int = 0, world_size: int = 1,
+                 repeats: list[int] | None = None) -> None:
+        repeats = repeats or [1] * n
+        if len(repeats) != n or min(repeats) < 1:
+            raise ValueError("repeats needs one count >= 1 per image")
+        self.items = [(copy, i) for i, k in enumerate(repeats) for copy in range(k)]
+        self.stride = max(repeats)
+        self.n, self.seed, self.rank, self.world_size = len(self.items), seed, rank, world_size
         self.epoch, self.position = 0, 0
 
     def order(self, epoch: int) -> list[int]:
@@ -114,7 +136,8 @@ class ResumableSampler(Sampler):
                 i = self.position
                 self.position += 1
                 if i % self.world_size == self.rank:
-                    yield self.epoch, order[i]
+                    copy, index = self.items[order[i]]
+                    yield self.epoch * self.stride + copy, index
             self.epoch, self.position = self.epoch + 1, 0
 
     def state_dict(self, consumed: int) -> dict[str, int]:

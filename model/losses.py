@@ -16,8 +16,13 @@ see) is untouched: this only weighs the loss.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 import torch.nn.functional as F
+from safetensors.torch import load_file
+
+STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1")
 
 from model.adain import mean_std
 
@@ -51,3 +56,13 @@ def channel_scales(encoder: torch.nn.Module, images: torch.Tensor, batch: int = 
         sums = means if not sums else [a + b for a, b in zip(sums, means)]
     scales = [s / len(images) for s in sums]
     return [s.clamp(min=0.05 * float(s.median())).cpu() for s in scales]
+
+
+def load_style_scales(path: str | Path) -> list[torch.Tensor]:
+    """Style channel scales from a training checkpoint or a .safetensors of one tensor per style layer
+    (e.g. weights/heldout_style_scales.safetensors, the scales the shipped decoder trained with)."""
+    path = Path(path)
+    if path.suffix == ".safetensors":
+        tensors = load_file(path)
+        return [tensors[name] for name in STYLE_LAYERS]
+    return torch.load(path, map_location="cpu", weights_only=True)["style_scales"]

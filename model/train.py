@@ -34,15 +34,13 @@ from torch.utils.data import DataLoader
 from model.adain import adain, mean_std
 from model.checkpoint import load as load_checkpoint
 from model.checkpoint import save_atomic
-from model.data import CropDataset, PreloadedCrops, ResumableSampler, collate, list_images
+from model.data import CropDataset, PreloadedCrops, ResumableSampler, collate, list_images, repeat_counts
 from model.decoder import load_state, random_decoder
 from model.images import InvalidImage, open_image, resize_shorter, to_image, to_tensor
-from model.losses import channel_scales, content_loss, style_losses
+from model.losses import STYLE_LAYERS, channel_scales, content_loss, load_style_scales, style_losses
 from model.quality import flip_gap, grid_penalty, grid_ratio, luma_power, mirrored
 from model.runtime import cpu_has_native_bf16, reexec_with_jemalloc, resolve_device
 from model.vgg import Encoder, load_encoder
-
-STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -66,6 +64,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="corpus: weigh each style-loss channel by 1 / its mean activation over --style-norm-images "
                         "training images (see model/losses.py; needed with our VGG); none: the paper's formula as is")
     p.add_argument("--style-norm-images", type=int, default=128, help="images (half content, half style) for it")
+    p.add_argument("--style-scales", type=Path,
+                   help="take the corpus scales from this file (a checkpoint or .safetensors, e.g. "
+                        "weights/heldout_style_scales.safetensors) instead of computing them from this corpus")
+    p.add_argument("--style-repeat", type=repeat_rule, action="append", default=[], metavar="GLOB=K",
+                   help="style images whose file name matches GLOB are drawn K times per epoch (repeatable; "
+                        "the last match wins), e.g. 'gcompris-qt-data_*=8' to oversample a few paintings")
     p.add_argument("--content-weight", type=float, default=1.0)
     p.add_argument("--grid-weight", type=float, default=0.0,
                    help="weight of a penalty on the outputs' 8-px grid (model/quality.py grid_penalty); "
@@ -107,6 +111,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+def repeat_rule(text: str) -> tuple[str, int]:
+    pattern, sep, count = text.rpartition("=")
+    if not sep or not pattern or not count.isdigit() or int(count) < 1:
+        raise argparse.ArgumentTypeError(f"expected GLOB=K with K >= 1, got {text!r}")
+    return pattern, int(count)
+
+
 def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
     """None = fp32. Auto: bf16 on GPUs that have it (no scaler needed), fp16 on older GPUs, bf16 on
     CPUs with native bf16."""
@@ -132,11 +143,14 @@ def setup_distributed() -> tuple[int, int, int]:
 
 
 def batches(folder: Path, args: argparse.Namespace, seed: int, rank: int, world: int, step: int,
-            device: torch.device):
+            device: torch.device, repeat: list[tuple[str, int]] | None = None):
     """Endless (images, skipped) batches, starting where ``step`` steps left off."""
     dataset = CropDataset(folder, args.image_size, args.crop_size, seed=seed, scale_jitter=args.scale_jitter,
                           mirror=args.mirror_crops)
-    sampler = ResumableSampler(len(dataset), seed=seed, rank=rank, world_size=world)
+    counts = repeat_counts(dataset.files, repeat or [])
+    sampler = ResumableSampler(len(dataset), seed=seed, rank=rank, world_size=world, repeats=counts)
+    if repeat and rank == 0:
+        print(f"{folder}: {sum(k > 1 for k in counts)} images repeated, {sampler.n} draws per epoch", flush=True)
     sampler.load_state_dict(sampler.state_dict(step * args.batch_size))
     if args.preload:
         pre = PreloadedCrops(dataset, device)
@@ -279,11 +293,14 @@ def main(argv: list[str] | None = None) -> dict:
     model = DistributedDataParallel(decoder) if world > 1 else decoder
 
     n_content, content_iter = batches(args.content_dir, args, args.seed, rank, world, step, device)
-    n_style, style_iter = batches(args.style_dir, args, args.seed + 1, rank, world, step, device)
+    n_style, style_iter = batches(args.style_dir, args, args.seed + 1, rank, world, step, device,
+                                  args.style_repeat)
     scales = None
     if args.style_norm == "corpus":
         if ckpt is not None and ckpt.get("style_scales") is not None:
             scales = ckpt["style_scales"]  # a resumed run keeps the loss it started with
+        elif args.style_scales:
+            scales = load_style_scales(args.style_scales)
         else:
             half = max(1, args.style_norm_images // 2)
             sample = torch.cat([eval_images(args.content_dir, half, args.crop_size),

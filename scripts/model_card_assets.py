@@ -20,7 +20,6 @@ from pathlib import Path
 
 import torch
 from PIL import Image, ImageDraw
-from safetensors.torch import load_file
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from model.adain import adain, mean_std  # noqa: E402
@@ -28,7 +27,8 @@ from model.decoder import load_decoder  # noqa: E402
 from model.images import open_image  # noqa: E402
 from model.runtime import reexec_with_jemalloc, resolve_precision  # noqa: E402
 from model.stylizer import Stylizer  # noqa: E402
-from model.train import STYLE_LAYERS, eval_images, evaluate  # noqa: E402
+from model.losses import load_style_scales  # noqa: E402
+from model.train import eval_images, evaluate  # noqa: E402
 from model.vgg import load_encoder  # noqa: E402
 
 
@@ -79,14 +79,6 @@ def mirror_gaps(encoder, decoder, contents: torch.Tensor, styles: torch.Tensor,
     return {f"mirror_{k}": 255 * (v / len(contents)) ** 0.5 for k, v in sums.items()}
 
 
-def load_scales(path: Path) -> list[torch.Tensor]:
-    """Style channel scales from a training checkpoint or a .safetensors of one tensor per style layer."""
-    if path.suffix == ".safetensors":
-        tensors = load_file(path)
-        return [tensors[name] for name in STYLE_LAYERS]
-    return torch.load(path, map_location="cpu", weights_only=True)["style_scales"]
-
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", type=Path, default=Path("data"))
@@ -124,7 +116,7 @@ def main() -> None:
     styles = eval_images(args.style_dir or args.data / "val" / "style", args.pairs, args.size)
     dtype = resolve_precision(args.precision, torch.device("cpu"))
     amp = None if dtype == torch.float32 else dtype
-    scales = load_scales(args.scales) if args.scales else None
+    scales = load_style_scales(args.scales) if args.scales else None
     for path in args.candidates:
         decoder = load_decoder(path).eval()
         result, _ = evaluate(encoder, decoder, contents, styles, torch.device("cpu"), amp)

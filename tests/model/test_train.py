@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import subprocess
@@ -11,14 +12,16 @@ from pathlib import Path
 import pytest
 import torch
 from PIL import Image
+from safetensors.torch import save_file
 
 from helpers import noise_image, without_direction
 from model import checkpoint
-from model.data import CropDataset, PreloadedCrops, apply_turn, crop_box, turn
+from model.data import CropDataset, PreloadedCrops, ResumableSampler, apply_turn, crop_box, repeat_counts, turn
 from model.decoder import load_state, random_decoder
 from model.export import export
 from model.stylizer import Stylizer
-from model.train import losses, main as train
+from model.losses import STYLE_LAYERS
+from model.train import losses, main as train, repeat_rule
 from model.vgg import load_encoder
 
 REPO = Path(__file__).resolve().parents[2]
@@ -178,6 +181,43 @@ def test_flip_spaces_mirror_the_decoder_alone_or_the_whole_pipeline():
     # pipeline test sees; with VGG's kernels made directionless too the pipeline passes as well
     assert features < 1e-6 * pipeline
     assert gaps(without_direction(load_encoder()).eval())[1] < 1e-6 * pipeline
+
+
+def test_repeated_images_come_k_times_an_epoch_as_different_crops():
+    plain = ResumableSampler(5, seed=3)
+    same = ResumableSampler(5, seed=3, repeats=[1] * 5)
+    keys = lambda sampler, n: [k for _, k in zip(range(n), iter(sampler))]  # noqa: E731
+    assert keys(same, 12) == keys(plain, 12)  # all counts 1: exactly the plain keys, so old runs resume the same
+    repeats = [1, 3, 1, 1, 2]
+    assert ResumableSampler(5, seed=3, repeats=repeats).n == 8
+    two_epochs = keys(ResumableSampler(5, seed=3, repeats=repeats), 16)
+    epoch0, epoch1 = two_epochs[:8], two_epochs[8:]
+    assert sorted(i for _, i in epoch0) == [0, 1, 1, 1, 2, 3, 4, 4]
+    assert len(set(epoch0)) == 8  # the copies carry their own crop epochs (0, 1, 2) ...
+    assert {e for e, _ in epoch1} <= {3, 4, 5}  # ... and the next epoch's copies never reuse them
+    resumed = ResumableSampler(5, seed=3, repeats=repeats)
+    resumed.load_state_dict(resumed.state_dict(11))
+    assert keys(resumed, 5) == two_epochs[11:16]
+
+
+def test_repeat_rules_match_file_names_last_rule_wins():
+    files = [Path("d/gcompris-qt-data_a.png"), Path("d/sub/ufoai_b.jpg"), Path("d/gcompris-qt-data_gogh.png")]
+    rules = [repeat_rule("gcompris-*=8"), repeat_rule("*gogh*=1")]
+    assert rules[0] == ("gcompris-*", 8)
+    assert repeat_counts(files, rules) == [8, 1, 1]
+    for bad in ("gcompris", "x=0", "=3", "x=two"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            repeat_rule(bad)
+
+
+def test_style_repeat_and_given_scales_reach_the_training_run(folders, tmp_path, capsys):
+    scales = {name: torch.full((c,), 2.0) for name, c in zip(STYLE_LAYERS, (64, 128, 256, 512))}
+    save_file(scales, tmp_path / "scales.safetensors")
+    train(args(folders, tmp_path / "run", "--max-iter", "1", "--style-repeat", "s1*=3",
+               "--style-scales", str(tmp_path / "scales.safetensors")))
+    assert "1 images repeated, 5 draws per epoch" in capsys.readouterr().out
+    ckpt = checkpoint.load(tmp_path / "run" / "checkpoint.pt")
+    assert all(torch.equal(s, torch.full_like(s, 2.0)) for s in ckpt["style_scales"])
 
 
 def test_time_limit_stops_and_saves(folders, tmp_path, capsys):
