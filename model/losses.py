@@ -22,9 +22,9 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file
 
-STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1")
-
 from model.adain import mean_std
+
+STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1")
 
 
 def content_loss(output_feat: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
