@@ -269,6 +269,12 @@ def main(argv: list[str] | None = None) -> dict:
     ckpt, step, init_meta = None, 0, {}
     if args.resume:
         ckpt = load_checkpoint(args.resume)
+        # the data order is (epoch, position) over the repeated draws: other repeats would silently
+        # resume somewhere else in another order
+        trained = [tuple(r) for r in ckpt.get("args", {}).get("style_repeat", [])]
+        if trained != list(args.style_repeat):
+            raise SystemExit(f"{args.resume} was trained with --style-repeat {trained or 'none'}; resume with the "
+                             f"same rules, or start a new run from its weights with --init")
         decoder.load_state_dict(ckpt["decoder"])
         step, init_meta = ckpt["step"], ckpt.get("meta", {})
     elif args.init:

@@ -218,6 +218,11 @@ def test_style_repeat_and_given_scales_reach_the_training_run(folders, tmp_path,
     assert "1 images repeated, 5 draws per epoch" in capsys.readouterr().out
     ckpt = checkpoint.load(tmp_path / "run" / "checkpoint.pt")
     assert all(torch.equal(s, torch.full_like(s, 2.0)) for s in ckpt["style_scales"])
+    with pytest.raises(SystemExit, match="trained with --style-repeat"):  # another order would resume elsewhere
+        train(args(folders, tmp_path / "run", "--max-iter", "2", "--resume", str(tmp_path / "run" / "checkpoint.pt")))
+    result = train(args(folders, tmp_path / "run", "--max-iter", "2", "--style-repeat", "s1*=3",
+                        "--resume", str(tmp_path / "run" / "checkpoint.pt")))
+    assert result["step"] == 2
 
 
 def test_time_limit_stops_and_saves(folders, tmp_path, capsys):
