@@ -46,15 +46,17 @@ def random_decoder(seed: int = 0) -> Decoder:
 
 def load_state(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """Decoder state dict and metadata from a ``.safetensors`` file, an official ``decoder.pth``,
-    or a training checkpoint (a dict with a "decoder" entry). ``.pth`` files are read with
-    ``weights_only=True``: tensors only, never arbitrary pickled objects."""
+    or a training checkpoint (a dict with a "decoder" entry; its weight average where the run kept
+    one, as ``model.export`` ships). ``.pth`` files are read with ``weights_only=True``: tensors
+    only, never arbitrary pickled objects."""
     path = Path(path)
     if path.suffix == ".safetensors":
         with safe_open(str(path), framework="pt") as f:
             return {k: f.get_tensor(k) for k in f.keys()}, dict(f.metadata() or {})
     state = torch.load(str(path), map_location="cpu", weights_only=True)
     if "decoder" in state and isinstance(state["decoder"], dict):
-        return state["decoder"], {k: json.dumps(v) for k, v in state.get("meta", {}).items()}
+        weights = state["ema"]["decoder"] if state.get("ema") else state["decoder"]
+        return weights, {k: json.dumps(v) for k, v in state.get("meta", {}).items()}
     return state, {}
 
 

@@ -32,6 +32,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
 from model.adain import adain, mean_std
+from model.average import EMA
 from model.checkpoint import load as load_checkpoint
 from model.checkpoint import save_atomic
 from model.data import CropDataset, PreloadedCrops, ResumableSampler, collate, list_images, repeat_counts
@@ -89,6 +90,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="turn each content and style crop by a random one of the square's 8 symmetries (not in "
                         "the paper; tried for v3: neither which way the drips point nor the held-out loss changed "
                         "against a control, see MODEL_CARD.md)")
+    p.add_argument("--ema-decay", type=float, default=0.0,
+                   help="also keep an exponential moving average of the decoder's weights (model/average.py; "
+                        "e.g. 0.999 = about the last 1,000 steps); held-out evals and exports then use the "
+                        "average, with the optimizer's own weights' evals as raw_*; 0 = none, as the paper")
+    p.add_argument("--ema-warmup", action=argparse.BooleanOptionalAction, default=True,
+                   help="let the average forget the starting weights fast (decay (1 + n) / (10 + n) until it "
+                        "reaches --ema-decay); --no-ema-warmup keeps a warm start's trained weights in it")
     p.add_argument("--image-size", type=int, default=512, help="shorter side before cropping")
     p.add_argument("--crop-size", type=int, default=256)
     p.add_argument("--save-every", type=int, default=1000)
@@ -296,6 +304,11 @@ def main(argv: list[str] | None = None) -> dict:
             torch.cuda.set_rng_state_all(ckpt["rng"]["cuda"])
         if main_proc:
             print(f"resumed from {args.resume} at step {step}", flush=True)
+    ema = None
+    if args.ema_decay:
+        ema = EMA(decoder, args.ema_decay, args.ema_warmup)
+        if ckpt is not None and ckpt.get("ema"):
+            ema.load_state_dict(ckpt["ema"])
     model = DistributedDataParallel(decoder) if world > 1 else decoder
 
     n_content, content_iter = batches(args.content_dir, args, args.seed, rank, world, step, device)
@@ -342,8 +355,9 @@ def main(argv: list[str] | None = None) -> dict:
             return
         save_atomic({
             "decoder": decoder.state_dict(), "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
-            "step": step, "style_scales": scales, "rng": {"torch": torch.get_rng_state(),
-                                  "cuda": torch.cuda.get_rng_state_all() if device.type == "cuda" else []},
+            "step": step, "style_scales": scales, "ema": ema.state_dict() if ema else None,
+            "rng": {"torch": torch.get_rng_state(),
+                    "cuda": torch.cuda.get_rng_state_all() if device.type == "cuda" else []},
             "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
             "meta": {"losses": last_losses, "content_dir": str(args.content_dir), "style_dir": str(args.style_dir),
                      "content_images": n_content, "style_images": n_style, "world_size": world,
@@ -353,7 +367,9 @@ def main(argv: list[str] | None = None) -> dict:
 
     def run_eval() -> None:
         decoder.eval()
-        result, grid = evaluate(encoder, decoder, *val, device, amp, scales)
+        result, grid = evaluate(encoder, ema.module if ema else decoder, *val, device, amp, scales)
+        if ema:  # the average is what export ships; the optimizer's weights ride along as raw_*
+            result.update({f"raw_{k}": v for k, v in evaluate(encoder, decoder, *val, device, amp, scales)[0].items()})
         decoder.train()
         result.update(step=step, wall_s=round(time.time() - t_start, 1))
         with open(args.out / "eval.jsonl", "a") as f:
@@ -364,7 +380,8 @@ def main(argv: list[str] | None = None) -> dict:
                 if k_ not in ("step", "wall_s"):
                     writer.add_scalar(f"eval/{k_}", v, step)
             writer.add_image("eval/content_style_output", grid, step)
-        bar.write(f"step {step}: held-out content {result['content']:.3f} style {result['style']:.3f}")
+        raw = f" (raw {result['raw_content']:.3f} / {result['raw_style']:.3f})" if ema else ""
+        bar.write(f"step {step}: held-out content {result['content']:.3f} style {result['style']:.3f}{raw}")
 
     from tqdm import tqdm
 
@@ -408,6 +425,8 @@ def main(argv: list[str] | None = None) -> dict:
         scaler.scale(loss).backward()
         scaler.step(optimizer)
         scaler.update()
+        if ema:
+            ema.update(decoder)
         step += 1
 
         if main_proc:

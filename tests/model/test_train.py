@@ -16,8 +16,9 @@ from safetensors.torch import save_file
 
 from helpers import noise_image, without_direction
 from model import checkpoint
+from model.average import main as average_main
 from model.data import CropDataset, PreloadedCrops, ResumableSampler, apply_turn, crop_box, repeat_counts, turn
-from model.decoder import load_state, random_decoder
+from model.decoder import load_state, random_decoder, save_decoder
 from model.export import export
 from model.stylizer import Stylizer
 from model.losses import STYLE_LAYERS
@@ -223,6 +224,61 @@ def test_style_repeat_and_given_scales_reach_the_training_run(folders, tmp_path,
     result = train(args(folders, tmp_path / "run", "--max-iter", "2", "--style-repeat", "s1*=3",
                         "--resume", str(tmp_path / "run" / "checkpoint.pt")))
     assert result["step"] == 2
+
+
+def test_ema_keeps_the_weight_average_that_evals_and_exports_use(folders, tmp_path):
+    train(args(folders, tmp_path / "run", "--max-iter", "1", "--ema-decay", "0.9"))
+    ckpt = checkpoint.load(tmp_path / "run" / "checkpoint.pt")
+    assert ckpt["ema"]["updates"] == 1
+    # one update at the warmed-up decay (1 + 1) / (10 + 1), from the starting (seed 0) weights
+    start, d = random_decoder(0).state_dict(), 2 / 11
+    for k, v in ckpt["decoder"].items():
+        torch.testing.assert_close(ckpt["ema"]["decoder"][k], d * start[k] + (1 - d) * v)
+    line = json.loads((tmp_path / "run" / "eval.jsonl").read_text().splitlines()[-1])
+    assert line["content"] != line["raw_content"] > 0  # the average and the optimizer's weights, both measured
+    export(tmp_path / "run" / "checkpoint.pt", tmp_path / "w")
+    state, meta = load_state(tmp_path / "w" / "decoder.safetensors")
+    assert meta["weights"] == "EMA, decay 0.9, 1 updates"
+    assert all(torch.equal(state[k], ckpt["ema"]["decoder"][k]) for k in state)
+    assert all(torch.equal(load_state(tmp_path / "run" / "checkpoint.pt")[0][k], state[k]) for k in state)
+    export(tmp_path / "run" / "checkpoint.pt", tmp_path / "raw", raw=True)
+    raw, meta = load_state(tmp_path / "raw" / "decoder.safetensors")
+    assert meta["weights"] == "the optimizer's" and all(torch.equal(raw[k], ckpt["decoder"][k]) for k in raw)
+    # without the warm-up a warm start keeps decay^n of its starting weights
+    train(args(folders, tmp_path / "cold", "--max-iter", "1", "--ema-decay", "0.9", "--no-ema-warmup"))
+    ckpt = checkpoint.load(tmp_path / "cold" / "checkpoint.pt")
+    for k, v in ckpt["decoder"].items():
+        torch.testing.assert_close(ckpt["ema"]["decoder"][k], 0.9 * start[k] + 0.1 * v)
+    export(tmp_path / "cold" / "checkpoint.pt", tmp_path / "wc")
+    assert load_state(tmp_path / "wc" / "decoder.safetensors")[1]["weights"] == \
+        "EMA, decay 0.9 from the starting weights, 1 updates"
+
+
+def test_ema_resumes_exactly(folders, tmp_path):
+    train(args(folders, tmp_path / "straight", "--max-iter", "3", "--ema-decay", "0.9"))
+    split = tmp_path / "split"
+    train(args(folders, split, "--max-iter", "2", "--ema-decay", "0.9"))
+    train(args(folders, split, "--max-iter", "3", "--ema-decay", "0.9", "--resume", str(split / "checkpoint.pt")))
+    a, b = checkpoint.load(tmp_path / "straight" / "checkpoint.pt")["ema"], checkpoint.load(split / "checkpoint.pt")["ema"]
+    assert a["updates"] == b["updates"] == 3
+    for k in a["decoder"]:
+        torch.testing.assert_close(a["decoder"][k], b["decoder"][k], rtol=1e-5, atol=1e-7)
+
+
+def test_averaging_decoders_weighs_their_parameters(tmp_path, capsys):
+    paths = []
+    for seed, step in ((1, "100"), (2, "130")):
+        paths.append(save_decoder(random_decoder(seed), tmp_path / str(seed), "safetensors", {"step": step}))
+    average_main([str(p) for p in paths] + ["--weights", "3,1", "--out", str(tmp_path / "avg")])
+    assert "wrote" in capsys.readouterr().out
+    state, meta = load_state(tmp_path / "avg" / "decoder.safetensors")
+    a, b = random_decoder(1).state_dict(), random_decoder(2).state_dict()
+    for k in a:
+        torch.testing.assert_close(state[k], 0.75 * a[k] + 0.25 * b[k])
+    assert meta["step"] == "130" and [x["weight"] for x in json.loads(meta["averaged"])] == [0.75, 0.25]
+    assert (tmp_path / "avg" / "SHA256SUMS").read_text().endswith("  decoder.safetensors\n")
+    with pytest.raises(ValueError, match="one non-negative weight per decoder"):
+        average_main([str(p) for p in paths] + ["--weights", "1", "--out", str(tmp_path / "bad")])
 
 
 def test_time_limit_stops_and_saves(folders, tmp_path, capsys):
