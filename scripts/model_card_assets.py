@@ -79,12 +79,15 @@ def mirror_gaps(encoder, decoder, contents: torch.Tensor, styles: torch.Tensor,
     return {f"mirror_{k}": 255 * (v / len(contents)) ** 0.5 for k, v in sums.items()}
 
 
+@torch.no_grad()  # a decorator, not set_grad_enabled(False): callers (the tests) get their grad mode back
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", type=Path, default=Path("data"))
     p.add_argument("--runs", type=Path, nargs="*", default=[], help="eval.jsonl files to plot")
     p.add_argument("--candidates", type=Path, nargs="+", required=True, help="decoder files to measure")
-    p.add_argument("--pairs", type=int, default=16, help="first N held-out contents x first N styles (the card: 16)")
+    p.add_argument("--pairs", type=int, default=16,
+                   help="first N held-out contents x first N styles (the card: 16; 0 = measure nothing, only "
+                        "draw the figures)")
     p.add_argument("--size", type=int, default=256)
     # e.g. photos or paintings of a kind the held-out split lacks (the card's session 11)
     p.add_argument("--content-dir", type=Path, help="contents from here instead of DATA/val/content")
@@ -97,6 +100,8 @@ def main() -> None:
                                                 "(--style-norm corpus): a training checkpoint's, or a .safetensors "
                                                 "such as weights/heldout_style_scales.safetensors (the card's)")
     p.add_argument("--no-figures", action="store_true", help="only measure")
+    p.add_argument("--norm-only", action="store_true",
+                   help="with --scales: measure only with them (half the time; no raw style terms)")
     p.add_argument("--mirror-pairs", type=int, default=0,
                    help="also measure the pipeline's direction bias (mirror_gaps) on N contents x N styles")
     # the grid shows a spread of the held-out styles (textures, a photo portrait, painted
@@ -110,18 +115,22 @@ def main() -> None:
                    help="content,style index pairs for OUT/compare.jpg (all candidates, one row each; "
                         "needs 2 or more candidates)")
     args = p.parse_args()
-    torch.set_grad_enabled(False)
     encoder = load_encoder()
-    contents = eval_images(args.content_dir or args.data / "val" / "content", args.pairs, args.size)
-    styles = eval_images(args.style_dir or args.data / "val" / "style", args.pairs, args.size)
+    if args.norm_only and not args.scales:
+        p.error("--norm-only needs --scales")
     dtype = resolve_precision(args.precision, torch.device("cpu"))
     amp = None if dtype == torch.float32 else dtype
     scales = load_style_scales(args.scales) if args.scales else None
-    for path in args.candidates:
+    if args.pairs:
+        contents = eval_images(args.content_dir or args.data / "val" / "content", args.pairs, args.size)
+        styles = eval_images(args.style_dir or args.data / "val" / "style", args.pairs, args.size)
+    for path in args.candidates if args.pairs else []:
         decoder = load_decoder(path).eval()
-        result, _ = evaluate(encoder, decoder, contents, styles, torch.device("cpu"), amp)
+        result = {} if args.norm_only else evaluate(encoder, decoder, contents, styles, torch.device("cpu"), amp)[0]
         if scales is not None:
             normalised, _ = evaluate(encoder, decoder, contents, styles, torch.device("cpu"), amp, scales)
+            if args.norm_only:  # content, grid and flip terms from this pass; no raw style terms
+                result = {k: v for k, v in normalised.items() if not k.startswith("style")}
             result.update({f"norm_{k}": v for k, v in normalised.items() if k.startswith("style")})
         if args.mirror_pairs:
             result.update(mirror_gaps(encoder, decoder, contents[:args.mirror_pairs], styles[:args.mirror_pairs], amp))

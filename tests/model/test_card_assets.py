@@ -41,3 +41,44 @@ def test_mirror_gaps_find_a_vertical_bias_on_the_axes_that_turn_it(assets):
     gaps = assets.mirror_gaps(nn.Identity(), Ramp(), contents, styles)
     assert gaps["mirror_v"] > 20 and gaps["mirror_t"] > 20  # upside down or transposed: the ramp turns
     assert gaps["mirror_h"] < 0.5  # left-right leaves a top-to-bottom ramp where it was
+
+
+@pytest.fixture(scope="module")
+def card_data(tmp_path_factory) -> dict[str, Path]:
+    from helpers import noise_image
+    from model.decoder import random_decoder, save_decoder
+    from model.losses import STYLE_LAYERS
+    from safetensors.torch import save_file
+
+    root = tmp_path_factory.mktemp("card")
+    for kind, seed in (("content", 0), ("style", 10)):
+        (root / "data" / "val" / kind).mkdir(parents=True)
+        for i in range(2):
+            noise_image(40, 36, seed=seed + i).save(root / "data" / "val" / kind / f"{kind}{i}.jpg")
+    save_file({name: torch.ones(c) for name, c in zip(STYLE_LAYERS, (64, 128, 256, 512))}, root / "scales.safetensors")
+    return {"root": root, "decoder": save_decoder(random_decoder(3), root / "w", "safetensors")}
+
+
+def run_script(assets, monkeypatch, capsys, card_data, *extra: str) -> list[dict]:
+    import json
+
+    root = card_data["root"]
+    monkeypatch.setattr("sys.argv", ["model_card_assets.py", "--data", str(root / "data"), "--candidates",
+                                     str(card_data["decoder"]), "--size", "32", "--precision", "fp32",
+                                     "--scales", str(root / "scales.safetensors"), "--out", str(root / "out"),
+                                     "--grid-contents", "1", "--grid-styles", "0", "1", *extra])
+    assets.main()
+    return [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+
+
+def test_norm_only_measures_one_pass_and_pairs_0_only_draws(assets, monkeypatch, capsys, card_data):
+    both = run_script(assets, monkeypatch, capsys, card_data, "--pairs", "2", "--no-figures")[0]
+    quick = run_script(assets, monkeypatch, capsys, card_data, "--pairs", "2", "--no-figures", "--norm-only")[0]
+    assert both["pairs"] == quick["pairs"] == 4 and "style_relu1_1" in both and "style" not in quick
+    for key in ("content", "norm_style", "norm_style_relu1_1", "grid8", "flipgap"):
+        assert quick[key] == pytest.approx(both[key], rel=1e-5), key  # the same numbers, in one pass
+    assert not (card_data["root"] / "out" / "samples.jpg").exists()
+    assert run_script(assets, monkeypatch, capsys, card_data, "--pairs", "0") == []  # nothing measured
+    from PIL import Image
+
+    assert Image.open(card_data["root"] / "out" / "samples.jpg").size == (3 * 192, 2 * 192)
