@@ -54,7 +54,7 @@ def flip_gap(output: torch.Tensor, mirrored_output: torch.Tensor) -> torch.Tenso
     """How much a decoder's picture depends on which way is up, left, or vertical: the mean
     squared difference between ``output`` = decoder(t) and ``mirrored(decoder(mirrored(t)))``.
     Fed the same features mirrored, a decoder without a direction of its own draws the mirrored
-    picture. v2-v5 have two: "drips" that point down whichever way up the photo is, and
+    picture. v2-v6 have two: "drips" that point down whichever way up the photo is, and
     strokes that run vertically (decode transposed features and transpose back: they run
     horizontally). Reflection padding and nearest upsampling are mirror-symmetric, so a decoder can
     reach 0. As a training term on the AdaIN target (--flip-weight 1000 --flip-space features) it
