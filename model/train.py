@@ -309,6 +309,9 @@ def main(argv: list[str] | None = None) -> dict:
         ema = EMA(decoder, args.ema_decay, args.ema_warmup)
         if ckpt is not None and ckpt.get("ema"):
             ema.load_state_dict(ckpt["ema"])
+    elif ckpt is not None and ckpt.get("ema") and main_proc:
+        print(f"{args.resume} kept a weight average; without --ema-decay this run drops it and exports "
+              f"the optimizer's weights", flush=True)
     model = DistributedDataParallel(decoder) if world > 1 else decoder
 
     n_content, content_iter = batches(args.content_dir, args, args.seed, rank, world, step, device)

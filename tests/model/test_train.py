@@ -254,7 +254,7 @@ def test_ema_keeps_the_weight_average_that_evals_and_exports_use(folders, tmp_pa
         "EMA, decay 0.9 from the starting weights, 1 updates"
 
 
-def test_ema_resumes_exactly(folders, tmp_path):
+def test_ema_resumes_exactly(folders, tmp_path, capsys):
     train(args(folders, tmp_path / "straight", "--max-iter", "3", "--ema-decay", "0.9"))
     split = tmp_path / "split"
     train(args(folders, split, "--max-iter", "2", "--ema-decay", "0.9"))
@@ -263,6 +263,10 @@ def test_ema_resumes_exactly(folders, tmp_path):
     assert a["updates"] == b["updates"] == 3
     for k in a["decoder"]:
         torch.testing.assert_close(a["decoder"][k], b["decoder"][k], rtol=1e-5, atol=1e-7)
+    capsys.readouterr()
+    train(args(folders, split, "--max-iter", "4", "--resume", str(split / "checkpoint.pt")))
+    assert "without --ema-decay this run drops it" in capsys.readouterr().out
+    assert checkpoint.load(split / "checkpoint.pt")["ema"] is None
 
 
 def test_averaging_decoders_weighs_their_parameters(tmp_path, capsys):
