@@ -23,6 +23,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from model.cli import comma_floats
 from model.decoder import Decoder, load_state, save_decoder
 from model.export import write_sha256sums
 
@@ -77,7 +78,7 @@ def average_decoders(paths: list[Path], weights: list[float] | None = None) -> t
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("decoders", type=Path, nargs="+", help="decoder .safetensors / .pth files or checkpoints")
-    p.add_argument("--weights", type=lambda t: [float(x) for x in t.split(",")],
+    p.add_argument("--weights", type=comma_floats,
                    help="comma-separated, one per decoder (normalised); default: equal")
     p.add_argument("--out", type=Path, required=True)
     args = p.parse_args(argv)

@@ -15,7 +15,7 @@ from model.images import IMAGE_SUFFIXES
 from model.paths import DECODER
 
 
-def _floats(text: str) -> list[float]:
+def comma_floats(text: str) -> list[float]:
     try:
         return [float(x) for x in text.split(",") if x.strip()]
     except ValueError:
@@ -100,7 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("stylize", help="stylize a content image (or every content x style pair of two folders)")
     s.add_argument("paths", nargs="*", type=Path, help="CONTENT STYLE [STYLE ...]")
     s.add_argument("-o", "--output", type=Path, help="output image (PNG, JPEG or WebP by suffix)")
-    s.add_argument("--weights", type=_floats, default=None, help="interpolation weights, e.g. 1,2 (normalised)")
+    s.add_argument("--weights", type=comma_floats, default=None, help="interpolation weights, e.g. 1,2 (normalised)")
     s.add_argument("--alpha", type=float, default=1.0, help="content-style trade-off in [0, 1] (1 = full style)")
     s.add_argument("--mask", type=Path, default=None, help="binary mask: white = first style, black = second")
     s.add_argument("--preserve-color", action="store_true", help="keep the content's colours")
