@@ -82,7 +82,10 @@ def main(argv: list[str] | None = None) -> None:
                    help="comma-separated, one per decoder (normalised); default: equal")
     p.add_argument("--out", type=Path, required=True)
     args = p.parse_args(argv)
-    decoder, meta = average_decoders(args.decoders, args.weights)
+    try:
+        decoder, meta = average_decoders(args.decoders, args.weights)
+    except ValueError as e:  # a wrong weight count is a usage error: say so, no traceback
+        p.error(str(e))
     path = save_decoder(decoder, args.out, "safetensors", meta)
     write_sha256sums(args.out)
     print(f"wrote {path}")

@@ -281,8 +281,11 @@ def test_averaging_decoders_weighs_their_parameters(tmp_path, capsys):
         torch.testing.assert_close(state[k], 0.75 * a[k] + 0.25 * b[k])
     assert meta["step"] == "130" and [x["weight"] for x in json.loads(meta["averaged"])] == [0.75, 0.25]
     assert (tmp_path / "avg" / "SHA256SUMS").read_text().endswith("  decoder.safetensors\n")
-    with pytest.raises(ValueError, match="one non-negative weight per decoder"):
-        average_main([str(p) for p in paths] + ["--weights", "1", "--out", str(tmp_path / "bad")])
+    for bad, message in (("1", "one non-negative weight per decoder"), ("1,x", "expected comma-separated numbers")):
+        with pytest.raises(SystemExit) as exit_:
+            average_main([str(p) for p in paths] + ["--weights", bad, "--out", str(tmp_path / "bad")])
+        assert exit_.value.code == 2 and message in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()
 
 
 def test_time_limit_stops_and_saves(folders, tmp_path, capsys):
