@@ -35,6 +35,7 @@ from model.adain import adain, mean_std
 from model.average import EMA
 from model.checkpoint import load as load_checkpoint
 from model.checkpoint import save_atomic
+from model.cli import comma_floats
 from model.data import CropDataset, PreloadedCrops, ResumableSampler, collate, list_images, repeat_counts
 from model.decoder import load_state, random_decoder
 from model.images import InvalidImage, open_image, resize_shorter, to_image, to_tensor
@@ -61,6 +62,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "this many steps (no style loss), then AdaIN training (0 = none, as the paper)")
     p.add_argument("--recon-pixel-weight", type=float, default=100.0, help="pixel MSE weight during --recon-steps")
     p.add_argument("--style-weight", type=float, default=10.0)
+    p.add_argument("--style-layer-weights", type=layer_weights, default=[1.0] * len(STYLE_LAYERS),
+                   metavar="W1,W2,W3,W4",
+                   help="weigh each style layer's term (relu1_1,relu2_1,relu3_1,relu4_1) in the training loss; "
+                        "1,1,1,1 = the paper; e.g. 3,2,1,1 leans on the colour and fine-texture layers. "
+                        "Logged and held-out style losses stay the plain sum, so runs compare")
     p.add_argument("--style-norm", choices=["corpus", "none"], default="corpus",
                    help="corpus: weigh each style-loss channel by 1 / its mean activation over --style-norm-images "
                         "training images (see model/losses.py; needed with our VGG); none: the paper's formula as is")
@@ -117,6 +123,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-tensorboard", action="store_true")
     return p.parse_args(argv)
+
+
+def layer_weights(text: str) -> list[float]:
+    weights = comma_floats(text)
+    if len(weights) != len(STYLE_LAYERS) or not all(0 <= w < float("inf") for w in weights) or not sum(weights) > 0:
+        raise argparse.ArgumentTypeError(f"expected {len(STYLE_LAYERS)} comma-separated weights >= 0, "
+                                         f"not all 0 ({','.join(STYLE_LAYERS)}), got {text!r}")
+    return weights
 
 
 def repeat_rule(text: str) -> tuple[str, int]:
@@ -418,7 +432,8 @@ def main(argv: list[str] | None = None) -> dict:
             else:
                 output, lc, ls, lf = losses(encoder, model, content, style, scales, flip=args.flip_weight > 0,
                                             flip_space=args.flip_space)
-                loss = args.content_weight * lc + args.style_weight * sum(ls)
+                loss = args.content_weight * lc + args.style_weight * sum(
+                    w * x for w, x in zip(args.style_layer_weights, ls))
                 if lf is not None:
                     loss = loss + args.flip_weight * lf
                 if args.grid_weight:

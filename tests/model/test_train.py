@@ -22,7 +22,7 @@ from model.decoder import load_state, random_decoder, save_decoder
 from model.export import export
 from model.stylizer import Stylizer
 from model.losses import STYLE_LAYERS
-from model.train import losses, main as train, repeat_rule
+from model.train import layer_weights, losses, main as train, repeat_rule
 from model.vgg import load_encoder
 
 REPO = Path(__file__).resolve().parents[2]
@@ -165,6 +165,28 @@ def test_flip_weight_adds_a_logged_flip_term_that_changes_training(folders, tmp_
     assert moved(pipe) > 10 * moved(tiny) + 1e-7 and not torch.equal(pipe["decoder"]["1.weight"], ckpt["decoder"]["1.weight"])
     line = json.loads((tmp_path / "flip" / "eval.jsonl").read_text().splitlines()[-1])
     assert line["flipgap"] > 0 and line["flipgap_pipeline"] > 0  # held-out gaps, in 8-bit levels
+
+
+def test_style_layer_weights_weigh_each_layers_term_in_the_training_loss(folders, tmp_path):
+    def run(name: str, *extra: str) -> dict:
+        train(args(folders, tmp_path / name, "--max-iter", "2", *extra))
+        return checkpoint.load(tmp_path / name / "checkpoint.pt")
+
+    plain = run("plain")
+    # 2,2,2,2 at style weight 5 is the same objective as the default 1,1,1,1 at 10: same weights
+    doubled = run("doubled", "--style-layer-weights", "2,2,2,2", "--style-weight", "5")
+    assert doubled["args"]["style_layer_weights"] == [2.0] * 4
+    assert all(torch.allclose(doubled["decoder"][k], plain["decoder"][k], rtol=1e-4, atol=1e-7) for k in plain["decoder"])
+    # leaning on relu1_1 moves them, and further than numerics do
+    colour = run("colour", "--style-layer-weights", "5,1,1,1")
+    assert max((colour["decoder"][k] - plain["decoder"][k]).abs().max().item() for k in plain["decoder"]) > 1e-5
+    # the logged style loss stays the plain per-layer sum, so runs with other weights compare
+    line = json.loads((tmp_path / "colour" / "eval.jsonl").read_text().splitlines()[-1])
+    assert line["style"] == pytest.approx(sum(line[f"style_{n}"] for n in STYLE_LAYERS), rel=1e-5)
+    assert layer_weights("3, 2,1,1") == [3.0, 2.0, 1.0, 1.0]
+    for bad in ("1,1,1", "1,1,1,1,1", "1,-1,1,1", "0,0,0,0", "1,nan,1,1", "1,inf,1,1", "a,1,1,1"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            layer_weights(bad)
 
 
 def test_flip_spaces_mirror_the_decoder_alone_or_the_whole_pipeline():
