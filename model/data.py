@@ -191,3 +191,29 @@ class PreloadedCrops:
 
 def collate(batch: list[tuple[torch.Tensor, int]]) -> tuple[torch.Tensor, int]:
     return torch.stack([b[0] for b in batch]), sum(b[1] for b in batch)
+
+
+# RGB -> YIQ (NTSC): Y is luminance, (I, Q) the chroma plane, so a rotation there turns the hue and a
+# scale there changes the saturation while the luminance stays put
+_YIQ = torch.tensor([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]])
+
+
+def recolor(images: torch.Tensor, fraction: float, max_gain: float, generator: torch.Generator) -> torch.Tensor:
+    """Give about ``fraction`` of a (B, 3, H, W) batch in [0, 1] a random hue (a rotation of the chroma
+    plane, uniform over the whole circle) and a chroma gain drawn from [1, ``max_gain``]; the rest pass
+    unchanged. For style crops: our style set is mostly photographic textures, so the decoder has
+    rarely had to paint the saturated blues, yellows and reds of real paintings (the ochre cast in
+    MODEL_CARD.md); recoloured crops ask for every palette at every strength."""
+    b = images.shape[0]
+    pick = torch.rand(b, generator=generator) < fraction
+    angle = torch.rand(b, generator=generator) * 2 * torch.pi
+    gain = 1 + torch.rand(b, generator=generator) * (max_gain - 1)
+    if not pick.any():
+        return images
+    cos, sin = torch.cos(angle) * gain, torch.sin(angle) * gain
+    chroma = torch.zeros(b, 3, 3)
+    chroma[:, 0, 0] = 1
+    chroma[:, 1, 1], chroma[:, 1, 2], chroma[:, 2, 1], chroma[:, 2, 2] = cos, -sin, sin, cos
+    m = torch.linalg.inv(_YIQ) @ chroma @ _YIQ
+    m[~pick] = torch.eye(3)
+    return torch.einsum("bij,bjhw->bihw", m.to(images.device, images.dtype), images).clamp_(0, 1)

@@ -36,7 +36,7 @@ from model.average import EMA
 from model.checkpoint import load as load_checkpoint
 from model.checkpoint import save_atomic
 from model.cli import comma_floats
-from model.data import CropDataset, PreloadedCrops, ResumableSampler, collate, list_images, repeat_counts
+from model.data import CropDataset, PreloadedCrops, ResumableSampler, collate, list_images, recolor, repeat_counts
 from model.decoder import load_state, random_decoder
 from model.images import InvalidImage, open_image, resize_shorter, to_image, to_tensor
 from model.losses import STYLE_LAYERS, channel_scales, content_loss, load_style_scales, style_losses
@@ -77,6 +77,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--style-repeat", type=repeat_rule, action="append", default=[], metavar="GLOB=K",
                    help="style images whose file name matches GLOB are drawn K times per epoch (repeatable; "
                         "the last match wins), e.g. 'gcompris-qt-data_*=8' to oversample a few paintings")
+    p.add_argument("--style-recolor", type=fraction, default=0.0, metavar="FRACTION",
+                   help="give this fraction of style crops a random hue and a chroma gain up to "
+                        "--style-chroma-gain (model/data.py recolor): palettes the style set lacks; 0 = none, as the paper")
+    p.add_argument("--style-chroma-gain", type=gain, default=1.5, help="largest chroma gain of --style-recolor")
     p.add_argument("--content-weight", type=float, default=1.0)
     p.add_argument("--grid-weight", type=float, default=0.0,
                    help="weight of a penalty on the outputs' 8-px grid (model/quality.py grid_penalty); "
@@ -131,6 +135,20 @@ def layer_weights(text: str) -> list[float]:
         raise argparse.ArgumentTypeError(f"expected {len(STYLE_LAYERS)} comma-separated weights >= 0, "
                                          f"not all 0 ({','.join(STYLE_LAYERS)}), got {text!r}")
     return weights
+
+
+def fraction(text: str) -> float:
+    value = float(text)
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"expected a fraction in [0, 1], got {text!r}")
+    return value
+
+
+def gain(text: str) -> float:
+    value = float(text)
+    if not 1 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a gain >= 1, got {text!r}")
+    return value
 
 
 def repeat_rule(text: str) -> tuple[str, int]:
@@ -423,6 +441,9 @@ def main(argv: list[str] | None = None) -> dict:
             group["lr"] = lr
         (content, sc), (style, ss) = next(content_iter), next(style_iter)
         skipped += sc + ss
+        if args.style_recolor:  # seeded by the step, so a resumed run recolours the same crops
+            style = recolor(style, args.style_recolor, args.style_chroma_gain,
+                            torch.Generator().manual_seed(args.seed * 1_000_003 + step))
         content = content.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
         style = style.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
         with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):

@@ -17,12 +17,13 @@ from safetensors.torch import save_file
 from helpers import noise_image, without_direction
 from model import checkpoint
 from model.average import main as average_main
-from model.data import CropDataset, PreloadedCrops, ResumableSampler, apply_turn, crop_box, repeat_counts, turn
+from model.data import (CropDataset, PreloadedCrops, ResumableSampler, apply_turn, crop_box, recolor, repeat_counts,
+                        turn)
 from model.decoder import load_state, random_decoder, save_decoder
 from model.export import export
 from model.stylizer import Stylizer
 from model.losses import STYLE_LAYERS
-from model.train import layer_weights, losses, main as train, repeat_rule
+from model.train import fraction, gain, layer_weights, losses, main as train, repeat_rule
 from model.vgg import load_encoder
 
 REPO = Path(__file__).resolve().parents[2]
@@ -209,6 +210,42 @@ def test_flip_spaces_mirror_the_decoder_alone_or_the_whole_pipeline():
     # pipeline test sees; with VGG's kernels made directionless too the pipeline passes as well
     assert features < 1e-6 * pipeline
     assert gaps(without_direction(load_encoder()).eval())[1] < 1e-6 * pipeline
+
+
+def test_recolor_turns_the_hue_and_scales_the_chroma_of_the_picked_crops_only():
+    g = torch.Generator().manual_seed(0)
+    images = 0.4 + 0.2 * torch.rand(64, 3, 8, 8, generator=g)  # near grey: no turn clips
+    luma = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
+    same = recolor(images, 0.0, 1.5, torch.Generator().manual_seed(1))
+    assert torch.equal(same, images)
+    out = recolor(images, 0.5, 1.0, torch.Generator().manual_seed(1))
+    assert torch.equal(out, recolor(images, 0.5, 1.0, torch.Generator().manual_seed(1)))  # seeded
+    changed = (out - images).abs().flatten(1).amax(1) > 1e-3
+    assert 16 < changed.sum() < 48  # about half picked; the others pass untouched
+    assert torch.equal(out[~changed], images[~changed])
+    # a hue turn at gain 1 keeps each pixel's luminance and its distance from grey (in YIQ) ...
+    torch.testing.assert_close((out * luma).sum(1), (images * luma).sum(1), atol=1e-5, rtol=0)
+    yiq = torch.tensor([[0.596, -0.274, -0.322], [0.211, -0.523, 0.312]])
+    chroma = lambda x: torch.einsum("ij,bjhw->bihw", yiq, x).norm(dim=1)  # noqa: E731
+    torch.testing.assert_close(chroma(out), chroma(images), atol=1e-5, rtol=0)
+    # ... but moves the colour itself; a gain above 1 makes colours stronger
+    assert (out[changed] - images[changed]).abs().mean() > 0.01
+    strong = recolor(images, 1.0, 2.0, torch.Generator().manual_seed(1)).clamp(0, 1)
+    assert chroma(strong).mean() > 1.2 * chroma(images).mean()
+    assert (fraction("0.5"), gain("1.5")) == (0.5, 1.5)
+    for bad, parse in (("1.5", fraction), ("-0.1", fraction), ("0.9", gain), ("inf", gain)):
+        with pytest.raises(argparse.ArgumentTypeError):
+            parse(bad)
+
+
+def test_style_recolor_reaches_the_training_run_and_changes_it(folders, tmp_path):
+    extra = ("--max-iter", "2", "--preload")
+    train(args(folders, tmp_path / "recolor", *extra, "--style-recolor", "1", "--style-chroma-gain", "2"))
+    train(args(folders, tmp_path / "plain", *extra))
+    ckpt, plain = (checkpoint.load(tmp_path / d / "checkpoint.pt") for d in ("recolor", "plain"))
+    assert ckpt["args"]["style_recolor"] == 1 and ckpt["args"]["style_chroma_gain"] == 2
+    # same crops, same seed: only the recoloured style targets can make the weights differ
+    assert any(not torch.equal(ckpt["decoder"][k], plain["decoder"][k]) for k in plain["decoder"])
 
 
 def test_repeated_images_come_k_times_an_epoch_as_different_crops():
