@@ -79,7 +79,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "the last match wins), e.g. 'gcompris-qt-data_*=8' to oversample a few paintings")
     p.add_argument("--style-recolor", type=fraction, default=0.0, metavar="FRACTION",
                    help="give this fraction of style crops a random hue and a chroma gain up to "
-                        "--style-chroma-gain (model/data.py recolor): palettes the style set lacks; 0 = none, as the paper")
+                        "--style-chroma-gain (model/data.py recolor): palettes the style set lacks; 0 = none, as "
+                        "the paper (session 17: 0.5 cut the Van Goghs' colour term 11 %% but not the visible cast)")
     p.add_argument("--style-chroma-gain", type=gain, default=1.5, help="largest chroma gain of --style-recolor")
     p.add_argument("--content-weight", type=float, default=1.0)
     p.add_argument("--grid-weight", type=float, default=0.0,
