@@ -60,5 +60,5 @@ def flip_gap(output: torch.Tensor, mirrored_output: torch.Tensor) -> torch.Tenso
     reach 0. As a training term on the AdaIN target (--flip-weight 1000 --flip-space features) it
     halved the gap but cost 15 % style (session 6); on the whole pipeline (--flip-space pipeline)
     weight 300 cut it 42 % at no style cost, 1000 a third more at 11 % style (sessions 9-10,
-    MODEL_CARD.md)."""
+    weights/TRAINING_LOG.md)."""
     return (output.float() - mirrored(mirrored_output).float()).pow(2).mean()

@@ -100,7 +100,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--mirror-crops", action="store_true",
                    help="turn each content and style crop by a random one of the square's 8 symmetries (not in "
                         "the paper; tried for v3: neither which way the drips point nor the held-out loss changed "
-                        "against a control, see MODEL_CARD.md)")
+                        "against a control, see weights/TRAINING_LOG.md)")
     p.add_argument("--ema-decay", type=float, default=0.0,
                    help="also keep an exponential moving average of the decoder's weights (model/average.py; "
                         "e.g. 0.999 = about the last 1,000 steps); held-out evals and exports then use the "
