@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # One GPU training session on a lent device machine (see weights/MODEL_CARD.md): two recipes side by
-# side on the packed corpus for $T seconds, both warm-started from the shipped decoder with v5's
-# grid penalty, scale jitter, mirror crops and pipeline mirror term at 256² crops, pick the one with
-# the lower held-out loss, export it, and check the Stylizer on CUDA with it. Everything worth
-# keeping is written to $OUT.
+# side on the packed corpus for $T seconds, both warm-started from the shipped decoder with its
+# grid penalty, scale jitter, mirror crops and pipeline mirror term at 256² crops, each shipping the
+# moving average of its weights (EMA 0.999 with warm-up) and scored with the committed style scales
+# (so the numbers compare with the card's); pick the one with the lower held-out loss, export it,
+# and check the Stylizer on CUDA with it. Everything worth keeping is written to $OUT.
+#   .venv/bin/python -m model.corpus --pack data --out data/gpu --side 320   # 48 MB: fits the carry
 #   OUT=/tmp/out T=20 EVAL=2 EXTRA="--device cpu" bash scripts/device_train.sh   # local dry run
 set -uo pipefail
 PY=${PY:-python3}; T=${T:-400}; EVAL=${EVAL:-16}; EXTRA=${EXTRA:-}; DATA=${DATA:-data/gpu}
@@ -15,6 +17,7 @@ command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total,dri
 COMMON="--content-dir $DATA/content --style-dir $DATA/style --val-content-dir $DATA/val/content
   --val-style-dir $DATA/val/style --image-size 320 --crop-size 256 --preload --max-iter 1000000
   --init weights/decoder.safetensors --grid-weight 1 --scale-jitter 0.5 --mirror-crops --flip-weight 300 --flip-space pipeline
+  --ema-decay 0.999 --style-scales weights/heldout_style_scales.safetensors
   --time-limit $T --eval-every 1000 --save-every 5000 --eval-contents $EVAL --eval-styles $EVAL
   --log-every 100 --grid-every 100000000 --seed 0 $EXTRA"
 $PY -m model.train $COMMON --out runs/a --batch-size 8 --lr 2e-5 > "$OUT/a.log" 2>&1 &
