@@ -2,8 +2,8 @@
 
 ``EMA``: an exponential moving average of the weights, kept beside training (``--ema-decay``).
 Why: the held-out relu1_1/relu2_1 style terms (the colours) swing by +-30 % between checkpoints of
-one run (weights/TRAINING_LOG.md, sessions 8-12), so a single checkpoint is partly luck; the average of the
-last ~1 / (1 - decay) steps is not.
+one run (weights/TRAINING_LOG.md, sessions 8-12), so a single checkpoint is partly luck; the
+average of the last ~1 / (1 - decay) steps is not.
 
 ``python -m model.average``: a weighted average of finished decoders that share a starting point
 (e.g. the shipped one and a fine-tune of it), written as a decoder.safetensors.

@@ -46,7 +46,8 @@ def crop_box(key: tuple[int, int], seed: int, width: int, height: int, size: int
     (seed, epoch, index), so any worker, any resume and the preloaded path all cut the same crop.
     With ``jitter`` the side is drawn from [size, size * (1 + jitter)] (as far as the image allows),
     so crops are scaled down by a random non-integer factor: the 8 x 8 JPEG blocks of small style
-    images then no longer land on the decoder's 8-px lattice (weights/TRAINING_LOG.md, sessions 4-5)."""
+    images then no longer land on the decoder's 8-px lattice (weights/TRAINING_LOG.md, sessions
+    4-5)."""
     epoch, index = key
     g = torch.Generator().manual_seed(hash((seed, epoch, index)) & 0x7FFF_FFFF_FFFF)
     side = size
