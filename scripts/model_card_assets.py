@@ -115,9 +115,19 @@ def main() -> None:
                    help="content,style index pairs for OUT/compare.jpg (all candidates, one row each; "
                         "needs 2 or more candidates)")
     args = p.parse_args()
-    encoder = load_encoder()
     if args.norm_only and not args.scales:
         p.error("--norm-only needs --scales")
+    all_c = sorted((args.content_dir or args.data / "val" / "content").glob("*.jpg"))
+    all_s = sorted((args.style_dir or args.data / "val" / "style").glob("*.jpg"))
+    compared = args.compare if len(args.candidates) > 1 and args.compare else []
+    picks = [("--grid-contents", args.grid_contents, all_c), ("--grid-styles", args.grid_styles, all_s),
+             ("--compare", [c for c, _ in compared], all_c), ("--compare", [s for _, s in compared], all_s)]
+    # before minutes of measuring: the default grid indices fit the 24 held-out styles, not e.g. the 8 paintings
+    bad = [f"{flag} {i} ({len(files)} images there)" for flag, indices, files in picks for i in indices
+           if not 0 <= i < len(files)]
+    if bad and not args.no_figures:
+        p.error("index out of range: " + "; ".join(bad))
+    encoder = load_encoder()
     dtype = resolve_precision(args.precision, torch.device("cpu"))
     amp = None if dtype == torch.float32 else dtype
     scales = load_style_scales(args.scales) if args.scales else None
@@ -154,8 +164,6 @@ def main() -> None:
 
     precision = "auto" if torch.cuda.is_available() else args.precision  # on the CPU it resolves as dtype did
     stylizer = Stylizer.load(args.candidates[0], precision=precision)
-    all_c = sorted((args.content_dir or args.data / "val" / "content").glob("*.jpg"))
-    all_s = sorted((args.style_dir or args.data / "val" / "style").glob("*.jpg"))
     cfiles, sfiles = [all_c[i] for i in args.grid_contents], [all_s[i] for i in args.grid_styles]
     cell = 192
     sheet = Image.new("RGB", (cell * (len(sfiles) + 1), cell * (len(cfiles) + 1)), "white")

@@ -82,3 +82,14 @@ def test_norm_only_measures_one_pass_and_pairs_0_only_draws(assets, monkeypatch,
     from PIL import Image
 
     assert Image.open(card_data["root"] / "out" / "samples.jpg").size == (3 * 192, 2 * 192)
+
+
+def test_grid_indices_past_the_folder_fail_before_measuring(assets, monkeypatch, capsys, card_data):
+    """A style folder smaller than the default grid (e.g. the 8 paintings) fails at once, naming the flag,
+    instead of after minutes of measuring; --no-figures draws nothing, so it does not care."""
+    with pytest.raises(SystemExit) as stop:
+        run_script(assets, monkeypatch, capsys, card_data, "--pairs", "2", "--grid-styles", "0", "5")
+    assert stop.value.code == 2
+    last = capsys.readouterr().err.splitlines()[-1]  # after argparse's usage lines
+    assert last == "model_card_assets.py: error: index out of range: --grid-styles 5 (2 images there)"
+    assert run_script(assets, monkeypatch, capsys, card_data, "--pairs", "2", "--no-figures", "--grid-styles", "5")
