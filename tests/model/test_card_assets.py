@@ -90,6 +90,8 @@ def test_grid_indices_past_the_folder_fail_before_measuring(assets, monkeypatch,
     with pytest.raises(SystemExit) as stop:
         run_script(assets, monkeypatch, capsys, card_data, "--pairs", "2", "--grid-styles", "0", "5")
     assert stop.value.code == 2
-    last = capsys.readouterr().err.splitlines()[-1]  # after argparse's usage lines
+    captured = capsys.readouterr()
+    assert "{" not in captured.out  # no decoder was measured first
+    last = captured.err.splitlines()[-1]  # after argparse's usage lines
     assert last == "model_card_assets.py: error: index out of range: --grid-styles 5 (2 images there)"
     assert run_script(assets, monkeypatch, capsys, card_data, "--pairs", "2", "--no-figures", "--grid-styles", "5")
