@@ -4,6 +4,11 @@ A style is, for AdaIN, the per-channel mean and standard deviation of its relu4_
 ``StyleCode`` of 2 x 512 floats. Interpolating styles with weights w (sum 1) equals one AdaIN with
 mean = sum w_i mean_i and std = sum w_i std_i (the paper's Eq. for style interpolation), so a mix
 is itself a StyleCode.
+
+A code also carries the style image's RGB mean and covariance (12 floats) for ``match_colors``,
+our one step after the paper's pipeline: the decoder cannot read a painting's palette back out of
+relu4_1 statistics and gives paintings an ochre cast, so the decoded image's colour distribution
+is moved part of the way to the style's (weights/MODEL_CARD.md, "Colour step").
 """
 
 from __future__ import annotations
@@ -17,6 +22,10 @@ import torch.nn.functional as F
 
 EPS = 1e-5  # added to the variance, as in the reference code
 MAX_STYLES = 8
+# match_colors' default strength: the style's mean colour, half its covariance; the best of the
+# variants measured on held-out photos x textures and x Van Goghs (weights/MODEL_CARD.md, "Colour step")
+COLOR_MATCH = 0.5
+MAX_COLOR_GAIN = 4.0  # match_colors stretches contrast at most this much along any colour axis
 
 
 @dataclass(frozen=True)
@@ -25,10 +34,19 @@ class StyleCode:
 
     mean: torch.Tensor
     std: torch.Tensor
+    # RGB mean (3,) and covariance (3, 3) of the style image's pixels in [0, 1], float64; None for a
+    # code built without pixels, which then gets no colour step
+    rgb_mean: torch.Tensor | None = None
+    rgb_cov: torch.Tensor | None = None
 
     @property
     def nbytes(self) -> int:
-        return self.mean.numel() * self.mean.element_size() + self.std.numel() * self.std.element_size()
+        parts = [t for t in (self.mean, self.std, self.rgb_mean, self.rgb_cov) if t is not None]
+        return sum(t.numel() * t.element_size() for t in parts)
+
+    @property
+    def has_colors(self) -> bool:
+        return self.rgb_mean is not None and self.rgb_cov is not None
 
 
 def mean_std(feat: torch.Tensor, eps: float = EPS) -> tuple[torch.Tensor, torch.Tensor]:
@@ -42,10 +60,12 @@ def mean_std(feat: torch.Tensor, eps: float = EPS) -> tuple[torch.Tensor, torch.
     return flat.mean(dim=2).view(n, c, 1, 1), var.sqrt().view(n, c, 1, 1)
 
 
-def style_code(feat: torch.Tensor) -> StyleCode:
-    """StyleCode of one image's (1, C, H, W) relu4_1 features, on the CPU in float32."""
+def style_code(feat: torch.Tensor, image: torch.Tensor | None = None) -> StyleCode:
+    """StyleCode of one image's (1, C, H, W) relu4_1 features, on the CPU in float32, with the RGB
+    statistics of ``image`` (1, 3, H, W) in [0, 1] when given."""
     mean, std = mean_std(feat)
-    return StyleCode(mean.flatten().cpu(), std.flatten().cpu())
+    colors = rgb_stats(image.reshape(3, -1)) if image is not None else (None, None)
+    return StyleCode(mean.flatten().cpu(), std.flatten().cpu(), *colors)
 
 
 def adain(content: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
@@ -74,11 +94,17 @@ def normalise_weights(weights: Sequence[float] | None, n: int) -> list[float]:
 
 
 def mix(codes: Sequence[StyleCode], weights: Sequence[float] | None = None) -> StyleCode:
-    """Interpolate styles: weighted mean of their means and of their stds (weights normalised)."""
+    """Interpolate styles: weighted mean of their means and of their stds (weights normalised).
+    The colours are those of the styles' pixels pooled with the same weights (a mixture's mean
+    and covariance), when every code has them."""
     w = normalise_weights(weights, len(codes))
     mean = sum(wi * c.mean for wi, c in zip(w, codes))
     std = sum(wi * c.std for wi, c in zip(w, codes))
-    return StyleCode(mean, std)
+    if not all(c.has_colors for c in codes):
+        return StyleCode(mean, std)
+    rgb_mean = sum(wi * c.rgb_mean for wi, c in zip(w, codes))
+    second = sum(wi * (c.rgb_cov + torch.outer(c.rgb_mean, c.rgb_mean)) for wi, c in zip(w, codes))
+    return StyleCode(mean, std, rgb_mean, second - torch.outer(rgb_mean, rgb_mean))
 
 
 def blend(target: torch.Tensor, content: torch.Tensor, alpha: float | torch.Tensor) -> torch.Tensor:
@@ -111,6 +137,45 @@ def masked_adain(content: torch.Tensor, fg: StyleCode, bg: StyleCode, mask: torc
     return out.reshape_as(content)
 
 
+def rgb_stats(pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean (3,) and covariance (3, 3), float64 on the CPU, of (3, P) RGB pixels (on any device),
+    with a small ridge so a flat image still has an invertible covariance."""
+    x = pixels.detach().reshape(3, -1).float()  # float32 over pixels (2x faster than float64), 3x3 in float64
+    cov = torch.cov(x, correction=0).double().cpu() + 1e-5 * torch.eye(3, dtype=torch.float64)
+    return x.mean(dim=1).double().cpu(), cov
+
+
+def _sqrtm(m: torch.Tensor, power: float = 0.5) -> torch.Tensor:
+    """m ** power for a symmetric positive definite matrix."""
+    vals, vecs = torch.linalg.eigh(m)
+    return vecs @ torch.diag(vals.clamp_min(1e-12).pow(power)) @ vecs.T
+
+
+def match_colors(pixels: torch.Tensor, mean: torch.Tensor, cov: torch.Tensor, strength: float) -> torch.Tensor:
+    """Move (3, P) RGB pixels in [0, 1] towards the colour distribution with ``mean`` and ``cov``:
+    x' = x + t A' (x - mu_x) + min(1, 2t) (mu - mu_x), A' = A - I, with A = C_x^-1/2 (C_x^1/2 C
+    C_x^1/2)^1/2 C_x^-1/2 the optimal-transport map between the two Gaussians (the one that moves
+    colours least; no rotation, unlike ``coral``). So t = 0 changes nothing, t = 0.5 gives the
+    exact mean colour and the covariance halfway (the default: held-out pairs scored better with
+    the whole mean than with half, and worse with the whole covariance, which also amplifies the
+    decoder's artefacts), and t = 1 the exact mean and covariance. A's gains are capped at
+    MAX_COLOR_GAIN so a nearly flat output (a blank sky, a solid-colour photo) is not stretched into
+    amplified noise; shrinking (towards a black-and-white style, say) is not capped.
+    Returns pixels of the input dtype, clamped to [0, 1]."""
+    if strength == 0:
+        return pixels
+    x = pixels.reshape(3, -1).float()
+    mu_x, cov_x = rgb_stats(x)
+    root, inv_root = _sqrtm(cov_x), _sqrtm(cov_x, -0.5)
+    vals, vecs = torch.linalg.eigh(inv_root @ _sqrtm(root @ cov.double().cpu() @ root) @ inv_root)
+    a = vecs @ torch.diag(vals.clamp(max=MAX_COLOR_GAIN)) @ vecs.T
+    eye = torch.eye(3, dtype=torch.float64)
+    m = eye + strength * (a - eye)
+    shift = mu_x + min(1.0, 2 * strength) * (mean.double().cpu() - mu_x) - m @ mu_x
+    out = torch.addmm(shift.float().to(x.device)[:, None], m.float().to(x.device), x)
+    return out.clamp_(0, 1).to(pixels.dtype).reshape(pixels.shape)
+
+
 def coral(source: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Recolour image ``source`` so its RGB mean and covariance equal ``target``'s (the official
     AdaIN colour preservation: recolour the style to the content before encoding it).
@@ -121,18 +186,8 @@ def coral(source: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     small ridge) so the result does not depend on image sizes. Images are (1, 3, H, W) in [0, 1];
     the result is clamped to [0, 1].
     """
-    def stats(img: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        x = img.reshape(3, -1).double()
-        mu = x.mean(dim=1, keepdim=True)
-        cov = torch.cov(x, correction=0) + 1e-5 * torch.eye(3, dtype=x.dtype, device=x.device)
-        return x, mu, cov
-
-    def sqrtm(m: torch.Tensor, inverse: bool = False) -> torch.Tensor:
-        vals, vecs = torch.linalg.eigh(m)
-        vals = vals.clamp_min(1e-12).pow(-0.5 if inverse else 0.5)
-        return vecs @ torch.diag(vals) @ vecs.T
-
-    xs, mu_s, cov_s = stats(source)
-    _, mu_t, cov_t = stats(target)
-    out = sqrtm(cov_t) @ sqrtm(cov_s, inverse=True) @ (xs - mu_s) + mu_t
-    return out.clamp(0, 1).to(source.dtype).reshape(source.shape)
+    xs = source.reshape(3, -1).double().cpu()  # an image on the CPU before encoding: no copy
+    mu_s, cov_s = rgb_stats(xs)
+    mu_t, cov_t = rgb_stats(target)
+    out = _sqrtm(cov_t) @ _sqrtm(cov_s, -0.5) @ (xs - mu_s[:, None]) + mu_t[:, None]
+    return out.clamp(0, 1).to(source.device, source.dtype).reshape(source.shape)

@@ -11,6 +11,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from model.adain import COLOR_MATCH
 from model.images import IMAGE_SUFFIXES
 from model.paths import DECODER
 
@@ -48,7 +49,7 @@ def cmd_stylize(args: argparse.Namespace) -> int:
         sys.exit("usage: adain stylize CONTENT STYLE [STYLE ...] -o OUT (or --content-dir/--style-dir/--out-dir)")
 
     stylizer = Stylizer.load(args.decoder, vgg_path=args.vgg, device=args.device, precision=args.precision)
-    opts = dict(alpha=args.alpha, preserve_color=args.preserve_color,
+    opts = dict(alpha=args.alpha, preserve_color=args.preserve_color, color_match=args.color_match,
                 content_size=args.content_size, style_size=args.style_size)
     try:
         if not dir_mode:
@@ -104,6 +105,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--alpha", type=float, default=1.0, help="content-style trade-off in [0, 1] (1 = full style)")
     s.add_argument("--mask", type=Path, default=None, help="binary mask: white = first style, black = second")
     s.add_argument("--preserve-color", action="store_true", help="keep the content's colours")
+    s.add_argument("--color-match", type=float, default=COLOR_MATCH,
+                   help="after decoding, move the colours towards the style's: 0 = the paper's pipeline, 0.5 = "
+                        "the style's mean colour and half its covariance, 1 = both exactly")
     s.add_argument("--content-size", type=int, default=512, help="shorter side of the content in px (0 = keep)")
     s.add_argument("--style-size", type=int, default=512, help="shorter side of the styles in px (0 = keep)")
     s.add_argument("--content-dir", type=Path, help="folder of content images (directory mode)")

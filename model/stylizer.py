@@ -16,7 +16,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from model.adain import StyleCode, adain, blend, coral, masked_adain, mix, normalise_weights, resize_mask, style_code
+from model.adain import (COLOR_MATCH, StyleCode, adain, blend, coral, masked_adain, match_colors, mix,
+                         normalise_weights, resize_mask, style_code)
 from model.decoder import Decoder, load_decoder
 from model.images import ImageSource, open_image, resize_shorter, to_image, to_tensor
 from model.paths import DECODER
@@ -87,9 +88,9 @@ class Stylizer:
         x = to_tensor(img)
         if recolor_to is not None:
             x = coral(x, to_tensor(recolor_to))
-        x = pad_to_multiple(x, multiple=1)  # only tiny images need padding for the encoder
-        x = x.to(self.device, self.dtype).contiguous(memory_format=torch.channels_last)
-        return style_code(self.encoder(x))
+        net = pad_to_multiple(x, multiple=1)  # only tiny images need padding for the encoder
+        net = net.to(self.device, self.dtype).contiguous(memory_format=torch.channels_last)
+        return style_code(self.encoder(net), x)
 
     @torch.inference_mode()
     def stylize(
@@ -102,13 +103,16 @@ class Stylizer:
         preserve_color: bool = False,
         content_size: int = 512,
         style_size: int = 512,
+        color_match: float = COLOR_MATCH,
     ) -> Image.Image:
         """Render ``content`` in the given style(s).
 
         ``styles``: 1-8 style images and/or StyleCodes, interpolated by ``weights`` (>= 0, normalised;
         equal by default). ``mask``: with exactly two styles, white = first style, black = second.
         ``preserve_color`` recolours each style image to the content's colours first (style images
-        only: a StyleCode has no pixels left to recolour). Sizes are shorter sides in px, 0 = as is.
+        only: a StyleCode has no pixels left to recolour). ``color_match`` (times ``alpha``): how far
+        the decoded image's colours move towards the style's (``match_colors``; 0 = the paper's
+        pipeline). Sizes are shorter sides in px, 0 = as is.
         Returns an RGB image of exactly the resized content's size.
         """
         if mask is not None and len(styles) != 2:
@@ -118,6 +122,8 @@ class Stylizer:
         weights = normalise_weights(weights, len(styles))  # validates the count too
         if not 0.0 <= alpha <= 1.0:
             raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+        if not 0.0 <= color_match <= 1.0:
+            raise ValueError(f"color_match must be in [0, 1], got {color_match}")
         if preserve_color and any(isinstance(s, StyleCode) for s in styles):
             raise ValueError("preserve_color needs style images; registered style codes cannot be recoloured")
 
@@ -125,24 +131,31 @@ class Stylizer:
         codes = [s if isinstance(s, StyleCode) else
                  self.encode_style(s, style_size, recolor_to=img if preserve_color else None) for s in styles]
         if mask is None:
-            return self.render([img], [mix(codes, weights)], [alpha])[0]
+            return self.render([img], [mix(codes, weights)], [alpha], [color_match])[0]
 
         w, h = img.size
         feat = self.encoder(pad_to_multiple(self._net_input(img)))
         m = self._mask(mask, (w, h))
         target = masked_adain(feat, codes[0], codes[1], resize_mask(m, feat.shape[-2:]))
-        return self._decode(blend(target, feat, alpha), [(w, h)])[0]
+        out = self._decode(blend(target, feat, alpha), [(w, h)])[0]
+        fg = (m[:h, :w] >= 0.5).to(out.device)  # each region towards its own style's colours
+        for code, region in ((codes[0], fg), (codes[1], ~fg)):
+            if region.any():
+                out[:, region] = self._recolor(out[:, region], code, alpha * color_match)
+        return to_image(out)
 
     @torch.inference_mode()
     def render(self, images: Sequence[Image.Image], codes: Sequence[StyleCode],
-               alphas: Sequence[float]) -> list[Image.Image]:
-        """The network pass for same-size RGB images, each with its own style code and alpha, as
-        one batch (a GPU runs 8 images in little more than the time of one). Images are used at
-        the size given; ``stylize`` is the single-image entry point that resizes and mixes."""
-        if not len(images) == len(codes) == len(alphas) > 0:
-            raise ValueError("render needs one style code and one alpha per image")
-        if not all(0.0 <= a <= 1.0 for a in alphas):  # before any network work
-            raise ValueError(f"alpha must be in [0, 1], got {list(alphas)}")
+               alphas: Sequence[float], color_matches: Sequence[float] | None = None) -> list[Image.Image]:
+        """The network pass for same-size RGB images, each with its own style code, alpha and
+        colour step (``stylize``'s ``color_match``; default COLOR_MATCH), as one batch (a GPU runs
+        8 images in little more than the time of one). Images are used at the size given;
+        ``stylize`` is the single-image entry point that resizes and mixes."""
+        color_matches = [COLOR_MATCH] * len(images) if color_matches is None else color_matches
+        if not len(images) == len(codes) == len(alphas) == len(color_matches) > 0:
+            raise ValueError("render needs one style code, alpha and color_match per image")
+        if not all(0.0 <= a <= 1.0 for a in [*alphas, *color_matches]):  # before any network work
+            raise ValueError(f"alpha and color_match must be in [0, 1], got {list(alphas)}, {list(color_matches)}")
         (w, h), sizes = images[0].size, {im.size for im in images}
         if len(sizes) > 1:
             raise ValueError(f"a batch must be one size, got {sorted(sizes)}")
@@ -151,12 +164,22 @@ class Stylizer:
         mean = torch.stack([c.mean for c in codes]).view(len(codes), -1, 1, 1)
         std = torch.stack([c.std for c in codes]).view(len(codes), -1, 1, 1)
         a = torch.tensor(list(alphas), dtype=torch.float32, device=feat.device).view(-1, 1, 1, 1)
-        return self._decode(blend(adain(feat, mean, std), feat, a), [(w, h)] * len(images))
+        outs = self._decode(blend(adain(feat, mean, std), feat, a), [(w, h)] * len(images))
+        return [to_image(self._recolor(out, code, alpha * color))
+                for out, code, alpha, color in zip(outs, codes, alphas, color_matches)]
 
-    def _decode(self, target: torch.Tensor, sizes: Sequence[tuple[int, int]]) -> list[Image.Image]:
-        """Decoder on float32 AdaIN targets -> one image per sample, cropped to its (w, h)."""
+    def _decode(self, target: torch.Tensor, sizes: Sequence[tuple[int, int]]) -> list[torch.Tensor]:
+        """Decoder on float32 AdaIN targets -> one (3, h, w) float32 image in [0, 1] per sample,
+        cropped to its (w, h)."""
         out = self.decoder(target.to(self.dtype).contiguous(memory_format=torch.channels_last))
-        return [to_image(out[i:i + 1, :, :h, :w]) for i, (w, h) in enumerate(sizes)]
+        return [out[i, :, :h, :w].float().clamp(0, 1) for i, (w, h) in enumerate(sizes)]
+
+    @staticmethod
+    def _recolor(pixels: torch.Tensor, code: StyleCode, strength: float) -> torch.Tensor:
+        """``match_colors`` towards the code's colours; unchanged for a code without them."""
+        if not code.has_colors or strength == 0:
+            return pixels
+        return match_colors(pixels, code.rgb_mean, code.rgb_cov, strength)
 
     def _mask(self, mask: ImageSource, size: tuple[int, int]) -> torch.Tensor:
         """Mask as a (H', W') float tensor aligned with the padded content (white = 1)."""

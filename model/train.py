@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
-from model.adain import adain, mean_std
+from model.adain import adain, match_colors, mean_std, rgb_stats
 from model.average import EMA
 from model.checkpoint import load as load_checkpoint
 from model.checkpoint import save_atomic
@@ -260,10 +260,13 @@ def reconstruction_loss(encoder: Encoder, decoder: torch.nn.Module, content: tor
 
 
 @torch.no_grad()
-def evaluate(encoder, decoder, contents, styles, device, amp, scales=None) -> tuple[dict, torch.Tensor]:
+def evaluate(encoder, decoder, contents, styles, device, amp, scales=None,
+             color_match: float = 0.0) -> tuple[dict, torch.Tensor]:
     """Mean held-out losses over every content x style pair, the outputs' ``grid8``, ``flipgap``
     and ``flipgap_pipeline`` (see model/quality.py and ``losses``), and a grid of up to 8 pairs.
-    With ``scales`` the style terms are the normalised ones training used (see model/losses.py)."""
+    With ``scales`` the style terms are the normalised ones training used (see model/losses.py).
+    ``color_match``: measure the product's output, the decoder's with the colour step after it
+    (model/adain.py ``match_colors``; the flip gaps stay the decoder's own)."""
     pairs = [(c, s) for c in range(len(contents)) for s in range(len(styles))]
     lc, ls, rows, power, lf, lp = 0.0, torch.zeros(4), [], 0.0, 0.0, 0.0
     for i in range(0, len(pairs), 8):
@@ -273,6 +276,13 @@ def evaluate(encoder, decoder, contents, styles, device, amp, scales=None) -> tu
         with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
             out, c_loss, s_losses, gap = losses(encoder, decoder, c, s, scales, flip=True)
             pipeline_gap = flip_gap(out, decoder(mirrored_target(encoder, c, s)))
+            if color_match:
+                out = torch.stack([match_colors(o.float().clamp(0, 1), *rgb_stats(si), color_match)
+                                   for o, si in zip(out, s)])
+                style_feats, out_feats = encoder.features(s), encoder.features(out.to(c.dtype))
+                s_mean, s_std = mean_std(style_feats[-1])
+                c_loss = content_loss(out_feats[-1], adain(encoder(c), s_mean, s_std))
+                s_losses = style_losses(out_feats, style_feats, scales)
         lc += c_loss.item() * len(chunk)
         lf += gap.item() * len(chunk)
         lp += pipeline_gap.item() * len(chunk)

@@ -99,6 +99,9 @@ def main() -> None:
     p.add_argument("--scales", type=Path, help="also report the style loss normalised with these channel scales "
                                                 "(--style-norm corpus): a training checkpoint's, or a .safetensors "
                                                 "such as weights/heldout_style_scales.safetensors (the card's)")
+    p.add_argument("--color-match", type=float, default=0.0,
+                   help="measure and draw the product's output: the decoder's with the colour step at this "
+                        "strength (the service's default is 0.5); 0 = the decoder alone, as the card's history")
     p.add_argument("--no-figures", action="store_true", help="only measure")
     p.add_argument("--norm-only", action="store_true",
                    help="with --scales: measure only with them (half the time; no raw style terms)")
@@ -112,14 +115,17 @@ def main() -> None:
                    help="indices into the sorted held-out styles")
     p.add_argument("--compare", type=lambda v: tuple(map(int, v.split(","))), nargs="*",
                    default=[(0, 12), (2, 12), (18, 12), (2, 21)],
-                   help="content,style index pairs for OUT/compare.jpg (all candidates, one row each; "
-                        "needs 2 or more candidates)")
+                   help="content,style index pairs for OUT/compare.jpg (one row per candidate and colour "
+                        "step; needs 2 or more rows)")
+    p.add_argument("--compare-color-matches", type=float, nargs="+",
+                   help="draw each candidate in compare.jpg at each of these colour steps (default: --color-match)")
     args = p.parse_args()
     if args.norm_only and not args.scales:
         p.error("--norm-only needs --scales")
     all_c = sorted((args.content_dir or args.data / "val" / "content").glob("*.jpg"))
     all_s = sorted((args.style_dir or args.data / "val" / "style").glob("*.jpg"))
-    compared = args.compare if len(args.candidates) > 1 and args.compare else []
+    rows = len(args.candidates) * len(args.compare_color_matches or [args.color_match])
+    compared = args.compare if rows > 1 and args.compare else []
     picks = [("--grid-contents", args.grid_contents, all_c), ("--grid-styles", args.grid_styles, all_s),
              ("--compare", [c for c, _ in compared], all_c), ("--compare", [s for _, s in compared], all_s)]
     # before minutes of measuring: the default grid indices fit the 24 held-out styles, not e.g. the 8 paintings
@@ -136,16 +142,18 @@ def main() -> None:
         styles = eval_images(args.style_dir or args.data / "val" / "style", args.pairs, args.size)
     for path in args.candidates if args.pairs else []:
         decoder = load_decoder(path).eval()
-        result = {} if args.norm_only else evaluate(encoder, decoder, contents, styles, torch.device("cpu"), amp)[0]
+        cpu, color = torch.device("cpu"), args.color_match
+        result = {} if args.norm_only else evaluate(encoder, decoder, contents, styles, cpu, amp,
+                                                    color_match=color)[0]
         if scales is not None:
-            normalised, _ = evaluate(encoder, decoder, contents, styles, torch.device("cpu"), amp, scales)
+            normalised, _ = evaluate(encoder, decoder, contents, styles, cpu, amp, scales, color_match=color)
             if args.norm_only:  # content, grid and flip terms from this pass; no raw style terms
                 result = {k: v for k, v in normalised.items() if not k.startswith("style")}
             result.update({f"norm_{k}": v for k, v in normalised.items() if k.startswith("style")})
         if args.mirror_pairs:
             result.update(mirror_gaps(encoder, decoder, contents[:args.mirror_pairs], styles[:args.mirror_pairs], amp))
         print(json.dumps({"decoder": str(path), "pairs": len(contents) * len(styles), "precision": str(dtype),
-                          **result}), flush=True)
+                          "color_match": color, **result}), flush=True)
     if args.no_figures:
         return
 
@@ -172,27 +180,29 @@ def main() -> None:
     for i, c in enumerate(cfiles):
         sheet.paste(open_image(c).resize((cell, cell)), (0, (i + 1) * cell))
         for j, s in enumerate(sfiles):
-            out = stylizer.stylize(c, [s], content_size=384, style_size=384)
+            out = stylizer.stylize(c, [s], content_size=384, style_size=384, color_match=args.color_match)
             sheet.paste(out.resize((cell, cell)), ((j + 1) * cell, (i + 1) * cell))
     sheet.save(args.out / "samples.jpg", quality=85)
     print(f"wrote {args.out / 'samples.jpg'}" + (f" and {args.out / 'heldout_losses.png'}" if args.runs else ""))
-    if len(args.candidates) > 1 and args.compare:
-        pairs = [(all_c[c], all_s[s]) for c, s in args.compare]
-        compare(args.candidates, pairs, args.out / "compare.jpg", precision)
+    if compared:
+        pairs = [(all_c[c], all_s[s]) for c, s in compared]
+        compare(args.candidates, pairs, args.out / "compare.jpg", precision,
+                args.compare_color_matches or [args.color_match])
 
 
 def compare(candidates: list[Path], pairs: list[tuple[Path, Path]], path: Path, precision: str,
-            size: int = 384) -> None:
-    """One row per candidate decoder, one column per (content, style) pair, the top-left
-    ``size`` x ``size`` of each result at full resolution: for faults a 192 px cell hides."""
-    sheet = Image.new("RGB", (size * len(pairs), size * len(candidates)), "white")
-    for i, cand in enumerate(candidates):
+            color_matches: list[float], size: int = 384) -> None:
+    """One row per candidate decoder and colour step, one column per (content, style) pair, the
+    top-left ``size`` x ``size`` of each result at full resolution: for faults a 192 px cell hides."""
+    rows = [(cand, color) for cand in candidates for color in color_matches]
+    sheet = Image.new("RGB", (size * len(pairs), size * len(rows)), "white")
+    for i, (cand, color) in enumerate(rows):
         stylizer = Stylizer.load(cand, precision=precision)
         for j, (c, s) in enumerate(pairs):
-            out = stylizer.stylize(c, [s], content_size=size, style_size=size)
+            out = stylizer.stylize(c, [s], content_size=size, style_size=size, color_match=color)
             sheet.paste(out.crop((0, 0, size, size)), (j * size, i * size))
     sheet.save(path, quality=90)
-    print(f"wrote {path}: rows {', '.join(map(str, candidates))}")
+    print(f"wrote {path}: rows {', '.join(f'{cand} at color_match {color}' for cand, color in rows)}")
 
 
 if __name__ == "__main__":

@@ -17,9 +17,10 @@ from dataclasses import dataclass, field
 
 from PIL import Image
 
-from model.adain import StyleCode
+from model.adain import COLOR_MATCH, StyleCode
 
-Render = Callable[[Sequence[Image.Image], Sequence[StyleCode], Sequence[float]], list[Image.Image]]
+# Stylizer.render: images, style codes, alphas, colour steps
+Render = Callable[[Sequence[Image.Image], Sequence[StyleCode], Sequence[float], Sequence[float]], list[Image.Image]]
 
 
 @dataclass
@@ -27,6 +28,7 @@ class _Item:
     image: Image.Image
     code: StyleCode
     alpha: float
+    color_match: float
     arrived: float = field(default_factory=time.monotonic)
     done: threading.Event = field(default_factory=threading.Event)
     result: Image.Image | None = None
@@ -46,9 +48,10 @@ class Batcher:
         self._thread = threading.Thread(target=self._loop, name="batcher", daemon=True)
         self._thread.start()
 
-    def submit(self, image: Image.Image, code: StyleCode, alpha: float) -> Image.Image:
+    def submit(self, image: Image.Image, code: StyleCode, alpha: float,
+               color_match: float = COLOR_MATCH) -> Image.Image:
         """Stylize one image in the next batch of its size; blocks until it is done."""
-        item = _Item(image, code, alpha)
+        item = _Item(image, code, alpha, color_match)
         with self._cond:
             if self._closed:
                 raise RuntimeError("the batcher is shut down")
@@ -89,7 +92,7 @@ class Batcher:
         while (batch := self._next_batch()) is not None:
             try:
                 results = self.render([it.image for it in batch], [it.code for it in batch],
-                                      [it.alpha for it in batch])
+                                      [it.alpha for it in batch], [it.color_match for it in batch])
                 for it, out in zip(batch, results):
                     it.result = out
                 self.on_batch(len(batch))

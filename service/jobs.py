@@ -35,6 +35,7 @@ class StylizeJob:
     weights: list[float] | None
     alpha: float
     preserve_color: bool
+    color_match: float
     mask: Upload | None
     content_size: int
     style_size: int
@@ -116,11 +117,12 @@ def run_stylize(stylizer: Stylizer, registry: StyleRegistry, settings: Settings,
     with t.stage("stylize"):
         if batcher is not None and mask is None and all(isinstance(s, StyleCode) for s in styles):
             codes = [s for s in styles if isinstance(s, StyleCode)]
-            out = batcher.submit(resize_shorter(content, job.content_size), mix(codes, job.weights), job.alpha)
+            out = batcher.submit(resize_shorter(content, job.content_size), mix(codes, job.weights), job.alpha,
+                                 job.color_match)
         else:
             out = stylizer.stylize(content, styles, weights=job.weights, alpha=job.alpha, mask=mask,
                                    preserve_color=job.preserve_color, content_size=job.content_size,
-                                   style_size=job.style_size)
+                                   style_size=job.style_size, color_match=job.color_match)
     with t.stage("encode-image"):
         data = encode_image(out, job.fmt, png_level=settings.png_compress_level,
                             jpeg_quality=settings.jpeg_quality, webp_quality=settings.webp_quality)

@@ -1,5 +1,6 @@
-"""Style registry: style codes (mean, std of relu4_1: 4 KB each) keyed by a hash of the image bytes
-and the style size, in a bounded LRU, plus preset styles encoded once at startup.
+"""Style registry: style codes (mean, std of relu4_1 and the image's RGB mean and covariance: 4 KB
+each) keyed by a hash of the image bytes and the style size, in a bounded LRU, plus preset styles
+encoded once at startup.
 
 Only codes are kept, never a user's image. Uploads seen by /stylize share the cache (so the same
 painting sent twice is encoded once) but are listed only once registered through POST /styles.

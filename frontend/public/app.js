@@ -112,6 +112,9 @@ $("style-files").addEventListener("change", (e) => {
 });
 
 $("alpha").addEventListener("input", (e) => { $("alpha-value").textContent = Number(e.target.value).toFixed(2); });
+$("color-match").addEventListener("input", (e) => {
+  $("color-match-value").textContent = Number(e.target.value).toFixed(2);
+});
 
 // ---- stylize ------------------------------------------------------------------------------------
 function authHeaders() {
@@ -128,6 +131,7 @@ function buildForm() {
   }
   if (state.styles.length > 1) form.append("weights", state.styles.map((s) => s.weight).join(","));
   form.append("alpha", $("alpha").value);
+  form.append("color_match", $("color-match").value);
   form.append("preserve_color", $("preserve-color").checked ? "true" : "false");
   form.append("content_size", $("size").value);
   const mask = $("mask-file").files[0];

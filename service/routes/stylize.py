@@ -12,6 +12,7 @@ from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
 from fastapi.responses import StreamingResponse
 from starlette.datastructures import UploadFile as StarletteUpload
 
+from model.adain import COLOR_MATCH
 from service.deps import State, require_api_key
 from service.errors import BadRequest, TooLarge
 from service.jobs import StylizeJob, StylizeResult, Upload, run_stylize
@@ -137,6 +138,10 @@ async def stylize(
     alpha: Annotated[float, Form(ge=0.0, le=1.0, description="content-style trade-off: 0 = content, 1 = full style",
                                  examples=[0.8])] = 1.0,
     preserve_color: Annotated[bool, Form(description="keep the content's colours (style uploads only)")] = False,
+    color_match: Annotated[float, Form(
+        ge=0.0, le=1.0, description="how far the output's colours move towards the style's after decoding "
+                                    "(times alpha): 0 = the paper's pipeline, 1 = the style's exact mean and "
+                                    f"covariance; default {COLOR_MATCH}", examples=[COLOR_MATCH])] = COLOR_MATCH,
     mask: Annotated[UploadFile | None, File(
         description="binary mask with exactly 2 styles: white = first style, black = second; "
                     "same aspect ratio as the content")] = None,
@@ -154,6 +159,7 @@ async def stylize(
         weights=parse_weights(weights),
         alpha=alpha,
         preserve_color=preserve_color,
+        color_match=color_match,
         mask=await read_upload(mask, "mask", state) if has_mask else None,
         content_size=s.default_content_size if content_size is None else content_size,
         style_size=s.default_style_size if style_size is None else style_size,

@@ -81,7 +81,11 @@ def test_stylize_through_the_page(site, browser, images, tmp_path, capsys):
     page.locator("#chosen input.weight").first.fill("0.3")
     page.locator("#alpha").fill("0.6")
     assert page.locator("#alpha-value").inner_text() == "0.60"
+    page.locator("#color-match").fill("0.2")
+    assert page.locator("#color-match-value").inner_text() == "0.20"
     page.select_option("#size", "256")
+    sent = page.evaluate("['alpha', 'color_match'].map((k) => buildForm().get(k))")  # what the click sends
+    assert sent == ["0.6", "0.2"]
     page.click("#stylize")
     # locator waits, not wait_for_function: the page's CSP (rightly) forbids eval
     page.wait_for_selector("#download:not([hidden])", timeout=60_000)

@@ -7,7 +7,8 @@ import math
 import pytest
 import torch
 
-from model.adain import StyleCode, adain, blend, coral, masked_adain, mean_std, mix, normalise_weights, resize_mask
+from model.adain import (MAX_COLOR_GAIN, StyleCode, adain, blend, coral, masked_adain, match_colors, mean_std,
+                         mix, normalise_weights, resize_mask, rgb_stats)
 
 
 def feats(seed: int, shape=(1, 512, 12, 10), scale: float = 1.0, shift: float = 0.0) -> torch.Tensor:
@@ -108,3 +109,73 @@ def test_coral_gives_source_the_targets_colour_mean_and_covariance():
     cov = lambda x: torch.cov(x.reshape(3, -1))  # noqa: E731
     torch.testing.assert_close(cov(out), cov(target), atol=2e-3, rtol=0.05)
     assert not math.isclose(out.mean().item(), source.mean().item(), abs_tol=0.05)
+
+
+def two_palettes() -> tuple[torch.Tensor, torch.Tensor]:
+    """(3, P) pixels: a bluish image and a warm one with correlated channels, both inside [0, 1] so
+    clamping does not enter, and with more contrast than the covariances' 1e-5 ridge can matter."""
+    g = torch.Generator().manual_seed(1)
+    source = (0.2 + 0.6 * torch.rand(3, 2000, generator=g)) * torch.tensor([0.6, 0.8, 1.0]).view(3, 1)
+    base = torch.rand(1, 3000, generator=g)
+    target = (0.2 + 0.5 * base + 0.1 * torch.rand(3, 3000, generator=g)) * torch.tensor([1.0, 0.8, 0.5]).view(3, 1)
+    return source, target
+
+
+def test_match_colors_at_full_strength_gives_the_targets_mean_and_covariance():
+    source, target = two_palettes()
+    mean, cov = rgb_stats(target)
+    out = match_colors(source, mean, cov, 1.0)
+    assert out.shape == source.shape and out.dtype == source.dtype
+    got_mean, got_cov = rgb_stats(out)
+    torch.testing.assert_close(got_mean, mean, atol=1e-5, rtol=0)
+    torch.testing.assert_close(got_cov, cov, atol=3e-5, rtol=1e-3)
+    assert match_colors(source, mean, cov, 0.0) is source
+
+
+@pytest.mark.parametrize("t, mean_part", [(0.25, 0.5), (0.5, 1.0), (0.75, 1.0)])
+def test_match_colors_partway(t, mean_part):
+    """The mean arrives at t = 0.5, the covariance moves along the transport path: M C_x M with
+    M = (1-t) I + t A, A the symmetric transport matrix (not a blend of pixels)."""
+    source, target = two_palettes()
+    (mu_x, cov_x), (mu, cov) = rgb_stats(source), rgb_stats(target)
+    full = match_colors(source, mu, cov, 1.0).double()
+    a = torch.linalg.lstsq((source.double() - mu_x[:, None]).T, (full - mu[:, None]).T).solution.T
+    torch.testing.assert_close(a, a.T, atol=1e-6, rtol=0)  # symmetric: no rotation of colours
+    m = (1 - t) * torch.eye(3, dtype=a.dtype) + t * a
+    got_mean, got_cov = rgb_stats(match_colors(source, mu, cov, t))
+    torch.testing.assert_close(got_mean, mu_x + mean_part * (mu - mu_x), atol=1e-5, rtol=0)
+    torch.testing.assert_close(got_cov, m @ cov_x @ m, atol=1e-6, rtol=1e-3)
+
+
+def test_match_colors_moves_colours_less_than_coral():
+    """Both reach the target statistics; the transport map is the one that changes pixels least."""
+    source, target = two_palettes()
+    ot = match_colors(source, *rgb_stats(target), 1.0)
+    co = coral(source.view(1, 3, 40, 50), target.view(1, 3, 60, 50)).view(3, -1)
+    torch.testing.assert_close(rgb_stats(co)[1], rgb_stats(ot)[1], atol=1e-5, rtol=1e-3)
+    assert (ot - source).pow(2).sum() < (co - source).pow(2).sum()
+
+
+def test_mixed_colours_are_the_pooled_pixels_statistics():
+    source, target = two_palettes()
+    target = target[:, :2000]  # equal sizes: equal weights then pool the pixels evenly
+    codes = [StyleCode(torch.zeros(512), torch.ones(512), *rgb_stats(x)) for x in (source, target)]
+    pooled_mean, pooled_cov = rgb_stats(torch.cat([source, target], dim=1))
+    mixed = mix(codes)
+    torch.testing.assert_close(mixed.rgb_mean, pooled_mean, atol=1e-6, rtol=0)  # float32 sums over pixels
+    torch.testing.assert_close(mixed.rgb_cov, pooled_cov, atol=1e-7, rtol=1e-5)
+    one_hot = mix(codes, [0, 1])
+    torch.testing.assert_close(one_hot.rgb_cov, codes[1].rgb_cov)
+    assert not mix([codes[0], StyleCode(torch.zeros(512), torch.ones(512))]).has_colors
+
+
+def test_match_colors_does_not_blow_up_a_flat_image():
+    """A nearly flat output (one level of noise) is not stretched to the style's contrast: the
+    gain along any colour axis is capped, while the mean still arrives."""
+    g = torch.Generator().manual_seed(2)
+    flat = 0.5 + torch.rand(3, 4000, generator=g) / 255
+    _, target = two_palettes()
+    mean, cov = rgb_stats(target)
+    out = match_colors(flat, mean, cov, 1.0)
+    torch.testing.assert_close(rgb_stats(out)[0], mean, atol=1e-4, rtol=0)
+    assert out.std(dim=1).max() <= MAX_COLOR_GAIN * flat.std(dim=1).max() * 1.01

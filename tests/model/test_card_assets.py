@@ -56,15 +56,20 @@ def card_data(tmp_path_factory) -> dict[str, Path]:
         for i in range(2):
             noise_image(40, 36, seed=seed + i).save(root / "data" / "val" / kind / f"{kind}{i}.jpg")
     save_file({name: torch.ones(c) for name, c in zip(STYLE_LAYERS, (64, 128, 256, 512))}, root / "scales.safetensors")
-    return {"root": root, "decoder": save_decoder(random_decoder(3), root / "w", "safetensors")}
+    mid_grey = random_decoder(3)
+    with torch.no_grad():  # as tests/conftest.py: mid-range colours, not black, so the colour step has work to do
+        mid_grey[28].weight.mul_(10.0)
+        mid_grey[28].bias.fill_(0.5)
+    return {"root": root, "decoder": save_decoder(random_decoder(3), root / "w", "safetensors"),
+            "mid_grey": save_decoder(mid_grey, root / "w2", "safetensors")}
 
 
-def run_script(assets, monkeypatch, capsys, card_data, *extra: str) -> list[dict]:
+def run_script(assets, monkeypatch, capsys, card_data, *extra: str, decoder: str = "decoder") -> list[dict]:
     import json
 
     root = card_data["root"]
     monkeypatch.setattr("sys.argv", ["model_card_assets.py", "--data", str(root / "data"), "--candidates",
-                                     str(card_data["decoder"]), "--size", "32", "--precision", "fp32",
+                                     str(card_data[decoder]), "--size", "32", "--precision", "fp32",
                                      "--scales", str(root / "scales.safetensors"), "--out", str(root / "out"),
                                      "--grid-contents", "1", "--grid-styles", "0", "1", *extra])
     assets.main()
@@ -95,3 +100,18 @@ def test_grid_indices_past_the_folder_fail_before_measuring(assets, monkeypatch,
     last = captured.err.splitlines()[-1]  # after argparse's usage lines
     assert last == "model_card_assets.py: error: index out of range: --grid-styles 5 (2 images there)"
     assert run_script(assets, monkeypatch, capsys, card_data, "--pairs", "2", "--no-figures", "--grid-styles", "5")
+
+
+def test_color_match_measures_and_draws_the_products_output(assets, monkeypatch, capsys, card_data):
+    """--color-match measures the output after the colour step (closer colour statistics, the
+    decoder's own flip gaps), and --compare-color-matches draws one candidate once per step."""
+    plain, matched = (run_script(assets, monkeypatch, capsys, card_data, "--pairs", "2", "--no-figures",
+                                 "--norm-only", "--color-match", c, decoder="mid_grey")[0] for c in ("0", "1"))
+    assert plain["color_match"] == 0 and matched["color_match"] == 1
+    assert matched["norm_style_relu1_1"] < 0.95 * plain["norm_style_relu1_1"]  # colour statistics closer
+    assert matched["flipgap_pipeline"] == pytest.approx(plain["flipgap_pipeline"])
+    run_script(assets, monkeypatch, capsys, card_data, "--pairs", "0", "--compare", "0,1", "1,0",
+               "--compare-color-matches", "0", "0.5")
+    from PIL import Image
+
+    assert Image.open(card_data["root"] / "out" / "compare.jpg").size == (2 * 384, 2 * 384)

@@ -18,8 +18,11 @@ from model.stylizer import Stylizer, pad_to_multiple
 def test_style_code_is_small(stylizer, style):
     code = stylizer.encode_style(style, style_size=0)
     assert code.mean.shape == code.std.shape == (512,)
-    assert code.mean.dtype == torch.float32 and code.nbytes == 4096
+    assert code.mean.dtype == torch.float32 and code.nbytes == 4096 + 12 * 8  # + RGB mean and covariance
     assert (code.std > 0).all()
+    pixels = to_tensor(style).reshape(3, -1).double()
+    torch.testing.assert_close(code.rgb_mean, pixels.mean(dim=1))
+    torch.testing.assert_close(code.rgb_cov, torch.cov(pixels, correction=0), atol=2e-5, rtol=1e-3)
 
 
 @pytest.mark.parametrize("w, h", [(333, 517), (17, 9), (1, 1), (5, 300), (64, 64)])
@@ -99,6 +102,59 @@ def test_preserve_color_encodes_the_recoloured_style(stylizer, content, style, m
                                atol=0.01, rtol=0)
 
 
+def tinted(seed: int, rgb: tuple[float, float, float], size: tuple[int, int] = (64, 64)) -> Image.Image:
+    return Image.fromarray((np.asarray(noise_image(*size, seed=seed), np.float32) * rgb).astype(np.uint8))
+
+
+def mean_rgb(img: Image.Image, cols: slice = slice(None)) -> np.ndarray:
+    return np.asarray(img, np.float64)[:, cols].reshape(-1, 3).mean(axis=0)
+
+
+def test_color_match_moves_the_output_to_the_styles_colours(stylizer, content):
+    style = tinted(30, (0.3, 0.9, 0.5))  # green
+    outs = {c: stylizer.stylize(content, [style], content_size=0, style_size=0, color_match=c)
+            for c in (0, 0.25, 0.5, 1)}
+    gaps = {c: np.abs(mean_rgb(out) - mean_rgb(style)).max() for c, out in outs.items()}
+    # in 8-bit levels: the mean arrives at 0.5, then only clamping and rounding are left
+    assert max(gaps[0.5], gaps[1]) < 3 < gaps[0.25] < gaps[0], gaps
+    spread = {c: np.asarray(out, np.float64).reshape(-1, 3).std(axis=0) for c, out in outs.items()}
+    style_spread = np.asarray(style, np.float64).reshape(-1, 3).std(axis=0)
+    assert np.abs(spread[1] - style_spread).max() < np.abs(spread[0.5] - style_spread).max()
+    # and it scales with alpha: at alpha 0 (the content's own features) it does nothing
+    a0 = [stylizer.stylize(content, [style], alpha=0, content_size=0, style_size=0, color_match=c) for c in (0, 1)]
+    assert np.array_equal(np.asarray(a0[0]), np.asarray(a0[1]))
+
+
+def test_render_gives_each_image_its_own_color_match(stylizer, content):
+    code = stylizer.encode_style(tinted(31, (0.9, 0.4, 0.3)), 0)
+    batch = stylizer.render([content, content], [code, code], [1.0, 1.0], [0.0, 1.0])
+    alone = [stylizer.render([content], [code], [1.0], [c])[0] for c in (0.0, 1.0)]
+    for b, a in zip(batch, alone):
+        assert np.abs(np.asarray(b, np.int16) - np.asarray(a, np.int16)).max() <= 1
+    assert np.abs(np.asarray(batch[0], np.int16) - np.asarray(batch[1], np.int16)).mean() > 5
+    with pytest.raises(ValueError, match="color_match"):
+        stylizer.render([content], [code], [1.0], [2.0])
+
+
+def test_a_code_without_colours_gets_no_colour_step(stylizer, content, style):
+    code = stylizer.encode_style(style, 0)
+    bare = StyleCode(code.mean, code.std)
+    a, b = (np.asarray(stylizer.stylize(content, [c], content_size=0, color_match=1)) for c in (bare, code))
+    assert np.array_equal(a, np.asarray(stylizer.stylize(content, [code], content_size=0, color_match=0)))
+    assert not np.array_equal(a, b)
+
+
+def test_mask_moves_each_region_to_its_own_styles_colours(stylizer):
+    content = noise_image(64, 64, seed=22)
+    codes = [stylizer.encode_style(tinted(s, rgb), 0) for s, rgb in ((23, (1.0, 0.3, 0.2)), (24, (0.2, 0.4, 1.0)))]
+    mask = Image.new("L", (64, 64), 0)
+    mask.paste(255, (0, 0, 32, 64))
+    plain, matched = (stylizer.stylize(content, codes, mask=mask, content_size=0, color_match=c) for c in (0, 1))
+    for cols, code in ((slice(0, 32), codes[0]), (slice(32, 64), codes[1])):
+        target = 255 * code.rgb_mean.numpy()
+        assert np.abs(mean_rgb(matched, cols) - target).max() < 3 < np.abs(mean_rgb(plain, cols) - target).max()
+
+
 def test_mask_applies_two_styles(stylizer, monkeypatch):
     """The decoder receives features whose masked regions carry each style's statistics, with the
     mask aligned to the content (left half white = first style)."""
@@ -128,6 +184,7 @@ def test_mask_applies_two_styles(stylizer, monkeypatch):
     (dict(n_styles=2, mask=True, weights=[1, 2]), "weights do not apply"),
     (dict(n_styles=9), "between 1 and 8"),
     (dict(n_styles=1, alpha=1.2), "alpha"),
+    (dict(n_styles=1, color_match=-0.1), "color_match"),
     (dict(n_styles=2, weights=[1.0, -1.0]), ">= 0"),
     (dict(n_styles=1, code=True, preserve_color=True), "preserve_color"),
 ])

@@ -37,14 +37,17 @@ def test_content_size_and_formats(client):
     assert r.headers["content-type"] == "image/webp" and Image.open(io.BytesIO(r.content)).format == "WEBP"
 
 
-def test_weights_and_alpha_change_the_output(client):
+def test_weights_alpha_and_color_match_change_the_output(client):
     base = decode(client.post("/stylize", files=files(CONTENT, STYLE_A, STYLE_B)))
     weighted = decode(client.post("/stylize", files=files(CONTENT, STYLE_A, STYLE_B), data={"weights": "1,9"}))
     repeated = decode(client.post("/stylize", files=files(CONTENT, STYLE_A, STYLE_B), data={"weights": ["1", "9"]}))
     half = decode(client.post("/stylize", files=files(CONTENT, STYLE_A, STYLE_B), data={"alpha": "0.3"}))
+    paper = decode(client.post("/stylize", files=files(CONTENT, STYLE_A, STYLE_B), data={"color_match": "0"}))
+    default = decode(client.post("/stylize", files=files(CONTENT, STYLE_A, STYLE_B), data={"color_match": "0.5"}))
     assert np.abs(base - weighted).mean() > 0.5
     assert np.array_equal(weighted, repeated)
     assert np.abs(base - half).mean() > 0.5
+    assert np.abs(base - paper).mean() > 0.5 and np.array_equal(base, default)
 
 
 def test_registered_style_gives_same_image_as_upload(client):
@@ -119,6 +122,7 @@ def test_error_statuses(make_client):
     check_error(client.post("/stylize", files=files(CONTENT, STYLE_A, STYLE_B), data={"weights": "nan,1"}), 400,
                 "finite")
     check_error(client.post("/stylize", files=files(CONTENT, STYLE_A), data={"alpha": "1.5"}), 422, "alpha")
+    check_error(client.post("/stylize", files=files(CONTENT, STYLE_A), data={"color_match": "-1"}), 422, "color_match")
     check_error(client.post("/stylize", files=files(CONTENT, STYLE_A), data={"format": "gif"}), 422, "format")
     check_error(client.post("/stylize", files=[("style", ("s.png", STYLE_A, "image/png"))]), 422, "content")
     big = png(noise_image(400, 400, seed=9)) + b"\0" * 50_000
@@ -239,8 +243,8 @@ def test_docs_describe_every_field_and_work_offline(client):
     spec = client.get("/openapi.json").json()
     schema_ref = spec["paths"]["/stylize"]["post"]["requestBody"]["content"]["multipart/form-data"]["schema"]["$ref"]
     props = spec["components"]["schemas"][schema_ref.split("/")[-1]]["properties"]
-    expected = {"content", "style", "style_id", "weights", "alpha", "preserve_color", "mask", "content_size",
-                "style_size", "format"}
+    expected = {"content", "style", "style_id", "weights", "alpha", "preserve_color", "color_match", "mask",
+                "content_size", "style_size", "format"}
     assert set(props) == expected
     assert all(props[f].get("description") for f in expected)
     assert set(spec["paths"]) >= {"/stylize", "/styles", "/styles/{style_id}", "/healthz", "/readyz", "/metrics"}

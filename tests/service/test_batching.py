@@ -26,10 +26,10 @@ def counting(stylizer):
     calls: list[int] = []
     lock = threading.Lock()
 
-    def render(images, codes, alphas):
+    def render(images, codes, alphas, color_matches):
         with lock:
             calls.append(len(images))
-        return stylizer.render(images, codes, alphas)
+        return stylizer.render(images, codes, alphas, color_matches)
 
     return render, calls
 
@@ -39,19 +39,22 @@ def test_one_batch_gives_each_request_its_own_image(stylizer, codes):
     batcher = Batcher(render, max_batch=4, max_wait=5.0)
     contents = [noise_image(48, 32, seed=10 + i) for i in range(4)]
     alphas = [1.0, 0.5, 0.8, 0.2]
+    colors = [0.5, 0.0, 1.0, 0.25]
     try:
         with ThreadPoolExecutor(4) as pool:
-            outs = list(pool.map(lambda i: batcher.submit(contents[i], codes[i], alphas[i]), range(4)))
+            outs = list(pool.map(lambda i: batcher.submit(contents[i], codes[i], alphas[i], colors[i]), range(4)))
     finally:
         batcher.close()
     assert calls == [4]  # all four in one pass (full batch: no waiting for the deadline)
     for i, out in enumerate(outs):
-        alone = stylizer.render([contents[i]], [codes[i]], [alphas[i]])[0]
+        alone = stylizer.render([contents[i]], [codes[i]], [alphas[i]], [colors[i]])[0]
         assert out.size == (48, 32) and close(out, alone)
-    # and each got its own style, not a neighbour's
-    swapped = stylizer.render([contents[0]], [codes[1]], [alphas[0]])[0]
-    assert np.abs(np.asarray(outs[0], float) - np.asarray(swapped, float)).mean() > \
-        np.abs(np.asarray(outs[0], float) - np.asarray(stylizer.render([contents[0]], [codes[0]], [alphas[0]])[0], float)).mean()
+    # and each got its own style and colour step, not a neighbour's
+    own = stylizer.render([contents[0]], [codes[0]], [alphas[0]], [colors[0]])[0]
+    for swapped in (stylizer.render([contents[0]], [codes[1]], [alphas[0]], [colors[0]])[0],
+                    stylizer.render([contents[0]], [codes[0]], [alphas[0]], [colors[2]])[0]):
+        assert np.abs(np.asarray(outs[0], float) - np.asarray(swapped, float)).mean() > \
+            np.abs(np.asarray(outs[0], float) - np.asarray(own, float)).mean()
 
 
 def test_sizes_are_batched_separately_and_the_wait_is_bounded(stylizer, codes):
