@@ -6,9 +6,10 @@
 Prints held-out content/style losses (every pair of --pairs contents x --pairs styles at --size,
 the training objective's terms) per candidate; writes OUT/heldout_losses.png (losses over training
 from eval.jsonl files), OUT/samples.jpg (held-out pairs through the Stylizer, with the first
-candidate) and, given two or more candidates, OUT/compare.jpg (--compare pairs through each, at
-full resolution, one row per candidate). On the CPU it re-executes itself under jemalloc, as the
-trainer does (2-4x faster).
+candidate) and, given two or more candidates or --compare-color-matches, OUT/compare.jpg
+(--compare pairs at full resolution, one row per candidate and colour step). --color-match
+measures and draws the product's output (the decoder, then the colour step). On the CPU it
+re-executes itself under jemalloc, as the trainer does (2-4x faster).
 """
 
 from __future__ import annotations
