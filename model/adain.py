@@ -186,7 +186,7 @@ def coral(source: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     small ridge) so the result does not depend on image sizes. Images are (1, 3, H, W) in [0, 1];
     the result is clamped to [0, 1].
     """
-    xs = source.reshape(3, -1).double().cpu()  # an image on the CPU before encoding: no copy
+    xs = source.reshape(3, -1).double().cpu()  # the style image before encoding: already on the CPU
     mu_s, cov_s = rgb_stats(xs)
     mu_t, cov_t = rgb_stats(target)
     out = _sqrtm(cov_t) @ _sqrtm(cov_s, -0.5) @ (xs - mu_s[:, None]) + mu_t[:, None]

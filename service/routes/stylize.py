@@ -140,8 +140,9 @@ async def stylize(
     preserve_color: Annotated[bool, Form(description="keep the content's colours (style uploads only)")] = False,
     color_match: Annotated[float, Form(
         ge=0.0, le=1.0, description="how far the output's colours move towards the style's after decoding "
-                                    "(times alpha): 0 = the paper's pipeline, 1 = the style's exact mean and "
-                                    f"covariance; default {COLOR_MATCH}", examples=[COLOR_MATCH])] = COLOR_MATCH,
+                                    "(times alpha): 0 = the paper's pipeline, 0.5 = the style's mean colour and half "
+                                    "its covariance, 1 = both (contrast stretched at most 4x); default "
+                                    f"{COLOR_MATCH}", examples=[COLOR_MATCH])] = COLOR_MATCH,
     mask: Annotated[UploadFile | None, File(
         description="binary mask with exactly 2 styles: white = first style, black = second; "
                     "same aspect ratio as the content")] = None,
