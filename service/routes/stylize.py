@@ -12,7 +12,7 @@ from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
 from fastapi.responses import StreamingResponse
 from starlette.datastructures import UploadFile as StarletteUpload
 
-from model.adain import COLOR_MATCH
+from model.adain import COLOR_MATCH, MAX_COLOR_GAIN
 from service.deps import State, require_api_key
 from service.errors import BadRequest, TooLarge
 from service.jobs import StylizeJob, StylizeResult, Upload, run_stylize
@@ -141,7 +141,7 @@ async def stylize(
     color_match: Annotated[float, Form(
         ge=0.0, le=1.0, description="how far the output's colours move towards the style's after decoding "
                                     "(times alpha): 0 = the paper's pipeline, 0.5 = the style's mean colour and half "
-                                    "its covariance, 1 = both (contrast stretched at most 4x); default "
+                                    f"its covariance, 1 = both (contrast stretched at most {MAX_COLOR_GAIN:g}x); default "
                                     f"{COLOR_MATCH}", examples=[COLOR_MATCH])] = COLOR_MATCH,
     mask: Annotated[UploadFile | None, File(
         description="binary mask with exactly 2 styles: white = first style, black = second; "

@@ -10,6 +10,7 @@ import httpx
 import pytest
 
 from helpers import noise_image
+from model.adain import COLOR_MATCH
 from nginxproc import NGINX, run_nginx
 from serverproc import REPO, run_server
 
@@ -81,6 +82,9 @@ def test_stylize_through_the_page(site, browser, images, tmp_path, capsys):
     page.locator("#chosen input.weight").first.fill("0.3")
     page.locator("#alpha").fill("0.6")
     assert page.locator("#alpha-value").inner_text() == "0.60"
+    # the page's slider starts at the service's default, a copy kept in index.html
+    assert float(page.locator("#color-match").input_value()) == COLOR_MATCH
+    assert float(page.locator("#color-match-value").inner_text()) == COLOR_MATCH
     page.locator("#color-match").fill("0.2")
     assert page.locator("#color-match-value").inner_text() == "0.20"
     page.select_option("#size", "256")
