@@ -20,6 +20,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from model.errors import InputError
+
 EPS = 1e-5  # added to the variance, as in the reference code
 MAX_STYLES = 8
 # match_colors' default strength: the style's mean colour, half its covariance; the best of the
@@ -77,19 +79,19 @@ def adain(content: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch
 
 
 def normalise_weights(weights: Sequence[float] | None, n: int) -> list[float]:
-    """Validate interpolation weights for ``n`` styles and make them sum to 1 (equal by default)."""
+    """Check interpolation weights for ``n`` styles and make them sum to 1 (equal by default)."""
     if not 1 <= n <= MAX_STYLES:
-        raise ValueError(f"between 1 and {MAX_STYLES} styles are supported, got {n}")
+        raise InputError(f"between 1 and {MAX_STYLES} styles are supported, got {n}")
     if weights is None or len(weights) == 0:
         return [1.0 / n] * n
     if len(weights) != n:
-        raise ValueError(f"got {len(weights)} weights for {n} styles; give one weight per style")
+        raise InputError(f"got {len(weights)} weights for {n} styles; give one weight per style")
     w = [float(x) for x in weights]
     if any(not math.isfinite(x) or x < 0 for x in w):
-        raise ValueError(f"weights must be finite and >= 0, got {w}")
+        raise InputError(f"weights must be finite and >= 0, got {w}")
     total = sum(w)
     if total <= 0:
-        raise ValueError("weights must not all be zero")
+        raise InputError("weights must not all be zero")
     return [x / total for x in w]
 
 
@@ -108,10 +110,8 @@ def mix(codes: Sequence[StyleCode], weights: Sequence[float] | None = None) -> S
 
 
 def blend(target: torch.Tensor, content: torch.Tensor, alpha: float | torch.Tensor) -> torch.Tensor:
-    """Content-style trade-off: alpha * t + (1 - alpha) * f(c); alpha in [0, 1], a number or one
-    per sample shaped (N, 1, 1, 1)."""
-    if not bool(((torch.as_tensor(alpha) >= 0) & (torch.as_tensor(alpha) <= 1)).all()):
-        raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+    """Content-style trade-off: alpha * t + (1 - alpha) * f(c); alpha in [0, 1] (``model.plan``
+    checks it), a number or one per sample shaped (N, 1, 1, 1)."""
     return alpha * target + (1.0 - alpha) * content.float()
 
 

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from model.adain import COLOR_MATCH
+from model.errors import InputError
 from model.images import IMAGE_SUFFIXES
 from model.paths import DECODER
 
@@ -66,7 +67,7 @@ def cmd_stylize(args: argparse.Namespace) -> int:
             out.save(args.out_dir / f"{c.stem}_stylized_{s.stem}.png")
         print(f"wrote {len(contents) * len(styles)} images to {args.out_dir}")
         return 0
-    except ValueError as e:  # bad combination of options or unreadable image: a message, not a trace
+    except InputError as e:  # bad combination of options or unreadable image: a message, not a trace
         sys.exit(f"error: {e}")
 
 

@@ -23,19 +23,13 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from model.errors import ImageTooLarge, InvalidImage
+
 # Pillow's own bomb check is a warning below 2x its limit; we do our own explicit check instead.
 Image.MAX_IMAGE_PIXELS = None
 
 ImageSource = str | Path | bytes | BinaryIO | Image.Image
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
-
-
-class InvalidImage(ValueError):
-    """The bytes are not an image Pillow can decode."""
-
-
-class ImageTooLarge(ValueError):
-    """The image declares more pixels than allowed (checked before decoding pixel data)."""
 
 
 def open_image(source: ImageSource, max_pixels: int | None = None) -> Image.Image:

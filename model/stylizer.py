@@ -1,8 +1,10 @@
-"""``Stylizer``: the one object the service, the CLI and the benchmarks use.
+"""``Stylizer``: the one object the service, the CLI and the benchmarks render with.
 
-It holds the encoder and decoder on one device in one precision, loaded once. Feature statistics
-and AdaIN are always computed in float32 whatever the network's precision, so bf16/fp16 only touch
-the convolutions.
+It holds the encoder and decoder on one device in one precision, loaded once. Every image goes
+the same way: ``prepare`` (resize, encode or take the style codes, mix them, check the request)
+makes a ``Plan``; ``render`` runs plans of one size through the network as one batch. Feature
+statistics and AdaIN are always computed in float32 whatever the network's precision, so
+bf16/fp16 only touch the convolutions.
 """
 
 from __future__ import annotations
@@ -19,8 +21,10 @@ from PIL import Image
 from model.adain import (COLOR_MATCH, StyleCode, adain, blend, coral, masked_adain, match_colors, mix,
                          normalise_weights, resize_mask, style_code)
 from model.decoder import Decoder, load_decoder
+from model.errors import InputError
 from model.images import ImageSource, open_image, resize_shorter, to_image, to_tensor
 from model.paths import DECODER
+from model.plan import Options, Plan, check_combination
 from model.runtime import precision_name, resolve_device, resolve_precision
 from model.vgg import Encoder, load_encoder
 
@@ -39,6 +43,17 @@ def pad_to_multiple(x: torch.Tensor, multiple: int = 8, minimum: int = MIN_SIDE)
         return x
     mode = "reflect" if ph < h and pw < w else "replicate"
     return F.pad(x, (0, pw, 0, ph), mode=mode)
+
+
+def mask_tensor(mask: ImageSource, size: tuple[int, int]) -> torch.Tensor:
+    """A mask image as an (H, W) float tensor at the content's (w, h) (white = 1), refusing a mask
+    whose aspect ratio is not the content's (it would be stretched)."""
+    m = open_image(mask)
+    (mw, mh), (w, h) = m.size, size
+    if abs(mw / mh - w / h) > MASK_ASPECT_TOLERANCE * (w / h):
+        raise InputError(f"mask is {mw}x{mh} but the content is {w}x{h}: aspect ratios differ")
+    gray = np.asarray(m.convert("L").resize((w, h), Image.Resampling.NEAREST), dtype=np.float32) / 255.0
+    return torch.from_numpy(gray)
 
 
 class Stylizer:
@@ -76,8 +91,8 @@ class Stylizer:
     def precision(self) -> str:
         return precision_name(self.dtype)
 
-    def _net_input(self, img: Image.Image) -> torch.Tensor:
-        return to_tensor(img).to(self.device).to(self.dtype).contiguous(memory_format=torch.channels_last)
+    def _net_input(self, x: torch.Tensor) -> torch.Tensor:
+        return x.to(self.device).to(self.dtype).contiguous(memory_format=torch.channels_last)
 
     @torch.inference_mode()
     def encode_style(self, image: ImageSource, style_size: int = 512,
@@ -89,106 +104,75 @@ class Stylizer:
         if recolor_to is not None:
             x = coral(x, to_tensor(recolor_to))
         net = pad_to_multiple(x, multiple=1)  # only tiny images need padding for the encoder
-        net = net.to(self.device, self.dtype).contiguous(memory_format=torch.channels_last)
-        return style_code(self.encoder(net), x)
+        return style_code(self.encoder(self._net_input(net)), x)
 
     @torch.inference_mode()
-    def stylize(
-        self,
-        content: ImageSource,
-        styles: Sequence[StyleInput],
-        weights: Sequence[float] | None = None,
-        alpha: float = 1.0,
-        mask: ImageSource | None = None,
-        preserve_color: bool = False,
-        content_size: int = 512,
-        style_size: int = 512,
-        color_match: float = COLOR_MATCH,
-    ) -> Image.Image:
-        """Render ``content`` in the given style(s).
-
-        ``styles``: 1-8 style images and/or StyleCodes, interpolated by ``weights`` (>= 0, normalised;
-        equal by default). ``mask``: with exactly two styles, white = first style, black = second.
-        ``preserve_color`` recolours each style image to the content's colours first (style images
-        only: a StyleCode has no pixels left to recolour). ``color_match`` (times ``alpha``): how far
-        the decoded image's colours move towards the style's (``match_colors``; 0 = the paper's
-        pipeline). Sizes are shorter sides in px, 0 = as is.
-        Returns an RGB image of exactly the resized content's size.
-        """
-        if mask is not None and len(styles) != 2:
-            raise ValueError(f"a mask needs exactly 2 styles (foreground, background), got {len(styles)}")
-        if mask is not None and weights:
-            raise ValueError("weights do not apply with a mask: each region gets its own style")
-        weights = normalise_weights(weights, len(styles))  # validates the count too
-        if not 0.0 <= alpha <= 1.0:
-            raise ValueError(f"alpha must be in [0, 1], got {alpha}")
-        if not 0.0 <= color_match <= 1.0:
-            raise ValueError(f"color_match must be in [0, 1], got {color_match}")
-        if preserve_color and any(isinstance(s, StyleCode) for s in styles):
-            raise ValueError("preserve_color needs style images; registered style codes cannot be recoloured")
-
-        img = resize_shorter(open_image(content), content_size)
-        codes = [s if isinstance(s, StyleCode) else
-                 self.encode_style(s, style_size, recolor_to=img if preserve_color else None) for s in styles]
+    def prepare(self, content: ImageSource, styles: Sequence[StyleInput], options: Options = Options(),
+                mask: ImageSource | None = None) -> Plan:
+        """Check the request and make its ``Plan``: the content resized to ``options.content_size``,
+        style images encoded at ``options.style_size`` (recoloured to the content first with
+        ``preserve_color``; a StyleCode has no pixels left to recolour), and the codes mixed by the
+        weights, or kept as foreground and background with a ``mask`` (exactly two styles, white =
+        first)."""
+        check_combination(styles, options, mask is not None)
+        weights = normalise_weights(options.weights, len(styles))  # the count too
+        img = resize_shorter(open_image(content), options.content_size)
+        recolor_to = img if options.preserve_color else None
+        codes = [s if isinstance(s, StyleCode) else self.encode_style(s, options.style_size, recolor_to)
+                 for s in styles]
         if mask is None:
-            return self.render([img], [mix(codes, weights)], [alpha], [color_match])[0]
+            return Plan(img, (mix(codes, weights),), options.alpha, options.color_match)
+        return Plan(img, tuple(codes), options.alpha, options.color_match, mask_tensor(mask, img.size))
 
-        w, h = img.size
-        feat = self.encoder(pad_to_multiple(self._net_input(img)))
-        m = self._mask(mask, (w, h))
-        target = masked_adain(feat, codes[0], codes[1], resize_mask(m, feat.shape[-2:]))
-        out = self._decode(blend(target, feat, alpha), [(w, h)])[0]
-        fg = (m[:h, :w] >= 0.5).to(out.device)  # each region towards its own style's colours
-        for code, region in ((codes[0], fg), (codes[1], ~fg)):
-            if region.any():
-                out[:, region] = self._recolor(out[:, region], code, alpha * color_match)
-        return to_image(out)
+    def stylize(self, content: ImageSource, styles: Sequence[StyleInput], weights: Sequence[float] | None = None,
+                alpha: float = 1.0, mask: ImageSource | None = None, preserve_color: bool = False,
+                content_size: int = 512, style_size: int = 512, color_match: float = COLOR_MATCH) -> Image.Image:
+        """Render ``content`` in the given style(s): ``prepare`` then ``render`` (see ``Options``
+        for the arguments). Returns an RGB image of exactly the resized content's size."""
+        options = Options(weights=tuple(weights) if weights else None, alpha=alpha, color_match=color_match,
+                          preserve_color=preserve_color, content_size=content_size, style_size=style_size)
+        return self.render([self.prepare(content, styles, options, mask)])[0]
 
     @torch.inference_mode()
-    def render(self, images: Sequence[Image.Image], codes: Sequence[StyleCode],
-               alphas: Sequence[float], color_matches: Sequence[float] | None = None) -> list[Image.Image]:
-        """The network pass for same-size RGB images, each with its own style code, alpha and
-        colour step (``stylize``'s ``color_match``; default COLOR_MATCH), as one batch (a GPU runs
-        8 images in little more than the time of one). Images are used at the size given;
-        ``stylize`` is the single-image entry point that resizes and mixes."""
-        color_matches = [COLOR_MATCH] * len(images) if color_matches is None else color_matches
-        if not len(images) == len(codes) == len(alphas) == len(color_matches) > 0:
-            raise ValueError("render needs one style code, alpha and color_match per image")
-        if not all(0.0 <= a <= 1.0 for a in [*alphas, *color_matches]):  # before any network work
-            raise ValueError(f"alpha and color_match must be in [0, 1], got {list(alphas)}, {list(color_matches)}")
-        (w, h), sizes = images[0].size, {im.size for im in images}
-        if len(sizes) > 1:
-            raise ValueError(f"a batch must be one size, got {sorted(sizes)}")
-        x = torch.cat([self._net_input(im) for im in images]) if len(images) > 1 else self._net_input(images[0])
-        feat = self.encoder(pad_to_multiple(x))
-        mean = torch.stack([c.mean for c in codes]).view(len(codes), -1, 1, 1)
-        std = torch.stack([c.std for c in codes]).view(len(codes), -1, 1, 1)
-        a = torch.tensor(list(alphas), dtype=torch.float32, device=feat.device).view(-1, 1, 1, 1)
-        outs = self._decode(blend(adain(feat, mean, std), feat, a), [(w, h)] * len(images))
-        return [to_image(self._recolor(out, code, alpha * color))
-                for out, code, alpha, color in zip(outs, codes, alphas, color_matches)]
-
-    def _decode(self, target: torch.Tensor, sizes: Sequence[tuple[int, int]]) -> list[torch.Tensor]:
-        """Decoder on float32 AdaIN targets -> one (3, h, w) float32 image in [0, 1] per sample,
-        cropped to its (w, h)."""
+    def render(self, plans: Sequence[Plan]) -> list[Image.Image]:
+        """The network pass for plans of one size, as one batch (a GPU runs 8 images in little more
+        than the time of one), each with its own style code(s), alpha and colour step."""
+        if not plans or len({p.size for p in plans}) > 1:
+            raise ValueError(f"render needs plans of one size, got {sorted({p.size for p in plans})}")
+        (w, h) = plans[0].size
+        x = torch.cat([to_tensor(p.content) for p in plans]) if len(plans) > 1 else to_tensor(plans[0].content)
+        feat = self.encoder(pad_to_multiple(self._net_input(x)))
+        masks = [None if p.mask is None else pad_to_multiple(p.mask[None, None])[0, 0] for p in plans]
+        if all(m is None for m in masks):  # the common case: one batched AdaIN, alpha per sample
+            mean = torch.stack([p.codes[0].mean for p in plans]).view(len(plans), -1, 1, 1)
+            std = torch.stack([p.codes[0].std for p in plans]).view(len(plans), -1, 1, 1)
+            alpha = torch.tensor([p.alpha for p in plans], dtype=torch.float32, device=feat.device)
+            target = blend(adain(feat, mean, std), feat, alpha.view(-1, 1, 1, 1))
+        else:
+            target = torch.cat([blend(
+                adain(f, p.codes[0].mean, p.codes[0].std) if m is None else
+                masked_adain(f, p.codes[0], p.codes[1], resize_mask(m, feat.shape[-2:])), f, p.alpha)
+                for p, m, f in zip(plans, masks, feat.split(1))])
         out = self.decoder(target.to(self.dtype).contiguous(memory_format=torch.channels_last))
-        return [out[i, :, :h, :w].float().clamp(0, 1) for i, (w, h) in enumerate(sizes)]
+        return [to_image(self._recolor(out[i, :, :h, :w].float().clamp(0, 1), p, m))
+                for i, (p, m) in enumerate(zip(plans, masks))]
 
     @staticmethod
-    def _recolor(pixels: torch.Tensor, code: StyleCode, strength: float) -> torch.Tensor:
-        """``match_colors`` towards the code's colours; unchanged for a code without them."""
-        if not code.has_colors or strength == 0:
-            return pixels
-        return match_colors(pixels, code.rgb_mean, code.rgb_cov, strength)
-
-    def _mask(self, mask: ImageSource, size: tuple[int, int]) -> torch.Tensor:
-        """Mask as a (H', W') float tensor aligned with the padded content (white = 1)."""
-        m = open_image(mask)
-        (mw, mh), (w, h) = m.size, size
-        if abs(mw / mh - w / h) > MASK_ASPECT_TOLERANCE * (w / h):
-            raise ValueError(f"mask is {mw}x{mh} but the content is {w}x{h}: aspect ratios differ")
-        gray = np.asarray(m.convert("L").resize((w, h), Image.Resampling.NEAREST), dtype=np.float32) / 255.0
-        return pad_to_multiple(torch.from_numpy(gray)[None, None])[0, 0]
+    def _recolor(pixels: torch.Tensor, plan: Plan, mask: torch.Tensor | None) -> torch.Tensor:
+        """The colour step (``match_colors``) towards the style's colours, each mask region towards
+        its own style's; unchanged for a code without colours."""
+        strength = plan.alpha * plan.color_match
+        h, w = pixels.shape[-2:]
+        regions = [(plan.codes[0], None)] if mask is None else [
+            (plan.codes[0], fg := (mask[:h, :w] >= 0.5).to(pixels.device)), (plan.codes[1], ~fg)]
+        for code, region in regions:
+            if not code.has_colors or strength == 0 or (region is not None and not region.any()):
+                continue
+            if region is None:
+                pixels = match_colors(pixels, code.rgb_mean, code.rgb_cov, strength)
+            else:
+                pixels[:, region] = match_colors(pixels[:, region], code.rgb_mean, code.rgb_cov, strength)
+        return pixels
 
     @torch.inference_mode()
     def warmup(self, size: int = 256) -> None:

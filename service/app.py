@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-
 from importlib import resources
 
 from fastapi import FastAPI
@@ -16,11 +15,11 @@ from starlette.formparsers import MultiPartParser
 
 from model.stylizer import Stylizer
 from service import errors
+from service.engine import Engine
 from service.limits import BodyLimitMiddleware, EarlyBusyMiddleware
 from service.metrics import MetricsMiddleware
 from service.routes import ops, styles, stylize
 from service.settings import Settings
-from service.state import AppState
 
 DESCRIPTION = """Arbitrary artistic style transfer (AdaIN, Huang & Belongie 2017).
 
@@ -35,24 +34,22 @@ def create_app(settings: Settings | None = None, stylizer: Stylizer | None = Non
     """Build the app. ``stylizer`` injects an already-loaded model (tests); otherwise the lifespan
     loads the weights named in ``settings`` once."""
     settings = settings or Settings()
-    state = AppState(settings, stylizer)
+    engine = Engine(settings, stylizer)
     # Keep uploads in memory up to the body limit (Starlette spools parts over 1 MB to a temp
     # file otherwise): nothing a user sends is written to disk. The body limit bounds memory.
     MultiPartParser.spool_max_size = max(MultiPartParser.spool_max_size, settings.max_total_bytes + 1)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        state.load()
+        engine.load()
         yield
-        state.close()
+        engine.close()
 
     app = FastAPI(
         title="adain-service", version="0.1.0", description=DESCRIPTION, lifespan=lifespan,
         root_path=settings.root_path, docs_url=None, redoc_url=None,  # served below, without a CDN
-        # form parsing limits: styles + content + mask files, a few text fields of bounded size
-        form_limits={"max_files": settings.max_styles + 2, "max_fields": 64, "max_part_size": 64 * 1024},
     )
-    app.state.svc = state
+    app.state.engine = engine
     errors.install(app)
     app.include_router(stylize.router)
     app.include_router(styles.router)
@@ -68,8 +65,8 @@ def create_app(settings: Settings | None = None, stylizer: Stylizer | None = Non
                            expose_headers=["Server-Timing", "X-Image-Width", "X-Image-Height", "Retry-After"])
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_total_bytes, body_timeout=settings.body_timeout)
     model_paths = ("/stylize", "/styles")  # the POSTs that queue for the model
-    app.add_middleware(EarlyBusyMiddleware, retry_after=state.queue.retry_after_if_full, paths=model_paths)
-    app.add_middleware(MetricsMiddleware, metrics=state.metrics, paths=model_paths)  # outermost: sees every status
+    app.add_middleware(EarlyBusyMiddleware, retry_after=engine.queue.retry_after_if_full, paths=model_paths)
+    app.add_middleware(MetricsMiddleware, metrics=engine.metrics, paths=model_paths)  # outermost: sees every status
     return app
 
 

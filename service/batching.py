@@ -2,11 +2,11 @@
 
 A GPU stylizes 8 images at 512² in little more than the time of one, so when several requests
 arrive together their passes are worth merging. Job threads (``ADAIN_WORKERS`` of them) decode,
-encode styles and encode the output in parallel; at the network stage each calls ``submit`` and
-blocks. One batching thread takes the oldest waiting image, waits up to ``max_wait`` seconds for
-up to ``max_batch - 1`` more of the same size, runs them as one ``render`` call and hands each
-job its image. Other sizes wait for their own batch. ``max_batch`` 1 turns it off (the default on
-a CPU, where one image already keeps every core busy)."""
+encode styles, prepare their plans and encode the output in parallel; at the network stage each
+calls ``submit`` with its plan and blocks. One batching thread takes the oldest waiting plan,
+waits up to ``max_wait`` seconds for up to ``max_batch - 1`` more of the same size, runs them as
+one ``Stylizer.render`` call and hands each job its image. Other sizes wait for their own batch.
+``max_batch`` 1 turns it off (the default on a CPU, where one image already keeps every core busy)."""
 
 from __future__ import annotations
 
@@ -17,18 +17,14 @@ from dataclasses import dataclass, field
 
 from PIL import Image
 
-from model.adain import COLOR_MATCH, StyleCode
+from model.plan import Plan
 
-# Stylizer.render: images, style codes, alphas, colour steps
-Render = Callable[[Sequence[Image.Image], Sequence[StyleCode], Sequence[float], Sequence[float]], list[Image.Image]]
+Render = Callable[[Sequence[Plan]], list[Image.Image]]  # Stylizer.render
 
 
 @dataclass
 class _Item:
-    image: Image.Image
-    code: StyleCode
-    alpha: float
-    color_match: float
+    plan: Plan
     arrived: float = field(default_factory=time.monotonic)
     done: threading.Event = field(default_factory=threading.Event)
     result: Image.Image | None = None
@@ -48,10 +44,9 @@ class Batcher:
         self._thread = threading.Thread(target=self._loop, name="batcher", daemon=True)
         self._thread.start()
 
-    def submit(self, image: Image.Image, code: StyleCode, alpha: float,
-               color_match: float = COLOR_MATCH) -> Image.Image:
-        """Stylize one image in the next batch of its size; blocks until it is done."""
-        item = _Item(image, code, alpha, color_match)
+    def submit(self, plan: Plan) -> Image.Image:
+        """Render one plan in the next batch of its size; blocks until it is done."""
+        item = _Item(plan)
         with self._cond:
             if self._closed:
                 raise RuntimeError("the batcher is shut down")
@@ -75,11 +70,11 @@ class Batcher:
                 self._cond.wait()
             if not self._waiting:
                 return None  # closed and nothing left
-            size = self._waiting[0].image.size
+            size = self._waiting[0].plan.size
             deadline = self._waiting[0].arrived + self.max_wait
 
             def same() -> list[_Item]:
-                return [it for it in self._waiting if it.image.size == size][:self.max_batch]
+                return [it for it in self._waiting if it.plan.size == size][:self.max_batch]
 
             while len(same()) < self.max_batch and not self._closed and (left := deadline - time.monotonic()) > 0:
                 self._cond.wait(left)
@@ -91,9 +86,7 @@ class Batcher:
     def _loop(self) -> None:
         while (batch := self._next_batch()) is not None:
             try:
-                results = self.render([it.image for it in batch], [it.code for it in batch],
-                                      [it.alpha for it in batch], [it.color_match for it in batch])
-                for it, out in zip(batch, results):
+                for it, out in zip(batch, self.render([it.plan for it in batch])):
                     it.result = out
                 self.on_batch(len(batch))
             except BaseException as e:  # noqa: BLE001 - handed to every waiting job, which re-raises

@@ -1,4 +1,4 @@
-"""Dependencies injected into routes."""
+"""Dependencies injected into routes: the engine (503 until loaded), the API key check, the forms."""
 
 from __future__ import annotations
 
@@ -8,26 +8,27 @@ from typing import Annotated
 from fastapi import Depends, Request, Security
 from fastapi.security import APIKeyHeader
 
+from service import forms
+from service.engine import Engine
 from service.errors import Busy, Unauthorized
-from service.state import AppState
 
 api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False,
                               description="required when the server sets ADAIN_API_KEYS")
 
 
-def get_state(request: Request) -> AppState:
-    return request.app.state.svc
+def get_engine(request: Request) -> Engine:
+    return request.app.state.engine
 
 
-def ready_state(state: Annotated[AppState, Depends(get_state)]) -> AppState:
-    if not state.ready:
+def ready_engine(engine: Annotated[Engine, Depends(get_engine)]) -> Engine:
+    if not engine.ready:
         raise Busy("the model is still loading; retry shortly", headers={"Retry-After": "5"})
-    return state
+    return engine
 
 
-def require_api_key(state: Annotated[AppState, Depends(get_state)],
+def require_api_key(engine: Annotated[Engine, Depends(get_engine)],
                     key: Annotated[str | None, Security(api_key_header)] = None) -> None:
-    keys = state.settings.api_keys
+    keys = engine.settings.api_keys
     if not keys:
         return
     given = (key or "").encode()
@@ -37,4 +38,15 @@ def require_api_key(state: Annotated[AppState, Depends(get_state)],
                            headers={"WWW-Authenticate": "X-API-Key"})
 
 
-State = Annotated[AppState, Depends(ready_state)]
+async def stylize_form(request: Request, engine: Annotated[Engine, Depends(ready_engine)]) -> forms.StylizeForm:
+    return await forms.parse(request, forms.StylizeForm, engine.settings)
+
+
+async def style_form(request: Request, engine: Annotated[Engine, Depends(ready_engine)]) -> forms.StyleForm:
+    return await forms.parse(request, forms.StyleForm, engine.settings)
+
+
+AnyEngine = Annotated[Engine, Depends(get_engine)]
+ReadyEngine = Annotated[Engine, Depends(ready_engine)]
+StylizeForm = Annotated[forms.StylizeForm, Depends(stylize_form)]
+StyleForm = Annotated[forms.StyleForm, Depends(style_form)]

@@ -1,15 +1,21 @@
-"""Error types of the service and how each becomes a JSON ``{"detail": ...}`` response."""
+"""Error types of the service, the table of error responses the routes document, and how each
+error becomes a JSON ``{"detail": ...}`` response.
+
+The model's input errors (``model.errors``) map to 400 / 413 / 415 / 422; any other exception is
+a bug: a 500 whose traceback the server logs."""
 
 from __future__ import annotations
 
 import logging
 import re
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from model.images import ImageTooLarge, InvalidImage
+from model.errors import ImageTooLarge, InputError, InvalidImage, OutOfRange
+from service.schemas import ErrorBody
 
 log = logging.getLogger("adain.errors")
 
@@ -43,10 +49,6 @@ class TooLarge(ServiceError):
     status = 413
 
 
-class UnsupportedMedia(ServiceError):
-    status = 415
-
-
 class Busy(ServiceError):
     status = 503
 
@@ -59,11 +61,48 @@ class Cancelled(Exception):
     """The request is gone (timed out or client disconnected): stop working on it."""
 
 
+# The error responses the routes document in OpenAPI, by status.
+RESPONSES: dict[int | str, dict[str, Any]] = {code: {"model": ErrorBody, "description": text} for code, text in {
+    400: "bad combination (e.g. a mask without exactly two styles, unknown style_id, bad weights)",
+    401: "API key missing or wrong (only when the server requires keys)",
+    404: "no such id",
+    413: "a file, the body, or an image's pixel count is over the limit",
+    415: "an upload is not an image",
+    422: "a field is malformed or out of range",
+    503: "the server is busy or still loading: retry after the Retry-After header's seconds",
+    504: "the request took longer than the server's timeout",
+}.items()}
+
+
+def responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    return {code: RESPONSES[code] for code in codes}
+
+
 def _json(status: int, detail: str, headers: dict[str, str] | None = None) -> JSONResponse:
     return JSONResponse({"detail": detail}, status_code=status, headers=headers)
 
 
+def validation_detail(errors: list[dict[str, Any]]) -> str:
+    """One readable sentence instead of pydantic's list: "alpha: Input should be ... (got '3')"."""
+    parts = []
+    for err in errors:
+        field = ".".join(str(x) for x in err.get("loc", ()) if x not in ("body", "query", "path"))
+        got = f" (got {str(err['input'])[:40]!r})" if isinstance(err.get("input"), (str, int, float)) else ""
+        parts.append(f"{field or 'request'}: {err.get('msg', 'invalid')}{got}")
+    return "; ".join(parts)
+
+
+def _answer(status: int) -> Any:
+    async def handler(_: Request, e: Exception) -> JSONResponse:
+        return _json(status, str(e))
+    return handler
+
+
 def install(app: FastAPI) -> None:
+    # Handlers are looked up along the exception's class hierarchy: the most specific one answers.
+    for kind, status in ((InputError, 400), (OutOfRange, 422), (ImageTooLarge, 413)):
+        app.add_exception_handler(kind, _answer(status))
+
     @app.exception_handler(ServiceError)
     async def service_error(_: Request, e: ServiceError) -> JSONResponse:
         return _json(e.status, e.detail, e.headers)
@@ -72,19 +111,9 @@ def install(app: FastAPI) -> None:
     async def invalid_image(_: Request, e: InvalidImage) -> JSONResponse:
         return _json(415, f"{e} - send a PNG, JPEG, WebP, GIF, BMP or TIFF image")
 
-    @app.exception_handler(ImageTooLarge)
-    async def image_too_large(_: Request, e: ImageTooLarge) -> JSONResponse:
-        return _json(413, str(e))
-
     @app.exception_handler(RequestValidationError)
     async def invalid_field(_: Request, e: RequestValidationError) -> JSONResponse:
-        # One readable sentence instead of pydantic's list: "alpha: Input should be ... (got '3')".
-        parts = []
-        for err in e.errors():
-            field = ".".join(str(x) for x in err.get("loc", ()) if x not in ("body", "query", "path"))
-            got = f" (got {str(err['input'])[:40]!r})" if isinstance(err.get("input"), (str, int, float)) else ""
-            parts.append(f"{field or 'request'}: {err.get('msg', 'invalid')}{got}")
-        return _json(422, "; ".join(parts))
+        return _json(422, validation_detail(list(e.errors())))
 
     @app.exception_handler(405)
     async def method_not_allowed(request: Request, _: Exception) -> JSONResponse:
@@ -96,7 +125,7 @@ def install(app: FastAPI) -> None:
         return _json(405, f"{request.method} is not allowed on {path}; use {', '.join(methods)}",
                      {"Allow": ", ".join(methods)})
 
-    @app.exception_handler(ValueError)
-    async def bad_combination(_: Request, e: ValueError) -> JSONResponse:
-        # The Stylizer raises ValueError for combinations it cannot do (mask with 3 styles, ...).
-        return _json(400, str(e))
+    @app.exception_handler(Exception)
+    async def bug(request: Request, e: Exception) -> JSONResponse:
+        # Starlette re-raises after this answer, so the server's log gets the traceback.
+        return _json(500, f"internal error while serving {request.url.path}; it has been logged")

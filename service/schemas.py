@@ -1,4 +1,4 @@
-"""Response bodies (the request side is multipart form fields, declared on the routes)."""
+"""Response bodies (the request side, multipart forms, is service.forms)."""
 
 from __future__ import annotations
 

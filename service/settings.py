@@ -25,6 +25,8 @@ class Settings(BaseSettings):
     api_keys: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="comma-separated keys; when set, /stylize and /styles need X-API-Key")
 
+    log_level: str = Field("info", description="uvicorn and service log level: debug, info, warning, error")
+
     # model
     decoder: Path = Field(DECODER, description="decoder .safetensors or reference decoder.pth")
     vgg: Path | None = Field(None, description="reference vgg_normalised.pth instead of the bundled VGG-19")

@@ -11,7 +11,9 @@ from PIL import Image
 
 from helpers import noise_image
 from model.adain import StyleCode, coral, mix
+from model.errors import InputError, OutOfRange
 from model.images import to_tensor
+from model.plan import Options
 from model.stylizer import Stylizer, pad_to_multiple
 
 
@@ -127,13 +129,14 @@ def test_color_match_moves_the_output_to_the_styles_colours(stylizer, content):
 
 def test_render_gives_each_image_its_own_color_match(stylizer, content):
     code = stylizer.encode_style(tinted(31, (0.9, 0.4, 0.3)), 0)
-    batch = stylizer.render([content, content], [code, code], [1.0, 1.0], [0.0, 1.0])
-    alone = [stylizer.render([content], [code], [1.0], [c])[0] for c in (0.0, 1.0)]
+    plans = [stylizer.prepare(content, [code], Options(color_match=c, content_size=0)) for c in (0.0, 1.0)]
+    batch = stylizer.render(plans)
+    alone = [stylizer.render([p])[0] for p in plans]
     for b, a in zip(batch, alone):
         assert np.abs(np.asarray(b, np.int16) - np.asarray(a, np.int16)).max() <= 1
     assert np.abs(np.asarray(batch[0], np.int16) - np.asarray(batch[1], np.int16)).mean() > 5
-    with pytest.raises(ValueError, match="color_match"):
-        stylizer.render([content], [code], [1.0], [2.0])
+    with pytest.raises(ValueError, match="one size"):
+        stylizer.render([plans[0], stylizer.prepare(content, [code], Options(content_size=32))])
 
 
 def test_a_code_without_colours_gets_no_colour_step(stylizer, content, style):
@@ -188,7 +191,7 @@ def test_mask_applies_two_styles(stylizer, monkeypatch):
     (dict(n_styles=2, weights=[1.0, -1.0]), ">= 0"),
     (dict(n_styles=1, code=True, preserve_color=True), "preserve_color"),
 ])
-def test_bad_combinations_raise_value_error(stylizer, content, style, kwargs, message):
+def test_bad_requests_raise_the_models_input_error(stylizer, content, style, kwargs, message):
     n = kwargs.pop("n_styles")
     styles = [StyleCode(torch.ones(512), torch.ones(512))] * n if kwargs.pop("code", False) else [style] * n
     mask = kwargs.pop("mask", None)
@@ -196,7 +199,8 @@ def test_bad_combinations_raise_value_error(stylizer, content, style, kwargs, me
         mask = Image.new("L", content.size, 255)
     elif mask == "wrong-aspect":
         mask = Image.new("L", (content.width, content.width), 255)
-    with pytest.raises(ValueError, match=message):
+    kind = OutOfRange if message in ("alpha", "color_match") else InputError
+    with pytest.raises(kind, match=message):
         stylizer.stylize(content, styles, mask=mask, content_size=0, style_size=64, **kwargs)
 
 

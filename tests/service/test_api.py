@@ -158,18 +158,18 @@ def test_api_keys(make_client):
 
 
 class Gate:
-    """Wraps stylizer.stylize so a test can hold the model worker busy."""
+    """Wraps stylizer.render so a test can hold the model worker busy."""
 
     def __init__(self, monkeypatch, stylizer):
         self.entered, self.release = threading.Event(), threading.Event()
-        real = stylizer.stylize
+        real = stylizer.render
 
         def gated(*a, **kw):
             self.entered.set()
             self.release.wait(10)
             return real(*a, **kw)
 
-        monkeypatch.setattr(stylizer, "stylize", gated)
+        monkeypatch.setattr(stylizer, "render", gated)
 
 
 def test_queue_full_gives_503_with_retry_after(make_client, stylizer, monkeypatch):
@@ -199,7 +199,7 @@ def test_timeout_gives_504_and_frees_the_worker(make_client, stylizer, monkeypat
     gate = Gate(monkeypatch, stylizer)
     check_error(client.post("/stylize", files=files(CONTENT, STYLE_A)), 504, "longer than 0.3 s")
     gate.release.set()
-    state = client.app.state.svc
+    state = client.app.state.engine
     deadline = time.time() + 10
     while state.queue.in_flight and time.time() < deadline:
         time.sleep(0.05)
@@ -209,7 +209,7 @@ def test_timeout_gives_504_and_frees_the_worker(make_client, stylizer, monkeypat
 
 def test_early_busy_503_is_counted_under_its_route(client, monkeypatch):
     """A full queue answers 503 before routing; the metric still names /stylize, not "other"."""
-    queue = client.app.state.svc.queue
+    queue = client.app.state.engine.queue
     monkeypatch.setattr(queue, "_pending", queue.capacity)  # every slot taken, as under a flood
     r = client.post("/stylize", files=files(CONTENT, STYLE_A))
     assert r.status_code == 503 and int(r.headers["retry-after"]) >= 1
@@ -241,8 +241,7 @@ def test_docs_describe_every_field_and_work_offline(client):
     assert js.status_code == 200 and len(js.content) > 100_000
     assert client.get("/redoc").status_code == 200 and "cdn." not in client.get("/redoc").text
     spec = client.get("/openapi.json").json()
-    schema_ref = spec["paths"]["/stylize"]["post"]["requestBody"]["content"]["multipart/form-data"]["schema"]["$ref"]
-    props = spec["components"]["schemas"][schema_ref.split("/")[-1]]["properties"]
+    props = spec["paths"]["/stylize"]["post"]["requestBody"]["content"]["multipart/form-data"]["schema"]["properties"]
     expected = {"content", "style", "style_id", "weights", "alpha", "preserve_color", "color_match", "mask",
                 "content_size", "style_size", "format"}
     assert set(props) == expected

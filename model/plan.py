@@ -1,0 +1,77 @@
+"""What a stylization is asked to do, checked once: ``Options`` (the numbers a user chooses) and
+``Plan`` (one image's prepared inputs: the content at its output size, the style code(s), the
+mask), which ``Stylizer.render`` turns into pixels without checking anything again.
+
+``Options`` checks each value when it is built, so a caller (the service, before any decoding)
+refuses a bad request at once; ``Stylizer.prepare`` checks the rules that need the images (how
+many styles, weights, mask) and builds the ``Plan``."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from PIL import Image
+
+from model.adain import COLOR_MATCH, StyleCode
+from model.errors import InputError, OutOfRange
+
+MAX_SIDE = 16384  # content_size / style_size: the largest shorter side anyone can ask for
+
+
+@dataclass(frozen=True)
+class Options:
+    """``alpha``: content-style trade-off, 0 = content, 1 = full style. ``color_match`` (times
+    alpha): how far the output's colours move towards the style's after decoding (0 = the paper's
+    pipeline). ``preserve_color``: recolour style images to the content's colours before encoding
+    them. ``weights``: one per style, >= 0, normalised (None = equal). Sizes are shorter sides in
+    px, 0 = as is."""
+
+    weights: tuple[float, ...] | None = None
+    alpha: float = 1.0
+    color_match: float = COLOR_MATCH
+    preserve_color: bool = False
+    content_size: int = 512
+    style_size: int = 512
+
+    def __post_init__(self) -> None:
+        for name in ("alpha", "color_match"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and 0.0 <= value <= 1.0):
+                raise OutOfRange(name, f"must be a number in [0, 1], got {value}")
+        for name in ("content_size", "style_size"):
+            value = getattr(self, name)
+            if not (isinstance(value, int) and 0 <= value <= MAX_SIDE):
+                raise OutOfRange(name, f"must be a shorter side in px from 0 (keep) to {MAX_SIDE}, got {value}")
+        if self.weights is not None:
+            object.__setattr__(self, "weights", tuple(self.weights))
+
+
+@dataclass(frozen=True)
+class Plan:
+    """One image ready for the network. ``codes``: one (already mixed) style code, or the
+    foreground and background codes with ``mask``, an (H, W) float tensor at the content's size
+    (white = 1 = ``codes[0]``)."""
+
+    content: Image.Image
+    codes: tuple[StyleCode, ...]
+    alpha: float
+    color_match: float
+    mask: torch.Tensor | None = None
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(w, h) of the content, which is the output's size; plans of one size batch together."""
+        return self.content.size
+
+
+def check_combination(styles: Sequence[object], options: Options, masked: bool) -> None:
+    """The rules between the inputs (the weights' own rules are ``normalise_weights``')."""
+    if masked and len(styles) != 2:
+        raise InputError(f"a mask needs exactly 2 styles (foreground, background), got {len(styles)}")
+    if masked and options.weights:
+        raise InputError("weights do not apply with a mask: each region gets its own style")
+    if options.preserve_color and any(isinstance(s, StyleCode) for s in styles):
+        raise InputError("preserve_color needs style images; registered style codes cannot be recoloured")

@@ -1,0 +1,184 @@
+"""The service layer: everything the routes ask of the model, the style registry and the queue.
+
+``Engine`` is built once per app from the Settings; ``load`` (at startup) loads the weights once,
+warms up and encodes the presets. Its request methods take parsed forms and return results; the
+model work runs on the queue's worker threads, never on the event loop. Every image goes one
+way: uploads decoded once (``service.uploads``), styles encoded through the cache,
+``Stylizer.prepare`` makes the plan and ``Stylizer.render`` draws it (through the micro-batcher
+when it is on)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from functools import partial
+
+import torch
+from PIL import Image
+
+from model.adain import StyleCode
+from model.images import OUTPUT_FORMATS, encode_image
+from model.plan import Options
+from model.stylizer import Stylizer
+from service.batching import Batcher
+from service.errors import BadRequest, Cancelled, Forbidden, NotFound
+from service.forms import StyleForm, StylizeForm
+from service.metrics import Metrics
+from service.queue import ModelQueue
+from service.registry import StyleEntry, StyleRegistry
+from service.settings import Settings
+from service.uploads import Upload, decode
+
+log = logging.getLogger("adain.service")
+
+
+@dataclass
+class StylizeResult:
+    data: bytes
+    media_type: str
+    width: int
+    height: int
+    cache_hits: int
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+class Timer:
+    """Collects stage durations for the Server-Timing header; checks for cancellation between stages."""
+
+    def __init__(self, cancel: threading.Event) -> None:
+        self.cancel = cancel
+        self.timings: dict[str, float] = {}
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        if self.cancel.is_set():
+            raise Cancelled()
+        start = time.perf_counter()
+        yield
+        self.timings[name] = self.timings.get(name, 0.0) + time.perf_counter() - start
+
+
+class Engine:
+    def __init__(self, settings: Settings, stylizer: Stylizer | None = None) -> None:
+        self.settings = settings
+        self.stylizer = stylizer
+        self.registry = StyleRegistry(settings.style_cache_size)
+        self.queue = ModelQueue(settings.workers, settings.queue_depth, settings.request_timeout)
+        self.metrics = Metrics(self.live_values)
+        self.batcher: Batcher | None = None
+        self.ready = False
+        self.load_seconds = 0.0
+
+    # lifetime
+
+    def load(self) -> None:
+        """Load weights once (unless injected), warm up, encode presets; then ready."""
+        s = self.settings
+        start = time.perf_counter()
+        if s.torch_threads:
+            torch.set_num_threads(s.torch_threads)
+        if self.stylizer is None:
+            self.stylizer = Stylizer.load(s.decoder, vgg_path=s.vgg, device=s.device, precision=s.precision)
+        if s.warmup:
+            self.stylizer.warmup()
+        if s.batch_max > 1:
+            self.batcher = Batcher(self.stylizer.render, s.batch_max, s.batch_wait_ms / 1000,
+                                   on_batch=self.metrics.batch_size.observe)
+        n = self.registry.load_presets(
+            s.presets_dir, lambda img: self.stylizer.encode_style(img, s.default_style_size), s.default_style_size)
+        self.load_seconds = time.perf_counter() - start
+        self.ready = True
+        log.info("ready in %.2f s on %s/%s with %d presets (decoder %s)", self.load_seconds,
+                 self.stylizer.device, self.stylizer.precision, n, s.decoder)
+
+    def close(self) -> None:
+        self.ready = False
+        self.queue.shutdown()
+        if self.batcher is not None:
+            self.batcher.close()
+
+    def live_values(self) -> dict[str, float]:
+        return {
+            "queue_depth": self.queue.waiting, "in_flight": self.queue.in_flight,
+            "cache_hits": self.registry.hits, "cache_misses": self.registry.misses,
+            "cache_entries": len(self.registry), "load_seconds": self.load_seconds, "ready": float(self.ready),
+        }
+
+    # requests
+
+    async def stylize(self, form: StylizeForm) -> StylizeResult:
+        options = form.options(self.settings)
+        styles = [self._registered(s) if isinstance(s, str) else s for s in form.styles]
+        if not styles:
+            raise BadRequest("give at least one style: a 'style' file or a 'style_id'")
+        if len(styles) > self.settings.max_styles:
+            raise BadRequest(f"{len(styles)} styles given; at most {self.settings.max_styles} per request")
+        result = await self.queue.run(partial(self._stylize, form, options, styles))
+        for stage, seconds in result.timings.items():
+            self.metrics.stages.labels(stage).observe(seconds)
+        return result
+
+    async def register(self, form: StyleForm) -> StyleEntry:
+        options = form.options(self.settings)
+        entry, _ = await self.queue.run(
+            lambda cancel: self._encode(form.style, options.style_size, name=form.name, register=True))
+        return entry
+
+    def style(self, style_id: str) -> StyleEntry:
+        entry = self.registry.get(style_id)
+        if entry is None:
+            raise NotFound(f"no style with id {style_id!r} (it may have been evicted: register it again)")
+        return entry
+
+    def styles(self) -> list[StyleEntry]:
+        return self.registry.listed()
+
+    def delete(self, style_id: str) -> None:
+        if self.style(style_id).kind == "preset":
+            raise Forbidden(f"{style_id!r} is a preset; presets come from the server's presets folder")
+        self.registry.delete(style_id)
+
+    def _registered(self, style_id: str) -> StyleEntry:
+        entry = self.registry.get(style_id.strip())
+        if entry is None:
+            raise BadRequest(f"style_id {style_id!r} is not registered (GET /styles lists them)")
+        return entry
+
+    # on a worker thread
+
+    def _encode(self, upload: Upload, style_size: int, name: str | None = None,
+                register: bool = False) -> tuple[StyleEntry, bool]:
+        """A style upload's code through the shared cache (bytes + style size); (entry, cache hit)."""
+        def encode() -> StyleCode:
+            return self.stylizer.encode_style(decode(upload, self.settings, style_size), style_size)
+
+        return self.registry.get_or_encode(upload.data, style_size, encode, name=name, register=register)
+
+    def _stylize(self, form: StylizeForm, options: Options, styles: list[Upload | StyleEntry],
+                 cancel: threading.Event) -> StylizeResult:
+        s, t, hits = self.settings, Timer(cancel), 0
+        with t.stage("decode"):
+            content = decode(form.content, s, options.content_size)
+            mask = decode(form.mask, s, None) if form.mask is not None else None
+        sources: list[Image.Image | StyleCode] = []
+        for style in styles:
+            with t.stage("encode-style"):
+                if isinstance(style, StyleEntry):
+                    sources.append(style.code)
+                elif options.preserve_color:  # recoloured to this content: nothing to cache
+                    sources.append(decode(style, s, options.style_size))
+                else:
+                    entry, hit = self._encode(style, options.style_size)
+                    sources.append(entry.code)
+                    hits += hit
+        with t.stage("stylize"):
+            plan = self.stylizer.prepare(content, sources, options, mask)
+            out = self.batcher.submit(plan) if self.batcher else self.stylizer.render([plan])[0]
+        with t.stage("encode-image"):
+            data = encode_image(out, form.format, png_level=s.png_compress_level,
+                                jpeg_quality=s.jpeg_quality, webp_quality=s.webp_quality)
+        return StylizeResult(data, OUTPUT_FORMATS[form.format][1], out.width, out.height, hits, t.timings)

@@ -1,0 +1,131 @@
+"""The multipart forms of POST /stylize and POST /styles: each parsed once (within the form
+limits) into a typed object whose JSON schema is also the request body OpenAPI documents.
+
+Field order carries meaning in /stylize: ``style`` files and ``style_id`` strings form one list
+of styles in the order sent (it pairs with ``weights`` and, with a mask, says which style is the
+foreground), so the form keeps that order. The option values are checked by ``model.plan.Options``
+(the model's rules); this module checks only what HTTP adds (types, file sizes, field counts)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, get_origin
+
+from pydantic import BaseModel, ConfigDict, Field, InstanceOf, ValidationError, WithJsonSchema
+from pydantic.json_schema import SkipJsonSchema
+from fastapi import Request
+from fastapi.exceptions import RequestValidationError
+from starlette.datastructures import UploadFile
+
+from model.adain import COLOR_MATCH, MAX_COLOR_GAIN
+from model.plan import MAX_SIDE, Options
+from service.errors import BadRequest
+from service.settings import Settings
+from service.uploads import Upload, label, read
+
+File = Annotated[InstanceOf[Upload], WithJsonSchema({"type": "string", "format": "binary"})]
+# ranges the model checks (model.plan.Options), stated in the schema for clients and fuzzers
+UNIT = {"minimum": 0.0, "maximum": 1.0}
+SIDE = {"minimum": 0, "maximum": MAX_SIDE}
+FILES = ("content", "style", "mask")  # the file fields of either form
+
+
+class StylizeForm(BaseModel):
+    """POST /stylize: a content image and 1-8 styles (files and/or registered ids)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    content: File = Field(description="the photo to re-render (PNG, JPEG, WebP, GIF, BMP, TIFF)")
+    style: list[File] = Field([], description="style image(s), repeatable; together with style_id 1-8 styles "
+                                              "in the order sent")
+    style_id: list[str] = Field([], description="id of a registered or preset style (GET /styles), repeatable",
+                                examples=[["starry-night"]])
+    weights: list[str] = Field([], description="one weight per style, >= 0, normalised to sum 1; repeated or "
+                                               "comma-separated; default equal", examples=[["1,3"]])
+    alpha: float = Field(1.0, description="content-style trade-off: 0 = content, 1 = full style", examples=[0.8],
+                         json_schema_extra=UNIT)
+    preserve_color: bool = Field(False, description="keep the content's colours (style uploads only)")
+    color_match: float = Field(
+        COLOR_MATCH, json_schema_extra=UNIT, examples=[COLOR_MATCH],
+        description="how far the output's colours move towards the style's after decoding (times alpha): 0 = the "
+                    "paper's pipeline, 0.5 = the style's mean colour and half its covariance, 1 = both (contrast "
+                    f"stretched at most {MAX_COLOR_GAIN:g}x); default {COLOR_MATCH}")
+    mask: File | None = Field(None, description="binary mask with exactly 2 styles: white = first style, black = "
+                                                "second; same aspect ratio as the content")
+    content_size: int | None = Field(None, description="content shorter side in px, 0 = keep; default 512",
+                                     examples=[512], json_schema_extra=SIDE)
+    style_size: int | None = Field(None, description="style shorter side in px, 0 = keep; default 512",
+                                   examples=[512], json_schema_extra=SIDE)
+    format: Literal["png", "jpeg", "webp"] = Field("png", description="output image format")
+    # which list each style came from, in the order sent ("style" or "style_id")
+    order: SkipJsonSchema[tuple[str, ...]] = ()
+
+    @property
+    def styles(self) -> list[Upload | str]:
+        """Style files and ids, in the order sent."""
+        files, ids = iter(self.style), iter(self.style_id)
+        return [next(files) if kind == "style" else next(ids) for kind in self.order]
+
+    def options(self, settings: Settings) -> Options:
+        """The model's options (checked there: out-of-range values raise OutOfRange)."""
+        try:
+            weights = [float(x) for v in self.weights for x in v.split(",") if x.strip()]
+        except ValueError:
+            raise BadRequest(f"weights must be numbers, got {self.weights}") from None
+        return Options(
+            weights=tuple(weights) or None, alpha=self.alpha, color_match=self.color_match,
+            preserve_color=self.preserve_color,
+            content_size=settings.default_content_size if self.content_size is None else self.content_size,
+            style_size=settings.default_style_size if self.style_size is None else self.style_size)
+
+
+class StyleForm(BaseModel):
+    """POST /styles: one style image to register."""
+
+    model_config = ConfigDict(frozen=True)
+
+    style: File = Field(description="the style image (painting, texture ...)")
+    name: str | None = Field(None, max_length=100, description="a label for listings", examples=["my watercolour"])
+    style_size: int | None = Field(None, description="shorter side in px to encode at, 0 = keep; default 512",
+                                   examples=[512], json_schema_extra=SIDE)
+
+    def options(self, settings: Settings) -> Options:
+        return Options(style_size=settings.default_style_size if self.style_size is None else self.style_size)
+
+
+def request_body(form: type[BaseModel]) -> dict[str, Any]:
+    """The OpenAPI requestBody of a form model (for a route's ``openapi_extra``)."""
+    schema = form.model_json_schema()
+    return {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": schema}}}}
+
+
+async def parse(request: Request, form: type[BaseModel], settings: Settings) -> Any:
+    """Read the request's form once and validate it into ``form``; 422 naming the field otherwise.
+    Empty text fields count as absent and an empty file as no mask (what browsers send for an
+    untouched input)."""
+    data = await request.form(max_files=settings.max_styles + 2, max_fields=64, max_part_size=64 * 1024)
+    repeated = {key for key, f in form.model_fields.items() if get_origin(f.annotation) is list}
+    values: dict[str, Any] = {key: [] for key in repeated}
+    order: list[str] = []
+    for key, value in data.multi_items():
+        if key not in form.model_fields or key == "order" or value == "":
+            continue
+        if isinstance(value, UploadFile):
+            if key not in FILES:  # a file where text belongs: let validation name the field
+                value = f"a file ({value.filename or 'unnamed'})"
+            elif key == "mask" and not value.size:
+                continue
+            else:
+                name = label(f"style #{len(order) + 1}", value) if key == "style" and key in repeated else key
+                value = await read(value, name, settings)
+        if key in ("style", "style_id"):
+            order.append(key)
+        if key in repeated:
+            values[key].append(value)
+        else:
+            values[key] = value
+    if "order" in form.model_fields:
+        values["order"] = tuple(order)
+    try:
+        return form.model_validate(values)
+    except ValidationError as e:
+        raise RequestValidationError(e.errors()) from None

@@ -1,0 +1,54 @@
+"""Uploaded files: read within the byte limit, named for error messages, decoded within the pixel
+limits. The only place the service turns bytes into pixels (through ``model.images``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from PIL import Image
+from starlette.datastructures import UploadFile
+
+from model.errors import ImageTooLarge, InvalidImage
+from model.images import open_image, scaled_size
+from service.errors import TooLarge
+from service.settings import Settings
+
+
+@dataclass(frozen=True)
+class Upload:
+    label: str  # how the user knows this file: "content", "style #2 (a.jpg)", "mask"
+    data: bytes
+
+
+def label(kind: str, upload: UploadFile) -> str:
+    """How errors name an upload: "style #2 (painting.jpg)", the client's file name cut to 60
+    characters (it is only ever echoed in messages, never used as a path)."""
+    name = (upload.filename or "")[:60]
+    return f"{kind} ({name})" if name else kind
+
+
+async def read(upload: UploadFile, name: str, settings: Settings) -> Upload:
+    """The upload's bytes, refused (413) when over the per-file limit; ``name`` is its ``label``."""
+    limit = settings.max_file_bytes
+    if upload.size is not None and upload.size > limit:
+        raise TooLarge(f"{name} is {upload.size} bytes; the limit per file is {limit} (ADAIN_MAX_FILE_BYTES)")
+    return Upload(name, await upload.read())
+
+
+def decode(upload: Upload, settings: Settings, shorter_side: int | None) -> Image.Image:
+    """Decode an upload within the pixel limits, naming the upload in any error. ``shorter_side``
+    is the size the network will see it at (checked against the output limit); None for a mask,
+    which is only resized to the content."""
+    try:
+        img = open_image(upload.data, max_pixels=settings.max_image_pixels)
+    except InvalidImage as e:
+        raise InvalidImage(f"{upload.label}: {e}") from None
+    except ImageTooLarge as e:
+        raise ImageTooLarge(f"{upload.label}: {e} (ADAIN_MAX_IMAGE_PIXELS)") from None
+    if shorter_side is None:
+        return img
+    w, h = scaled_size(img.size, shorter_side)
+    if w * h > settings.max_output_pixels:
+        raise TooLarge(f"{upload.label}: at shorter side {shorter_side or min(img.size)} it would be {w}x{h} = "
+                       f"{w * h} pixels; the limit is {settings.max_output_pixels}: ask for a smaller size")
+    return img
