@@ -41,6 +41,6 @@ USER adain
 ENV ADAIN_WEIGHTS_DIR=/app/weights
 VOLUME ["/data", "/runs"]
 # jemalloc is preloaded by the base image's LD_PRELOAD; the trainer's own re-exec is then a no-op.
-ENTRYPOINT ["python", "-m", "model.train"]
+ENTRYPOINT ["python", "-m", "training.train"]
 CMD ["--content-dir", "/data/content", "--style-dir", "/data/style", "--val-content-dir", "/data/val/content", \
      "--val-style-dir", "/data/val/style", "--out", "/runs/decoder"]

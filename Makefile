@@ -26,14 +26,14 @@ test: $(STAMP)
 	$(RUN_ENV) $(PY) -m pytest -q
 
 calibrate: $(STAMP)
-	$(PY) -m model.calibrate
+	$(PY) -m training.calibrate
 
 corpus: $(STAMP)
-	$(PY) -m model.corpus --out data/
+	$(PY) -m training.corpus --out data/
 
 # make train ARGS="--max-iter 20000 --recon-steps 1500"
 train: $(STAMP)
-	$(RUN_ENV) $(PY) -m model.train --content-dir data/content --style-dir data/style \
+	$(RUN_ENV) $(PY) -m training.train --content-dir data/content --style-dir data/style \
 		--val-content-dir data/val/content --val-style-dir data/val/style --out runs/train $(ARGS)
 
 bench: $(STAMP)

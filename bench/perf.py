@@ -42,6 +42,7 @@ from reference import Reference  # noqa: E402
 from model.decoder import load_decoder, random_decoder, save_decoder  # noqa: E402
 from model.paths import DECODER  # noqa: E402
 from model.runtime import cpu_has_native_bf16, resolve_device  # noqa: E402
+from model.plan import Options  # noqa: E402
 from model.stylizer import Stylizer  # noqa: E402
 from model.vgg import load_encoder  # noqa: E402
 
@@ -152,8 +153,8 @@ def batch_section(args: argparse.Namespace, st: Stylizer, device: torch.device, 
     sizes = (1, 8, 16, 32) if device.type == "cuda" else (1, 2, 4)
     print(f"\nbatched passes, {size}² {st.precision}, cached style (Stylizer.render):")
     for b in sizes:
-        imgs = [image(size, 10 + i) for i in range(b)]
-        t = statistics.median(timed(lambda: st.render(imgs, [code] * b, [1.0] * b), max(2, args.n // 2), device))
+        plans = [st.prepare(image(size, 10 + i), [code], Options(content_size=0)) for i in range(b)]
+        t = statistics.median(timed(lambda: st.render(plans), max(2, args.n // 2), device))
         print(f"  batch {b:>3}: {t * 1000:8.1f} ms per pass, {b / t:8.1f} images/s")
 
 

@@ -24,9 +24,10 @@ from model.runtime import JEMALLOC, JEMALLOC_ENV  # noqa: E402
 CHILD = r"""
 import sys, time, torch
 sys.path.insert(0, {repo!r})
-from model.train import losses, autocast_dtype
-from model.vgg import load_encoder
 from model.decoder import random_decoder
+from model.runtime import autocast_dtype
+from model.vgg import load_encoder
+from training.losses import objective
 dev = torch.device({device!r}); amp = autocast_dtype({precision!r}, dev)
 enc = load_encoder().to(dev, memory_format=torch.channels_last)
 dec = random_decoder(0).to(dev, memory_format=torch.channels_last)
@@ -39,8 +40,8 @@ for i in range({steps}):
     if dev.type == "cuda": torch.cuda.synchronize()
     t = time.perf_counter()
     with torch.autocast(dev.type, dtype=amp or torch.float32, enabled=amp is not None):
-        _, lc, ls, _ = losses(enc, dec, c, s)
-        loss = lc + 10 * sum(ls)
+        t = objective(enc, dec, c, s)
+        loss = t.content + 10 * sum(t.style)
     opt.zero_grad(); loss.backward(); opt.step()
     if dev.type == "cuda": torch.cuda.synchronize()
     times.append(time.perf_counter() - t)

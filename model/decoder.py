@@ -47,7 +47,7 @@ def random_decoder(seed: int = 0) -> Decoder:
 def load_state(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """Decoder state dict and metadata from a ``.safetensors`` file, an official ``decoder.pth``,
     or a training checkpoint (a dict with a "decoder" entry; its weight average where the run kept
-    one, as ``model.export`` ships). ``.pth`` files are read with ``weights_only=True``: tensors
+    one, as ``training.export`` ships). ``.pth`` files are read with ``weights_only=True``: tensors
     only, never arbitrary pickled objects."""
     path = Path(path)
     if path.suffix == ".safetensors":

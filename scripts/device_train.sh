@@ -5,7 +5,7 @@
 # moving average of its weights (EMA 0.999 with warm-up) and scored with the committed style scales
 # (so the numbers compare with the card's); pick the one with the lower held-out loss, export it,
 # and check the Stylizer on CUDA with it. Everything worth keeping is written to $OUT.
-#   .venv/bin/python -m model.corpus --pack data --out data/gpu --side 320   # 48 MB: fits the carry
+#   .venv/bin/python -m training.corpus --pack data --out data/gpu --side 320   # 48 MB: fits the carry
 #   OUT=/tmp/out T=20 EVAL=2 EXTRA="--device cpu" bash scripts/device_train.sh   # local dry run
 set -uo pipefail
 PY=${PY:-python3}; T=${T:-400}; EVAL=${EVAL:-16}; EXTRA=${EXTRA:-}; DATA=${DATA:-data/gpu}
@@ -20,8 +20,8 @@ COMMON="--content-dir $DATA/content --style-dir $DATA/style --val-content-dir $D
   --ema-decay 0.999 --style-scales weights/heldout_style_scales.safetensors
   --time-limit $T --eval-every 1000 --save-every 5000 --eval-contents $EVAL --eval-styles $EVAL
   --log-every 100 --grid-every 100000000 --seed 0 $EXTRA"
-$PY -m model.train $COMMON --out runs/a --batch-size 8 --lr 2e-5 > "$OUT/a.log" 2>&1 &
-$PY -m model.train $COMMON --out runs/b --batch-size 16 --lr 5e-5 --warmup-steps 500 > "$OUT/b.log" 2>&1 &
+$PY -m training.train $COMMON --out runs/a --batch-size 8 --lr 2e-5 > "$OUT/a.log" 2>&1 &
+$PY -m training.train $COMMON --out runs/b --batch-size 16 --lr 5e-5 --warmup-steps 500 > "$OUT/b.log" 2>&1 &
 wait
 tail -n 3 "$OUT/a.log" "$OUT/b.log"
 cp runs/a/eval.jsonl "$OUT/a_eval.jsonl"; cp runs/b/eval.jsonl "$OUT/b_eval.jsonl"
@@ -37,7 +37,7 @@ print(min(scores, key=lambda r: scores[r][0]))
 PY
 )
 echo "best recipe: $best"
-$PY -m model.export --checkpoint "runs/$best/checkpoint.pt" --out "$OUT/weights"
+$PY -m training.export --checkpoint "runs/$best/checkpoint.pt" --out "$OUT/weights"
 mv "$OUT/weights/decoder.safetensors" "$OUT/decoder.safetensors"; rm -rf "$OUT/weights"
 cp "$(ls runs/$best/eval_*.png | tail -n 1)" "$OUT/eval_grid.png"
 $PY bench/perf.py --decoder "$OUT/decoder.safetensors" --device cuda --no-http 2>&1 | tee "$OUT/perf.txt"

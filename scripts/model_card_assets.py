@@ -28,8 +28,8 @@ from model.decoder import load_decoder  # noqa: E402
 from model.images import open_image  # noqa: E402
 from model.runtime import reexec_with_jemalloc, resolve_precision  # noqa: E402
 from model.stylizer import Stylizer  # noqa: E402
-from model.losses import load_style_scales  # noqa: E402
-from model.train import eval_images, evaluate  # noqa: E402
+from training.losses import load_style_scales  # noqa: E402
+from training.evaluate import eval_images, evaluate  # noqa: E402
 from model.vgg import load_encoder  # noqa: E402
 
 
@@ -90,10 +90,10 @@ def main() -> None:
                    help="first N held-out contents x first N styles (the card: 16; 0 = measure nothing, only "
                         "draw the figures)")
     p.add_argument("--size", type=int, default=256)
-    # e.g. photos or paintings of a kind the held-out split lacks (the card's session 11)
+    # e.g. photos or paintings of a kind the held-out split lacks (the card's extra held-out sets)
     p.add_argument("--content-dir", type=Path, help="contents from here instead of DATA/val/content")
     p.add_argument("--style-dir", type=Path, help="styles from here instead of DATA/val/style")
-    # sessions 2-10 measured in bf16 on AMX; on a CPU without native bf16 it is emulated, >10x slower
+    # the early card rows were measured in bf16 on AMX; on a CPU without native bf16 it is emulated, >10x slower
     p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],
                    help="auto: bf16 where the CPU has it natively, else fp32")
     p.add_argument("--out", type=Path, default=Path("weights"))

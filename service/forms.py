@@ -8,9 +8,10 @@ foreground), so the form keeps that order. The option values are checked by ``mo
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal, get_origin
 
-from pydantic import BaseModel, ConfigDict, Field, InstanceOf, ValidationError, WithJsonSchema
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, InstanceOf, ValidationError, WithJsonSchema
 from pydantic.json_schema import SkipJsonSchema
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
@@ -23,9 +24,23 @@ from service.settings import Settings
 from service.uploads import Upload, label, read
 
 File = Annotated[InstanceOf[Upload], WithJsonSchema({"type": "string", "format": "binary"})]
-# ranges the model checks (model.plan.Options), stated in the schema for clients and fuzzers
-UNIT = {"minimum": 0.0, "maximum": 1.0}
-SIDE = {"minimum": 0, "maximum": MAX_SIDE}
+# Absent fields are None here; a multipart form cannot send a null, so the schema names only the
+# type that can arrive. A side is digits only ("512", not "512.0" or "5e2").
+OptionalFile = Annotated[File | None, WithJsonSchema({"type": "string", "format": "binary"})]
+
+
+def _whole(value: object) -> object:
+    if isinstance(value, str):
+        if not re.fullmatch(r"[+-]?\d+", value):
+            raise ValueError("must be a whole number of px")
+        return int(value)
+    return value
+
+
+Side = Annotated[int | None, BeforeValidator(_whole), WithJsonSchema({"type": "integer", "minimum": 0,
+                                                                      "maximum": MAX_SIDE})]
+Name = Annotated[str | None, WithJsonSchema({"type": "string", "maxLength": 100})]
+UNIT = {"minimum": 0.0, "maximum": 1.0}  # ranges the model checks (model.plan.Options), stated for clients
 FILES = ("content", "style", "mask")  # the file fields of either form
 
 
@@ -49,12 +64,10 @@ class StylizeForm(BaseModel):
         description="how far the output's colours move towards the style's after decoding (times alpha): 0 = the "
                     "paper's pipeline, 0.5 = the style's mean colour and half its covariance, 1 = both (contrast "
                     f"stretched at most {MAX_COLOR_GAIN:g}x); default {COLOR_MATCH}")
-    mask: File | None = Field(None, description="binary mask with exactly 2 styles: white = first style, black = "
+    mask: OptionalFile = Field(None, description="binary mask with exactly 2 styles: white = first style, black = "
                                                 "second; same aspect ratio as the content")
-    content_size: int | None = Field(None, description="content shorter side in px, 0 = keep; default 512",
-                                     examples=[512], json_schema_extra=SIDE)
-    style_size: int | None = Field(None, description="style shorter side in px, 0 = keep; default 512",
-                                   examples=[512], json_schema_extra=SIDE)
+    content_size: Side = Field(None, description="content shorter side in px, 0 = keep; default 512", examples=[512])
+    style_size: Side = Field(None, description="style shorter side in px, 0 = keep; default 512", examples=[512])
     format: Literal["png", "jpeg", "webp"] = Field("png", description="output image format")
     # which list each style came from, in the order sent ("style" or "style_id")
     order: SkipJsonSchema[tuple[str, ...]] = ()
@@ -84,9 +97,8 @@ class StyleForm(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     style: File = Field(description="the style image (painting, texture ...)")
-    name: str | None = Field(None, max_length=100, description="a label for listings", examples=["my watercolour"])
-    style_size: int | None = Field(None, description="shorter side in px to encode at, 0 = keep; default 512",
-                                   examples=[512], json_schema_extra=SIDE)
+    name: Name = Field(None, max_length=100, description="a label for listings", examples=["my watercolour"])
+    style_size: Side = Field(None, description="shorter side in px to encode at, 0 = keep; default 512", examples=[512])
 
     def options(self, settings: Settings) -> Options:
         return Options(style_size=settings.default_style_size if self.style_size is None else self.style_size)
@@ -100,14 +112,13 @@ def request_body(form: type[BaseModel]) -> dict[str, Any]:
 
 async def parse(request: Request, form: type[BaseModel], settings: Settings) -> Any:
     """Read the request's form once and validate it into ``form``; 422 naming the field otherwise.
-    Empty text fields count as absent and an empty file as no mask (what browsers send for an
-    untouched input)."""
+    An empty file counts as no mask (what a browser sends for an untouched file input)."""
     data = await request.form(max_files=settings.max_styles + 2, max_fields=64, max_part_size=64 * 1024)
     repeated = {key for key, f in form.model_fields.items() if get_origin(f.annotation) is list}
     values: dict[str, Any] = {key: [] for key in repeated}
     order: list[str] = []
     for key, value in data.multi_items():
-        if key not in form.model_fields or key == "order" or value == "":
+        if key not in form.model_fields or key == "order":
             continue
         if isinstance(value, UploadFile):
             if key not in FILES:  # a file where text belongs: let validation name the field

@@ -1,6 +1,6 @@
 """Build an offline bootstrap training corpus from Debian packages.
 
-    python -m model.corpus --out data/
+    python -m training.corpus --out data/
 
 COCO and WikiArt cannot be downloaded here; Debian packages carry photographs (landscape and
 wallpaper packages: content) and paintings, drawn art and textures (game art: style). For each
@@ -16,7 +16,7 @@ together), keep the images whose path matches, and filter them:
 
 Kept images are shrunk to a shorter side of at most 512 and written as JPEG to OUT/content and
 OUT/style; a fixed held-out split goes to OUT/val/content and OUT/val/style: the names pinned in
-model/heldout.txt, topped up to --val-count per role by a hash of the name if a package lost some.
+training/heldout.txt, topped up to --val-count per role by a hash of the name if a package lost some.
 Names it pins to other folders (OUT/val/photos, OUT/val/paintings: kinds the split lacks) are held
 out too, beside it. OUT/MANIFEST.tsv lists every file with its package, version, source path,
 licence and sha256; OUT/REPORT.txt counts what each package gave and why images were dropped.
@@ -281,7 +281,7 @@ HELDOUT = Path(__file__).with_name("heldout.txt")
 
 
 def pinned_heldout(path: Path = HELDOUT) -> dict[str, str]:
-    """FILE -> FOLDER for each FOLDER/FILE line of model/heldout.txt (# starts a comment). FOLDER
+    """FILE -> FOLDER for each FOLDER/FILE line of training/heldout.txt (# starts a comment). FOLDER
     content or style: the role's held-out split; any other: an extra held-out set OUT/val/FOLDER."""
     lines = (line.split("#", 1)[0].strip() for line in path.read_text().splitlines())
     return {name: folder for folder, name in (line.split("/", 1) for line in lines if line)}

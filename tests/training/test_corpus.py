@@ -11,7 +11,7 @@ import numpy as np
 from PIL import Image
 
 from helpers import noise_image, png
-from model.corpus import (PACKAGES, Deduplicator, Package, assemble_puzzles, build, pinned_heldout, prepare,
+from training.corpus import (PACKAGES, Deduplicator, Package, assemble_puzzles, build, pinned_heldout, prepare,
                           read_gimp_pattern, read_rcc, safe_name)
 
 

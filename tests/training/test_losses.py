@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from model.losses import channel_scales, style_losses
+from training.losses import channel_scales, style_losses
 
 
 class FakeEncoder(torch.nn.Module):

@@ -54,11 +54,9 @@ def flip_gap(output: torch.Tensor, mirrored_output: torch.Tensor) -> torch.Tenso
     """How much a decoder's picture depends on which way is up, left, or vertical: the mean
     squared difference between ``output`` = decoder(t) and ``mirrored(decoder(mirrored(t)))``.
     Fed the same features mirrored, a decoder without a direction of its own draws the mirrored
-    picture. v2-v6 have two: "drips" that point down whichever way up the photo is, and
-    strokes that run vertically (decode transposed features and transpose back: they run
-    horizontally). Reflection padding and nearest upsampling are mirror-symmetric, so a decoder can
-    reach 0. As a training term on the AdaIN target (--flip-weight 1000 --flip-space features) it
-    halved the gap but cost 15 % style (session 6); on the whole pipeline (--flip-space pipeline)
-    weight 300 cut it 42 % at no style cost, 1000 a third more at 11 % style (sessions 9-10,
-    weights/TRAINING_LOG.md)."""
+    picture; the shipped decoders have two ("drips" that point down whichever way up the photo
+    is, and strokes that run vertically). Reflection padding and nearest upsampling are
+    mirror-symmetric, so a decoder can reach 0. The trainer's ``--flip-weight`` term applies it to
+    the whole pipeline (the target of the mirrored content and style images); the measured effect
+    of each weight is in weights/TRAINING_LOG.md."""
     return (output.float() - mirrored(mirrored_output).float()).pow(2).mean()

@@ -1,6 +1,6 @@
 """Turn a training checkpoint into shippable weights.
 
-    python -m model.export --checkpoint runs/r1/checkpoint.pt [--out weights/] [--data "corpus v1 ..."]
+    python -m training.export --checkpoint runs/r1/checkpoint.pt [--out weights/] [--data "corpus v1 ..."]
 
 Writes OUT/decoder.safetensors with metadata (step, data, losses, hyperparameters) and the
 reference-format OUT/decoder.pth, then refreshes OUT/SHA256SUMS for the .safetensors files there.
@@ -14,7 +14,7 @@ import hashlib
 import json
 from pathlib import Path
 
-from model.checkpoint import load
+from training.checkpoint import load
 from model.decoder import Decoder, save_decoder
 from model.paths import WEIGHTS_DIR
 

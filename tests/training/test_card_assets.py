@@ -47,7 +47,7 @@ def test_mirror_gaps_find_a_vertical_bias_on_the_axes_that_turn_it(assets):
 def card_data(tmp_path_factory) -> dict[str, Path]:
     from helpers import noise_image
     from model.decoder import random_decoder, save_decoder
-    from model.losses import STYLE_LAYERS
+    from training.losses import STYLE_LAYERS
     from safetensors.torch import save_file
 
     root = tmp_path_factory.mktemp("card")

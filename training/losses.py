@@ -1,4 +1,5 @@
-"""The paper's training losses (Huang & Belongie 2017, Eq. 11-13), as in the reference code.
+"""The paper's training losses (Huang & Belongie 2017, Eq. 11-13), as in the reference code, and
+the objective the trainer and the evaluation compute with them.
 
     L = content_weight * Lc + style_weight * Ls
     Lc = MSE(f(g(t)), t)                                   at relu4_1, t = AdaIN(f(c), f(s))
@@ -16,13 +17,16 @@ see) is untouched: this only weighs the loss.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file
 
-from model.adain import mean_std
+from model.adain import adain, mean_std
+from model.vgg import Encoder
+from training.quality import flip_gap, mirrored
 
 STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1")
 
@@ -66,3 +70,50 @@ def load_style_scales(path: str | Path) -> list[torch.Tensor]:
         tensors = load_file(path)
         return [tensors[name] for name in STYLE_LAYERS]
     return torch.load(path, map_location="cpu", weights_only=True)["style_scales"]
+
+
+@dataclass
+class Terms:
+    """One batch through the objective: the decoded images, the AdaIN target, the loss terms."""
+
+    output: torch.Tensor
+    target: torch.Tensor
+    content: torch.Tensor
+    style: list[torch.Tensor]  # one per STYLE_LAYERS
+    flip: torch.Tensor | None = None
+
+
+@torch.no_grad()
+def mirrored_target(encoder: Encoder, content: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
+    """The AdaIN target of the content and style images mirrored (training/quality.py ``mirrored``):
+    what the pipeline decodes for a user who turns the photo and the style."""
+    m_mean, m_std = mean_std(encoder(mirrored(style)))
+    return adain(encoder(mirrored(content)), m_mean, m_std)
+
+
+def objective(encoder: Encoder, decoder: torch.nn.Module, content: torch.Tensor, style: torch.Tensor,
+              scales: list[torch.Tensor] | None = None, flip: bool = False) -> Terms:
+    """The paper's terms for a batch of pairs. ``flip``: also decode the target of the mirrored
+    content and style images in the same pass (one forward, as DDP wants) for ``flip_gap``: the
+    whole pipeline's direction bias, which is what a user who turns a photo sees."""
+    style_feats = encoder.features(style)
+    content_feat = encoder(content)
+    s_mean, s_std = mean_std(style_feats[-1])
+    target = adain(content_feat, s_mean, s_std).detach()
+    gap = None
+    if flip:
+        output, other = decoder(torch.cat([target, mirrored_target(encoder, content, style)])).chunk(2)
+        gap = flip_gap(output, other)
+    else:
+        output = decoder(target)
+    out_feats = encoder.features(output)
+    return Terms(output, target, content_loss(out_feats[-1], target), style_losses(out_feats, style_feats, scales), gap)
+
+
+def reconstruction(encoder: Encoder, decoder: torch.nn.Module, content: torch.Tensor,
+                   pixel_weight: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Warm-up objective: decode an image's own relu4_1 features back to the image (pixels and
+    relu4_1), which teaches the decoder colours and structure before any style is asked of it."""
+    feat = encoder(content).detach()
+    output = decoder(feat)
+    return output, content_loss(encoder(output), feat) + pixel_weight * F.mse_loss(output.float(), content)

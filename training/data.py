@@ -8,7 +8,6 @@ order whatever the number of DataLoader workers.
 
 from __future__ import annotations
 
-import fnmatch
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -28,26 +27,13 @@ def list_images(folder: str | Path) -> list[Path]:
     return files
 
 
-def repeat_counts(files: list[Path], rules: list[tuple[str, int]]) -> list[int]:
-    """Per file, the count of the last ``(glob, count)`` rule whose glob matches its name, else 1."""
-    counts = []
-    for f in files:
-        k = 1
-        for pattern, count in rules:
-            if fnmatch.fnmatch(f.name, pattern):
-                k = count
-        counts.append(k)
-    return counts
-
-
 def crop_box(key: tuple[int, int], seed: int, width: int, height: int, size: int,
              jitter: float = 0.0) -> tuple[int, int, int]:
     """(left, top, side) of the square cut for (epoch, index), later resized to ``size``: seeded by
     (seed, epoch, index), so any worker, any resume and the preloaded path all cut the same crop.
     With ``jitter`` the side is drawn from [size, size * (1 + jitter)] (as far as the image allows),
     so crops are scaled down by a random non-integer factor: the 8 x 8 JPEG blocks of small style
-    images then no longer land on the decoder's 8-px lattice (weights/TRAINING_LOG.md, sessions
-    4-5)."""
+    images then no longer land on the decoder's 8-px lattice (weights/TRAINING_LOG.md)."""
     epoch, index = key
     g = torch.Generator().manual_seed(hash((seed, epoch, index)) & 0x7FFF_FFFF_FFFF)
     side = size
@@ -112,19 +98,10 @@ class ResumableSampler(Sampler):
     """Endless shuffled (epoch, index) keys; state = (epoch, position) in the global order.
 
     Each rank of a distributed run takes every world_size-th key, so ranks see disjoint images.
-    ``repeats`` (one count per image) oversamples some images: an image with count k appears k times
-    per epoch, each copy keyed by its own crop epoch (epoch * max count + copy), so the copies are
-    different crops. All counts 1 (the default) gives exactly the plain keys.
     """
 
-    def __init__(self, n: int, seed: int = 0, rank: int = 0, world_size: int = 1,
-                 repeats: list[int] | None = None) -> None:
-        repeats = repeats or [1] * n
-        if len(repeats) != n or min(repeats) < 1:
-            raise ValueError("repeats needs one count >= 1 per image")
-        self.items = [(copy, i) for i, k in enumerate(repeats) for copy in range(k)]
-        self.stride = max(repeats)
-        self.n, self.seed, self.rank, self.world_size = len(self.items), seed, rank, world_size
+    def __init__(self, n: int, seed: int = 0, rank: int = 0, world_size: int = 1) -> None:
+        self.n, self.seed, self.rank, self.world_size = n, seed, rank, world_size
         self.epoch, self.position = 0, 0
 
     def order(self, epoch: int) -> list[int]:
@@ -137,8 +114,7 @@ class ResumableSampler(Sampler):
                 i = self.position
                 self.position += 1
                 if i % self.world_size == self.rank:
-                    copy, index = self.items[order[i]]
-                    yield self.epoch * self.stride + copy, index
+                    yield self.epoch, order[i]
             self.epoch, self.position = self.epoch + 1, 0
 
     def state_dict(self, consumed: int) -> dict[str, int]:
@@ -192,29 +168,3 @@ class PreloadedCrops:
 
 def collate(batch: list[tuple[torch.Tensor, int]]) -> tuple[torch.Tensor, int]:
     return torch.stack([b[0] for b in batch]), sum(b[1] for b in batch)
-
-
-# RGB -> YIQ (NTSC): Y is luminance, (I, Q) the chroma plane, so a rotation there turns the hue and a
-# scale there changes the saturation while the luminance stays put
-_YIQ = torch.tensor([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]])
-
-
-def recolor(images: torch.Tensor, fraction: float, max_gain: float, generator: torch.Generator) -> torch.Tensor:
-    """Give about ``fraction`` of a (B, 3, H, W) batch in [0, 1] a random hue (a rotation of the chroma
-    plane, uniform over the whole circle) and a chroma gain drawn from [1, ``max_gain``]; the rest pass
-    unchanged. For style crops: our style set is mostly photographic textures, so the decoder has
-    rarely had to paint the saturated blues, yellows and reds of real paintings (the ochre cast in
-    MODEL_CARD.md); recoloured crops ask for every palette at every strength."""
-    b = images.shape[0]
-    pick = torch.rand(b, generator=generator) < fraction
-    angle = torch.rand(b, generator=generator) * 2 * torch.pi
-    gain = 1 + torch.rand(b, generator=generator) * (max_gain - 1)
-    if not pick.any():
-        return images
-    cos, sin = torch.cos(angle) * gain, torch.sin(angle) * gain
-    chroma = torch.zeros(b, 3, 3)
-    chroma[:, 0, 0] = 1
-    chroma[:, 1, 1], chroma[:, 1, 2], chroma[:, 2, 1], chroma[:, 2, 2] = cos, -sin, sin, cos
-    m = torch.linalg.inv(_YIQ) @ chroma @ _YIQ
-    m[~pick] = torch.eye(3)
-    return torch.einsum("bij,bjhw->bihw", m.to(images.device, images.dtype), images).clamp_(0, 1)

@@ -1,6 +1,6 @@
 """Regenerate the encoder's Gatys-style normalisation factors, bit for bit.
 
-    python -m model.calibrate --out weights/vgg19_normalisation.safetensors
+    python -m training.calibrate --out weights/vgg19_normalisation.safetensors
 
 Gatys et al. (2016) rescale VGG-19 so that each conv channel's mean activation over a set of images
 is 1. Because ReLU and max pooling commute with positive per-channel scaling, the normalised
@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> None:
     save_file(scales, str(args.out), metadata={
         "what": "per-channel divisors of VGG-19 conv outputs (Gatys normalisation)",
         "calibration": f"scikit-image 0.26.0 data: {', '.join(CALIBRATION_IMAGES)}; shorter side {CALIBRATION_SIZE}",
-        "regenerate": "python -m model.calibrate",
+        "regenerate": "python -m training.calibrate",
     })
     dead = sum(int((s == 1).sum()) for s in scales.values())
     print(f"wrote {args.out} ({sum(s.numel() for s in scales.values())} factors, {dead} dead channels kept at 1)")

@@ -2,13 +2,13 @@
 
 ``EMA``: an exponential moving average of the weights, kept beside training (``--ema-decay``).
 Why: the held-out relu1_1/relu2_1 style terms (the colours) swing by +-30 % between checkpoints of
-one run (weights/TRAINING_LOG.md, sessions 8-12), so a single checkpoint is partly luck; the
+one run (weights/TRAINING_LOG.md), so a single checkpoint is partly luck; the
 average of the last ~1 / (1 - decay) steps is not.
 
-``python -m model.average``: a weighted average of finished decoders that share a starting point
+``python -m training.average``: a weighted average of finished decoders that share a starting point
 (e.g. the shipped one and a fine-tune of it), written as a decoder.safetensors.
 
-    python -m model.average weights/decoder.safetensors runs/export_b/decoder.safetensors \
+    python -m training.average weights/decoder.safetensors runs/export_b/decoder.safetensors \
         --weights 0.75,0.25 --out runs/avg
 """
 
@@ -25,7 +25,7 @@ from torch import nn
 
 from model.cli import comma_floats
 from model.decoder import Decoder, load_state, save_decoder
-from model.export import write_sha256sums
+from training.export import write_sha256sums
 
 
 class EMA:

@@ -2,7 +2,7 @@ import torch
 
 from helpers import without_direction
 from model.decoder import random_decoder
-from model.quality import flip_gap, grid_penalty, grid_ratio, luma_power, mirrored
+from training.quality import flip_gap, grid_penalty, grid_ratio, luma_power, mirrored
 
 
 def grid_of(images: torch.Tensor) -> float:
