@@ -1,7 +1,7 @@
 # syntax=docker/dockerfile:1
 # Multi-stage image for adain-service.
 #   docker build --target serve -t adain-service .     # the API + web page (CPU; see README for CUDA)
-#   docker build --target train -t adain-train .       # the training job
+#   docker build --target train -t adain-train .       # the training job (adds training/) (adds training/)
 # CUDA: build with --build-arg TORCH_INDEX=https://download.pytorch.org/whl/cu128 on a host with the
 # NVIDIA container toolkit, and run with --gpus all (docker-compose.yml reserves a GPU when asked).
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
@@ -33,14 +33,17 @@ HEALTHCHECK --interval=15s --timeout=5s --start-period=60s --retries=3 \
     CMD python -c "import urllib.request,sys; sys.exit(urllib.request.urlopen('http://127.0.0.1:8000/readyz', timeout=4).status != 200)"
 CMD ["python", "-m", "service"]
 
+# The serving image never holds training code; this one adds it.
 FROM base AS train
 RUN pip install tensorboard
 COPY weights ./weights
+COPY training ./training
 RUN useradd --system --uid 10001 --create-home adain && mkdir -p /data /runs && chown adain /data /runs
 USER adain
 ENV ADAIN_WEIGHTS_DIR=/app/weights
 VOLUME ["/data", "/runs"]
 # jemalloc is preloaded by the base image's LD_PRELOAD; the trainer's own re-exec is then a no-op.
-ENTRYPOINT ["python", "-m", "training.train"]
-CMD ["--content-dir", "/data/content", "--style-dir", "/data/style", "--val-content-dir", "/data/val/content", \
-     "--val-style-dir", "/data/val/style", "--out", "/runs/decoder"]
+# By default the shipped decoder's recipe on /data into /runs (run it again to resume after a stop);
+# `docker run adain-train training.train --content-dir ...` runs the trainer alone.
+ENTRYPOINT ["python", "-m"]
+CMD ["training.recipe", "training/recipes/v7.toml", "--data", "/data", "--out", "/runs/v7"]

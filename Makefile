@@ -31,10 +31,10 @@ calibrate: $(STAMP)
 corpus: $(STAMP)
 	$(PY) -m training.corpus --out data/
 
-# make train ARGS="--max-iter 20000 --recon-steps 1500"
+# the shipped decoder's recipe, phase by phase into runs/v7 (run again to resume);
+# make train ARGS="-- --device cuda" passes flags to every phase
 train: $(STAMP)
-	$(RUN_ENV) $(PY) -m training.train --content-dir data/content --style-dir data/style \
-		--val-content-dir data/val/content --val-style-dir data/val/style --out runs/train $(ARGS)
+	$(RUN_ENV) $(PY) -m training.recipe training/recipes/v7.toml --data data --out runs/v7 $(ARGS)
 
 bench: $(STAMP)
 	$(RUN_ENV) $(PY) bench/perf.py

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# One GPU training session on a lent device machine (see weights/MODEL_CARD.md): two recipes side by
+# One GPU training run on a lent device machine (see weights/MODEL_CARD.md): two recipes side by
 # side on the packed corpus for $T seconds, both warm-started from the shipped decoder with its
 # grid penalty, scale jitter, mirror crops and pipeline mirror term at 256² crops, each shipping the
 # moving average of its weights (EMA 0.999 with warm-up) and scored with the committed style scales
@@ -16,7 +16,7 @@ fi
 command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 COMMON="--content-dir $DATA/content --style-dir $DATA/style --val-content-dir $DATA/val/content
   --val-style-dir $DATA/val/style --image-size 320 --crop-size 256 --preload --max-iter 1000000
-  --init weights/decoder.safetensors --grid-weight 1 --scale-jitter 0.5 --mirror-crops --flip-weight 300 --flip-space pipeline
+  --init weights/decoder.safetensors --grid-weight 1 --scale-jitter 0.5 --mirror-crops --flip-weight 300
   --ema-decay 0.999 --style-scales weights/heldout_style_scales.safetensors
   --time-limit $T --eval-every 1000 --save-every 5000 --eval-contents $EVAL --eval-styles $EVAL
   --log-every 100 --grid-every 100000000 --seed 0 $EXTRA"
