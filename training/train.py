@@ -113,8 +113,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def setup_distributed() -> tuple[int, int, int]:
     """(rank, world_size, local_rank); initialises the process group under torchrun."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world == 1:
+    if (world := int(os.environ.get("WORLD_SIZE", "1"))) == 1:
         return 0, 1, 0
     dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
     return dist.get_rank(), world, int(os.environ.get("LOCAL_RANK", "0"))
@@ -296,8 +295,8 @@ def main(argv: list[str] | None = None) -> dict:
         if args.time_limit and time.time() - t_start > args.time_limit:
             stop.append(f"--time-limit {args.time_limit:g}s")
             break
-        lr = args.lr / (1.0 + args.lr_decay * step) * (min(1.0, (step + 1) / args.warmup_steps)
-                                                        if args.warmup_steps else 1.0)
+        warmup = min(1.0, (step + 1) / args.warmup_steps) if args.warmup_steps else 1.0
+        lr = args.lr / (1.0 + args.lr_decay * step) * warmup
         for group in optimizer.param_groups:
             group["lr"] = lr
         (content, sc), (style, ss) = next(content_iter), next(style_iter)
@@ -332,8 +331,7 @@ def main(argv: list[str] | None = None) -> dict:
             save(last)
 
     # --- the end: a last eval and checkpoint whatever stopped the loop
-    if terms is not None and main_proc:
-        last = as_numbers(terms)
+    last = as_numbers(terms) if terms is not None and main_proc else last
     if val is not None and step % args.eval_every != 0:
         run_eval()  # the final weights always get a held-out number
     save(last)

@@ -247,3 +247,37 @@ def test_docs_describe_every_field_and_work_offline(client):
     assert set(props) == expected
     assert all(props[f].get("description") for f in expected)
     assert set(spec["paths"]) >= {"/stylize", "/styles", "/styles/{style_id}", "/healthz", "/readyz", "/metrics"}
+
+
+def test_a_bug_is_a_500_not_a_400_and_the_server_goes_on(make_client, stylizer, monkeypatch):
+    """Only the model's input errors are the client's fault: a ValueError from a bug is a 500 (its
+    traceback logged), never dressed up as a 400."""
+    from fastapi.testclient import TestClient
+
+    client = make_client()
+    quiet = TestClient(client.app, raise_server_exceptions=False)
+    real = stylizer.render
+
+    def broken(plans):
+        raise ValueError("an internal invariant failed")
+
+    monkeypatch.setattr(stylizer, "render", broken)
+    r = quiet.post("/stylize", files=files(CONTENT, STYLE_A))
+    assert r.status_code == 500 and r.headers["content-type"] == "application/json"
+    assert "internal error" in r.json()["detail"] and "invariant" not in r.json()["detail"]
+    monkeypatch.setattr(stylizer, "render", real)
+    assert quiet.post("/stylize", files=files(CONTENT, STYLE_A)).status_code == 200
+
+
+def test_options_are_checked_before_any_decoding(client, monkeypatch):
+    """An out-of-range option is refused (422, naming it) before the upload is decoded."""
+    import service.engine
+
+    def no_decoding(*a, **kw):
+        raise AssertionError("decoded an upload of a request that was already refused")
+
+    monkeypatch.setattr(service.engine, "decode", no_decoding)
+    check_error(client.post("/stylize", files=files(b"not even an image", STYLE_A), data={"alpha": "2"}), 422,
+                "alpha")
+    check_error(client.post("/styles", files={"style": ("s.png", b"junk", "image/png")},
+                            data={"style_size": "99999"}), 422, "style_size")
