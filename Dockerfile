@@ -1,10 +1,12 @@
 # syntax=docker/dockerfile:1
 # Multi-stage image for adain-service.
 #   docker build --target serve -t adain-service .     # the API + web page (CPU; see README for CUDA)
-#   docker build --target train -t adain-train .       # the training job (adds training/) (adds training/)
+#   docker build --target train -t adain-train .       # the training job (adds training/)
+#   docker build --target web -t adain-web .           # nginx with the page and its config (Kubernetes) (adds training/)
 # CUDA: build with --build-arg TORCH_INDEX=https://download.pytorch.org/whl/cu128 on a host with the
 # NVIDIA container toolkit, and run with --gpus all (docker-compose.yml reserves a GPU when asked).
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
+ARG NGINX_IMAGE=nginx:stable
 
 FROM ${PYTHON_IMAGE} AS base
 ARG TORCH_INDEX=https://download.pytorch.org/whl/cpu
@@ -47,3 +49,12 @@ VOLUME ["/data", "/runs"]
 # `docker run adain-train training.train --content-dir ...` runs the trainer alone.
 ENTRYPOINT ["python", "-m"]
 CMD ["training.recipe", "training/recipes/v7.toml", "--data", "/data", "--out", "/runs/v7"]
+
+# nginx with the page and frontend/nginx.conf (a template the image's entrypoint fills from
+# NGINX_PORT, NGINX_ROOT and ADAIN_API_UPSTREAM): what docker-compose mounts, baked in for
+# Kubernetes (deploy/k8s/base/web.yaml).
+FROM ${NGINX_IMAGE} AS web
+COPY frontend/nginx.conf /etc/nginx/templates/default.conf.template
+COPY frontend/public /usr/share/nginx/html
+ENV NGINX_PORT=8080 NGINX_ROOT=/usr/share/nginx/html ADAIN_API_UPSTREAM=adain-api:8000
+EXPOSE 8080

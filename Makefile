@@ -4,6 +4,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
+CHECKOV := $(VENV)/checkov/bin/checkov
 # jemalloc told to keep freed memory: 2-4x faster torch on these VMs (see ../shared/ENVIRONMENT.md).
 JEMALLOC := $(firstword $(wildcard /usr/lib/x86_64-linux-gnu/libjemalloc.so.2 /usr/lib/aarch64-linux-gnu/libjemalloc.so.2))
 RUN_ENV := $(if $(JEMALLOC),LD_PRELOAD=$(JEMALLOC) MALLOC_CONF=dirty_decay_ms:-1$(,)muzzy_decay_ms:-1$(,)retain:true)
@@ -19,10 +20,16 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e '.[dev]'
 	touch $(STAMP)
 
+# checkov (tests/test_kubernetes.py) in a venv of its own: its pins clash with scikit-image's
+$(CHECKOV):
+	$(PYTHON) -m venv $(VENV)/checkov
+	$(VENV)/checkov/bin/pip install -q 'checkov>=3.2'
+
+
 run: $(STAMP)
 	$(RUN_ENV) $(PY) -m service
 
-test: $(STAMP)
+test: $(STAMP) $(CHECKOV)
 	$(RUN_ENV) $(PY) -m pytest -q
 
 calibrate: $(STAMP)

@@ -9,6 +9,7 @@ when it is on)."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 import time
@@ -29,8 +30,9 @@ from service.errors import BadRequest, Cancelled, Forbidden, NotFound
 from service.forms import StyleForm, StylizeForm
 from service.metrics import Metrics
 from service.queue import ModelQueue
-from service.registry import StyleEntry, StyleRegistry
+from service.registry import StyleRegistry
 from service.settings import Settings
+from service.stores import StoreDown, StyleEntry, open_style_store
 from service.uploads import Upload, decode
 
 log = logging.getLogger("adain.service")
@@ -66,9 +68,9 @@ class Engine:
     def __init__(self, settings: Settings, stylizer: Stylizer | None = None) -> None:
         self.settings = settings
         self.stylizer = stylizer
-        self.registry = StyleRegistry(settings.style_cache_size)
-        self.queue = ModelQueue(settings.workers, settings.queue_depth, settings.request_timeout)
         self.metrics = Metrics(self.live_values)
+        self.registry = StyleRegistry(open_style_store(settings, self.metrics.store_call), settings.style_cache_size)
+        self.queue = ModelQueue(settings.workers, settings.queue_depth, settings.request_timeout)
         self.batcher: Batcher | None = None
         self.ready = False
         self.load_seconds = 0.0
@@ -92,14 +94,23 @@ class Engine:
             s.presets_dir, lambda img: self.stylizer.encode_style(img, s.default_style_size), s.default_style_size)
         self.load_seconds = time.perf_counter() - start
         self.ready = True
-        log.info("ready in %.2f s on %s/%s with %d presets (decoder %s)", self.load_seconds,
-                 self.stylizer.device, self.stylizer.precision, n, s.decoder)
+        log.info("ready in %.2f s on %s/%s with %d presets (decoder %s, %s style store)", self.load_seconds,
+                 self.stylizer.device, self.stylizer.precision, n, s.decoder, self.registry.store.backend)
 
     def close(self) -> None:
         self.ready = False
         self.queue.shutdown()
         if self.batcher is not None:
             self.batcher.close()
+        self.registry.store.close()
+
+    async def store_state(self) -> tuple[bool, str | None]:
+        """(reachable, why not) of the style store, for /readyz."""
+        try:
+            await asyncio.to_thread(self.registry.store.ping)
+            return True, None
+        except StoreDown as e:
+            return False, e.detail
 
     def live_values(self) -> dict[str, float]:
         return {
@@ -112,7 +123,10 @@ class Engine:
 
     async def stylize(self, form: StylizeForm) -> StylizeResult:
         options = form.options(self.settings)
-        styles = [self._registered(s) if isinstance(s, str) else s for s in form.styles]
+        styles: list[Upload | StyleEntry] = list(form.styles)  # type: ignore[arg-type]
+        if any(isinstance(s, str) for s in styles):  # the store may be remote: off the event loop
+            styles = await asyncio.to_thread(lambda: [self._registered(s) if isinstance(s, str) else s
+                                                      for s in form.styles])
         if not styles:
             raise BadRequest("give at least one style: a 'style' file or a 'style_id'")
         if len(styles) > self.settings.max_styles:
@@ -123,24 +137,27 @@ class Engine:
         return result
 
     async def register(self, form: StyleForm) -> StyleEntry:
-        options = form.options(self.settings)
-        entry, _ = await self.queue.run(
-            lambda cancel: self._encode(form.style, options.style_size, name=form.name, register=True))
-        return entry
+        size = form.options(self.settings).style_size
 
-    def style(self, style_id: str) -> StyleEntry:
-        entry = self.registry.get(style_id)
+        def encode() -> StyleCode:
+            return self.stylizer.encode_style(decode(form.style, self.settings, size), size)
+
+        return await self.queue.run(lambda cancel: self.registry.register(form.style.data, size, encode, form.name))
+
+    async def style(self, style_id: str) -> StyleEntry:
+        entry = await asyncio.to_thread(self.registry.get, style_id)
         if entry is None:
-            raise NotFound(f"no style with id {style_id!r} (it may have been evicted: register it again)")
+            raise NotFound(f"no style with id {style_id!r}")
         return entry
 
-    def styles(self) -> list[StyleEntry]:
-        return self.registry.listed()
+    async def styles(self, limit: int, cursor: str | None) -> tuple[list[StyleEntry], str | None]:
+        return await asyncio.to_thread(self.registry.page, limit, cursor)
 
-    def delete(self, style_id: str) -> None:
-        if self.style(style_id).kind == "preset":
+    async def delete(self, style_id: str) -> None:
+        if style_id in self.registry.presets:
             raise Forbidden(f"{style_id!r} is a preset; presets come from the server's presets folder")
-        self.registry.delete(style_id)
+        if not await asyncio.to_thread(self.registry.delete, style_id):
+            raise NotFound(f"no style with id {style_id!r}")
 
     def _registered(self, style_id: str) -> StyleEntry:
         entry = self.registry.get(style_id.strip())
@@ -150,13 +167,12 @@ class Engine:
 
     # on a worker thread
 
-    def _encode(self, upload: Upload, style_size: int, name: str | None = None,
-                register: bool = False) -> tuple[StyleEntry, bool]:
-        """A style upload's code through the shared cache (bytes + style size); (entry, cache hit)."""
+    def _encode(self, upload: Upload, style_size: int) -> tuple[StyleCode, bool]:
+        """An inline style upload's code through the cache (bytes + style size); (code, cache hit)."""
         def encode() -> StyleCode:
             return self.stylizer.encode_style(decode(upload, self.settings, style_size), style_size)
 
-        return self.registry.get_or_encode(upload.data, style_size, encode, name=name, register=register)
+        return self.registry.code(upload.data, style_size, encode)
 
     def _stylize(self, form: StylizeForm, options: Options, styles: list[Upload | StyleEntry],
                  cancel: threading.Event) -> StylizeResult:
@@ -172,8 +188,8 @@ class Engine:
                 elif options.preserve_color:  # recoloured to this content: nothing to cache
                     sources.append(decode(style, s, options.style_size))
                 else:
-                    entry, hit = self._encode(style, options.style_size)
-                    sources.append(entry.code)
+                    code, hit = self._encode(style, options.style_size)
+                    sources.append(code)
                     hits += hit
         with t.stage("stylize"):
             plan = self.stylizer.prepare(content, sources, options, mask)

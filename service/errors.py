@@ -69,8 +69,10 @@ RESPONSES: dict[int | str, dict[str, Any]] = {code: {"model": ErrorBody, "descri
     413: "a file, the body, or an image's pixel count is over the limit",
     415: "an upload is not an image",
     422: "a field is malformed or out of range",
-    503: "the server is busy or still loading: retry after the Retry-After header's seconds",
+    503: "the server is busy, still loading, or its style store is down: retry after the Retry-After header's "
+         "seconds",
     504: "the request took longer than the server's timeout",
+    507: "the style store is full (ADAIN_MAX_REGISTERED_STYLES): delete styles before registering more",
 }.items()}
 
 

@@ -13,6 +13,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 disable_created_metrics()  # *_created gauges only add noise to the exposition
 LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60)
+STORE_BUCKETS = (0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 2.5)
 
 
 class LiveState(Collector):
@@ -42,7 +43,16 @@ class Metrics:
                                     buckets=(1, 2, 4, 8, 16, 32, 64), registry=self.registry)
         self.stages = Histogram("adain_stage_seconds", "time per stylization stage", ["stage"],
                                 buckets=LATENCY_BUCKETS, registry=self.registry)
+        self.store_seconds = Histogram("adain_store_seconds", "style store call latency", ["op"],
+                                       buckets=STORE_BUCKETS, registry=self.registry)
+        self.store_errors = Counter("adain_store_errors", "style store calls that failed", ["op"],
+                                    registry=self.registry)
         self.registry.register(LiveState(read_state))
+
+    def store_call(self, op: str, seconds: float, ok: bool) -> None:
+        self.store_seconds.labels(op).observe(seconds)
+        if not ok:
+            self.store_errors.labels(op).inc()
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

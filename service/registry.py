@@ -1,10 +1,11 @@
-"""Style registry: style codes (mean, std of relu4_1 and the image's RGB mean and covariance: 4 KB
-each) keyed by a hash of the image bytes and the style size, in a bounded LRU, plus preset styles
-encoded once at startup.
+"""Where a style id or upload finds its code: the presets (encoded once at startup from the presets
+folder), the registered styles (a durable store shared by every replica: service/stores), and a
+bounded per-process cache of the codes of styles sent inline to /stylize.
 
-Only codes are kept, never a user's image. Uploads seen by /stylize share the cache (so the same
-painting sent twice is encoded once) but are listed only once registered through POST /styles.
-"""
+The two kinds of state stay apart: the cache is keyed by a hash of the image bytes and the style
+size and evicts by LRU, and nothing in it is registered; a registered style lives in the store
+until it is deleted. Only codes are kept (mean, std of relu4_1 and the RGB mean and covariance:
+4 KB each), never a user's image."""
 
 from __future__ import annotations
 
@@ -12,30 +13,19 @@ import hashlib
 import logging
 import re
 import threading
-import time
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from PIL import Image
 
 from model.adain import StyleCode
-from model.images import IMAGE_SUFFIXES, InvalidImage, encode_image, open_image
+from model.errors import InputError
+from model.images import IMAGE_SUFFIXES, encode_image, open_image
+from service.stores import StyleEntry, StyleStore
+from service.stores.base import BadCursor, decode_cursor, encode_cursor
 
 log = logging.getLogger("adain.registry")
-
-
-@dataclass
-class StyleEntry:
-    id: str
-    code: StyleCode
-    style_size: int
-    kind: str  # "preset" | "uploaded"
-    name: str | None = None
-    registered: bool = False
-    created: float = field(default_factory=time.time)
-    thumbnail: bytes | None = None  # presets only: a small JPEG of our own image
 
 
 def style_key(data: bytes, style_size: int) -> str:
@@ -47,59 +37,72 @@ def _slug(text: str) -> str:
 
 
 class StyleRegistry:
-    def __init__(self, capacity: int) -> None:
-        self.capacity = capacity
+    def __init__(self, store: StyleStore, cache_size: int) -> None:
+        self.store = store
+        self.capacity = cache_size
         self.presets: dict[str, StyleEntry] = {}
-        self._lru: OrderedDict[str, StyleEntry] = OrderedDict()
+        self._cache: OrderedDict[str, StyleCode] = OrderedDict()
         self._lock = threading.Lock()
         self.hits = 0
         self.misses = 0
 
     def __len__(self) -> int:
-        return len(self._lru)
+        return len(self._cache)
 
-    def get(self, style_id: str) -> StyleEntry | None:
-        with self._lock:
-            if style_id in self.presets:
-                return self.presets[style_id]
-            entry = self._lru.get(style_id)
-            if entry is not None:
-                self._lru.move_to_end(style_id)
-            return entry
-
-    def get_or_encode(
-        self, data: bytes, style_size: int, encode: Callable[[], StyleCode],
-        name: str | None = None, register: bool = False,
-    ) -> tuple[StyleEntry, bool]:
-        """The cached entry for these bytes at this size, encoding on a miss. Returns (entry, hit)."""
+    def code(self, data: bytes, style_size: int, encode: Callable[[], StyleCode]) -> tuple[StyleCode, bool]:
+        """The code of an inline upload through the cache, encoding on a miss: (code, hit)."""
         key = style_key(data, style_size)
         with self._lock:
-            entry = self._lru.get(key)
-            hit = entry is not None
-            if hit:
-                self._lru.move_to_end(key)
+            code = self._cache.get(key)
+            if code is not None:
+                self._cache.move_to_end(key)
                 self.hits += 1
-        if not hit:
-            code = encode()  # outside the lock: encoding takes a while
-            entry = StyleEntry(key, code, style_size, "uploaded")
-            with self._lock:
-                self.misses += 1
-                entry = self._lru.setdefault(key, entry)
-                self._lru.move_to_end(key)
-                while len(self._lru) > self.capacity:
-                    self._lru.popitem(last=False)
-        if register:
-            entry.registered = True
-            entry.name = name or entry.name
-        return entry, hit
-
-    def listed(self) -> list[StyleEntry]:
+                return code, True
+        code = encode()  # outside the lock: encoding takes a while
         with self._lock:
-            return list(self.presets.values()) + [e for e in self._lru.values() if e.registered]
+            self.misses += 1
+            self._cache[key] = code
+            self._cache.move_to_end(key)
+            while len(self._cache) > self.capacity:
+                self._cache.popitem(last=False)
+        return code, False
+
+    def register(self, data: bytes, style_size: int, encode: Callable[[], StyleCode],
+                 name: str | None = None) -> StyleEntry:
+        """Register an upload in the store (the same bytes at the same size: the same id)."""
+        code, _ = self.code(data, style_size, encode)
+        return self.store.add(StyleEntry(style_key(data, style_size), code, style_size, "uploaded", name))
+
+    def get(self, style_id: str) -> StyleEntry | None:
+        """A preset or a registered style; None when neither (StoreDown when the store is down)."""
+        return self.presets.get(style_id) or self.store.get(style_id)
 
     def delete(self, style_id: str) -> bool:
-        with self._lock:
-            return self._lru.pop(style_id, None) is not None
+        return self.store.delete(style_id)
+
+    def page(self, limit: int, cursor: str | None = None) -> tuple[list[StyleEntry], str | None]:
+        """Presets, then registered styles in registration order: ``limit`` of them after
+        ``cursor``, and the cursor of the next page (None after the last)."""
+        where = decode_cursor(cursor) if cursor else "p:0"
+        kind, _, pos = where.partition(":")
+        out: list[StyleEntry] = []
+        after = pos or None
+        if kind == "p":
+            if not pos.isdigit():
+                raise BadCursor()
+            start = int(pos)
+            out = list(self.presets.values())[start:start + limit]
+            if start + len(out) < len(self.presets):
+                return out, encode_cursor(f"p:{start + len(out)}")
+            after = None
+        elif kind != "s":
+            raise BadCursor()
+        room = limit - len(out)
+        if room == 0:
+            return out, encode_cursor("s:")
+        rows = self.store.page(after, room + 1)  # one more says whether a next page exists
+        out += [e for _, e in rows[:room] if e is not None]
+        return out, encode_cursor(f"s:{rows[room - 1][0]}") if len(rows) > room else None
 
     def load_presets(self, folder: Path, encode: Callable[[Image.Image], StyleCode], style_size: int) -> int:
         """Encode every image in ``folder`` once (decoded once); ids are slugs of the file names."""
@@ -111,10 +114,10 @@ class StyleRegistry:
                 code = encode(img)
                 thumb = img.copy()
                 thumb.thumbnail((256, 256))
-            except (InvalidImage, ValueError) as e:
+            except InputError as e:
                 log.warning("skipping preset %s: %s", path.name, e)
                 continue
             sid = _slug(path.stem)
             self.presets[sid] = StyleEntry(sid, code, style_size, "preset", name=re.sub(r"[-_]+", " ", path.stem),
-                                           registered=True, thumbnail=encode_image(thumb, "jpeg", jpeg_quality=85))
+                                           thumbnail=encode_image(thumb, "jpeg", jpeg_quality=85))
         return len(self.presets)

@@ -18,6 +18,7 @@ class StyleInfo(BaseModel):
 
 class StyleList(BaseModel):
     styles: list[StyleInfo]
+    next_cursor: str | None = Field(None, description="pass as cursor for the next page; null on the last page")
 
 
 class Health(BaseModel):
@@ -31,6 +32,10 @@ class Readiness(BaseModel):
     decoder: str | None = Field(None, description="decoder weights file in use")
     load_seconds: float | None = None
     presets: int = 0
+    store: str | None = Field(None, description="where registered styles live: sqlite or redis", examples=["redis"])
+    store_ok: bool | None = Field(None, description="whether that store answers; a replica stays ready without "
+                                  "it (uploads and presets still work; registered ids get 503 until it is back)")
+    store_detail: str | None = None
 
 
 class ErrorBody(BaseModel):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from pydantic import Field, field_validator
@@ -11,6 +12,8 @@ from typing_extensions import Annotated
 from model.paths import DECODER, REPO_ROOT, WEIGHTS_DIR
 
 MB = 1024 * 1024
+# XDG's place for state that should outlive the process (the container mounts a volume here instead)
+STATE_DIR = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state") / "adain-service"
 
 
 class Settings(BaseSettings):
@@ -58,7 +61,15 @@ class Settings(BaseSettings):
     batch_max: int = Field(1, ge=1, le=64, description="network passes of same-size concurrent requests run "
                            "as one batch of up to this many (GPU); 1 = off. Set workers >= this")
     batch_wait_ms: float = Field(5.0, ge=0, le=1000, description="how long the first image of a batch waits for more")
-    style_cache_size: int = Field(256, ge=1, description="style codes kept (LRU, 4 KB each)")
+    style_cache_size: int = Field(256, ge=1, description="codes of styles sent inline to /stylize kept per process "
+                                  "(LRU, 4 KB each); registered styles are not in it")
+
+    # state: registered styles
+    state_dir: Path = Field(STATE_DIR, description="folder of the embedded store (SQLite) when no Redis is set")
+    redis_url: str | None = Field(None, description="redis://[:password@]host:port/db: registered styles shared "
+                                  "by every replica; unset = SQLite in state_dir")
+    max_registered_styles: int = Field(10_000, ge=1, description="registered styles the store holds; when full, "
+                                       "POST /styles answers 507 (never silent eviction)")
 
     # output
     png_compress_level: int = Field(1, ge=0, le=9, description="zlib level; 1 is ~5x faster than 6")

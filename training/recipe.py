@@ -4,6 +4,7 @@ of the one before (training/recipes/*.toml; v7.toml is the shipped decoder's).
     python -m training.recipe training/recipes/v7.toml --data data --out runs/v7
     python -m training.recipe training/recipes/v7.toml --data data --out runs/v7 --dry-run
     python -m training.recipe RECIPE --data data --out runs/x -- --device cuda   # more flags for every phase
+    python -m training.recipe RECIPE --data data --out runs/x --nproc-per-node 4  # each phase on 4 GPUs (DDP)
 
 Each phase trains in OUT/PHASE and is exported to OUT/PHASE/export/decoder.safetensors. Running
 the same command again picks up where it stopped: finished phases are skipped, an interrupted one
@@ -66,8 +67,9 @@ def flag_args(flags: dict[str, object], data: Path) -> list[str]:
     return args
 
 
-def command(phase: Phase, previous: Path | None, data: Path, out: Path, extra: list[str]) -> list[str]:
-    """The trainer command of a phase: resumed from its own checkpoint when it has one."""
+def command(phase: Phase, previous: Path | None, data: Path, out: Path, extra: list[str], nproc: int = 1) -> list[str]:
+    """The trainer command of a phase: resumed from its own checkpoint when it has one; under
+    torchrun with ``nproc`` processes (one per GPU) when more than one."""
     run = out / phase.name
     start: list[str] = []
     if (run / "checkpoint.pt").exists():
@@ -76,10 +78,12 @@ def command(phase: Phase, previous: Path | None, data: Path, out: Path, extra: l
         start = ["--init", str(previous)]
     elif phase.init not in ("none", "previous"):
         start = ["--init", phase.init.format(data=data, weights=WEIGHTS_DIR)]
-    return [sys.executable, "-m", "training.train", *flag_args(phase.flags, data), "--out", str(run), *start, *extra]
+    launcher = ["-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}"] if nproc > 1 else []
+    return [sys.executable, *launcher, "-m", "training.train", *flag_args(phase.flags, data), "--out", str(run),
+            *start, *extra]
 
 
-def run(recipe: Path, data: Path, out: Path, extra: list[str], dry_run: bool = False) -> Path:
+def run(recipe: Path, data: Path, out: Path, extra: list[str], dry_run: bool = False, nproc: int = 1) -> Path:
     """Run (or print) every phase not yet done; returns the last phase's decoder."""
     phases = load_recipe(recipe)
     previous: Path | None = None
@@ -89,7 +93,7 @@ def run(recipe: Path, data: Path, out: Path, extra: list[str], dry_run: bool = F
         if decoder.exists():
             print(f"{title} - done ({decoder})", flush=True)
         else:
-            cmd = command(phase, previous, data, out, extra)
+            cmd = command(phase, previous, data, out, extra, nproc)
             print(f"{title}\n  {shlex.join(cmd)}", flush=True)
             if dry_run:
                 previous = decoder
@@ -113,9 +117,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--data", type=Path, default=Path("data"), help="the corpus folder ({data} in the recipe)")
     p.add_argument("--out", type=Path, required=True, help="one folder per phase is made here")
     p.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
+    p.add_argument("--nproc-per-node", type=int, default=1, help="processes (GPUs) per phase; > 1 runs torchrun")
     args = p.parse_args(argv[:argv.index("--")] if "--" in argv else argv)
     try:
-        final = run(args.recipe, args.data, args.out, extra, args.dry_run)
+        final = run(args.recipe, args.data, args.out, extra, args.dry_run, args.nproc_per_node)
     except (OSError, ValueError, KeyError, tomllib.TOMLDecodeError) as e:
         p.error(f"{args.recipe}: {e}")
     except subprocess.CalledProcessError as e:

@@ -55,6 +55,7 @@ def check_config(conf: Path) -> subprocess.CompletedProcess:
 @contextmanager
 def run_nginx(tmp: Path, upstream: str) -> Iterator[str]:
     port = free_port()
+    tmp.mkdir(parents=True, exist_ok=True)
     conf = render(tmp, port, upstream)
     proc = subprocess.Popen([NGINX, "-p", str(tmp), "-c", str(conf)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"

@@ -47,10 +47,13 @@ class Server:
 
 @contextmanager
 def run_server(tmp_path: Path, **env: str) -> Iterator[Server]:
-    """Start the service with ADAIN_* settings from ``env``; wait until /readyz says ready."""
+    """Start the service with ADAIN_* settings from ``env`` (its state in ``tmp_path`` unless
+    ADAIN_STATE_DIR says otherwise); wait until /readyz says ready."""
     port = free_port()
+    tmp_path.mkdir(parents=True, exist_ok=True)
     log = tmp_path / f"server-{port}.log"
-    full_env = {**os.environ, "ADAIN_PORT": str(port), "ADAIN_HOST": "127.0.0.1", "PYTHONUNBUFFERED": "1", **env}
+    full_env = {**os.environ, "ADAIN_PORT": str(port), "ADAIN_HOST": "127.0.0.1", "PYTHONUNBUFFERED": "1",
+                "ADAIN_STATE_DIR": str(tmp_path / "state"), **env}
     with open(log, "wb") as out:
         proc = subprocess.Popen([sys.executable, "-m", "service", "--log-level", "warning"], cwd=REPO,
                                 env=full_env, stdout=out, stderr=subprocess.STDOUT)

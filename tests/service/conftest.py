@@ -20,7 +20,8 @@ def make_client(stylizer, decoder_path, tmp_path) -> Iterator[Callable[..., Test
 
     def make(**overrides) -> TestClient:
         base = dict(decoder=decoder_path, warmup=False, presets_dir=tmp_path / "no-presets",
-                    frontend_dir=tmp_path / "no-frontend", default_content_size=0, default_style_size=64)
+                    frontend_dir=tmp_path / "no-frontend", default_content_size=0, default_style_size=64,
+                    state_dir=tmp_path / "state")
         settings = Settings(**{**base, **overrides})
         client = TestClient(create_app(settings, stylizer=stylizer))
         client.__enter__()

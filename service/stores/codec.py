@@ -1,0 +1,58 @@
+"""The stored form of a registered style, version 1: a safetensors blob (raw little-endian
+tensors behind a JSON header; nothing in it can execute) holding the code's tensors, with the
+entry's fields in the header's metadata under ``"format": "adain-style/1"``.
+
+Decoding checks everything (format tag, names, shapes, dtypes, finite values) and raises
+``CorruptValue`` for anything else, so a foreign or damaged value is reported and skipped."""
+
+from __future__ import annotations
+
+import json
+import struct
+
+import torch
+from safetensors.torch import load, save
+
+from model.adain import StyleCode
+
+FORMAT = "adain-style/1"
+# name -> (shape, dtype) of each tensor a code may hold; the colours are optional
+SHAPES = {"mean": ((512,), torch.float32), "std": ((512,), torch.float32),
+          "rgb_mean": ((3,), torch.float64), "rgb_cov": ((3, 3), torch.float64)}
+
+
+class CorruptValue(ValueError):
+    """A stored value that is not a version-1 style code."""
+
+
+def encode(code: StyleCode, fields: dict[str, str | int | float | None]) -> bytes:
+    tensors = {"mean": code.mean, "std": code.std}
+    if code.has_colors:
+        tensors |= {"rgb_mean": code.rgb_mean, "rgb_cov": code.rgb_cov}
+    meta = {"format": FORMAT, "fields": json.dumps(fields)}
+    return save({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, metadata=meta)
+
+
+def decode(blob: bytes) -> tuple[StyleCode, dict]:
+    """(code, fields) of a stored value; CorruptValue for anything that is not one."""
+    try:
+        (n,) = struct.unpack("<Q", blob[:8])
+        header = json.loads(blob[8:8 + n])
+        meta = header.get("__metadata__") or {}
+        if meta.get("format") != FORMAT:
+            raise CorruptValue(f"not an {FORMAT} value (format {meta.get('format')!r})")
+        fields = json.loads(meta["fields"])
+        tensors = load(blob)
+    except CorruptValue:
+        raise
+    except Exception as e:  # noqa: BLE001 - any parse failure means the bytes are not ours
+        raise CorruptValue(f"unreadable stored style ({type(e).__name__}: {e})") from None
+    if not isinstance(fields, dict) or not {"mean", "std"} <= tensors.keys() <= SHAPES.keys():
+        raise CorruptValue(f"unexpected contents {sorted(tensors)}")
+    for name, t in tensors.items():
+        shape, dtype = SHAPES[name]
+        if tuple(t.shape) != shape or t.dtype != dtype or not bool(torch.isfinite(t).all()):
+            raise CorruptValue(f"{name}: {tuple(t.shape)} {t.dtype}, expected finite {shape} {dtype}")
+    if bool((tensors["std"] <= 0).any()):
+        raise CorruptValue("std must be > 0")
+    return StyleCode(tensors["mean"], tensors["std"], tensors.get("rgb_mean"), tensors.get("rgb_cov")), fields

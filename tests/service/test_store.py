@@ -1,0 +1,133 @@
+"""The style stores, SQLite and a real redis-server, held to the same promises: durable,
+atomic under a quota, paged in registration order, and a damaged value skipped, never executed."""
+
+from __future__ import annotations
+
+import pickle
+import sqlite3
+import threading
+
+import pytest
+import torch
+
+from redisproc import run_redis
+from model.adain import StyleCode
+from service.stores import StoreFull, StyleEntry
+from service.stores import codec
+from service.stores.sqlite import SQLiteStyles
+
+
+def code(seed: int, colors: bool = True) -> StyleCode:
+    g = torch.Generator().manual_seed(seed)
+    mean, std = torch.randn(512, generator=g), torch.rand(512, generator=g) + 0.1
+    if not colors:
+        return StyleCode(mean, std)
+    return StyleCode(mean, std, torch.rand(3, dtype=torch.float64), torch.eye(3, dtype=torch.float64) * 0.01)
+
+
+def entry(i: int, name: str | None = None, created: float | None = None) -> StyleEntry:
+    return StyleEntry(f"id{i:03d}", code(i), 512, "uploaded", name, created=1_000.0 + i if created is None else created)
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+def make_store(request, tmp_path):
+    """make_store(capacity) -> a fresh store of the parametrised backend."""
+    if request.param == "sqlite":
+        yield lambda capacity=100: SQLiteStyles(tmp_path / "styles.sqlite3", capacity)
+        return
+    from service.stores.redis import RedisStyles
+
+    with run_redis(tmp_path / "redis") as server:
+        yield lambda capacity=100: RedisStyles(server.url, capacity)
+
+
+def test_the_format_round_trips_and_refuses_anything_else():
+    for c in (code(1), code(2, colors=False)):
+        back, fields = codec.decode(codec.encode(c, {"id": "x", "name": "ü"}))
+        assert torch.equal(back.mean, c.mean) and torch.equal(back.std, c.std) and fields["name"] == "ü"
+        assert back.has_colors == c.has_colors
+    good = codec.encode(code(1), {})
+    evil = pickle.dumps({"mean": torch.zeros(512)})
+    for bad in (b"", b"\0" * 8, evil, good[:-100], good.replace(b"adain-style/1", b"adain-style/9"),
+                codec.encode(StyleCode(torch.zeros(3), torch.ones(3)), {}),
+                codec.encode(StyleCode(torch.zeros(512), torch.full((512,), float("nan"))), {})):
+        with pytest.raises(codec.CorruptValue):
+            codec.decode(bad)
+
+
+def test_add_get_delete_and_the_same_id_again(make_store):
+    store = make_store()
+    assert store.get("id001") is None and store.count() == 0
+    first = store.add(entry(1, "first"))
+    got = store.get("id001")
+    assert got is not None and got.name == "first" and got.style_size == 512 and got.created == first.created
+    assert torch.equal(got.code.mean, first.code.mean) and torch.equal(got.code.rgb_cov, first.code.rgb_cov)
+    again = store.add(entry(1, "renamed", created=9_999.0))  # same bytes registered again
+    assert again.name == "renamed" and again.created == first.created and store.count() == 1
+    assert store.add(entry(1)).name == "renamed"  # no name: the old one stays
+    assert store.delete("id001") and not store.delete("id001") and store.get("id001") is None
+    assert store.count() == 0
+
+
+def test_a_full_store_refuses_and_keeps_everything(make_store):
+    store = make_store(capacity=3)
+    for i in range(3):
+        store.add(entry(i))
+    with pytest.raises(StoreFull) as e:
+        store.add(entry(3))
+    assert e.value.status == 507 and "ADAIN_MAX_REGISTERED_STYLES" in e.value.detail
+    assert store.count() == 3 and all(store.get(f"id{i:03d}") for i in range(3))
+    store.add(entry(1, "again"))  # re-registering one it holds is not a new style
+    store.delete("id000")
+    store.add(entry(3))
+    assert store.count() == 3
+
+
+def test_concurrent_registrations_never_pass_the_quota(make_store):
+    store = make_store(capacity=10)
+    errors: list[Exception] = []
+
+    def add(i: int) -> None:
+        try:
+            store.add(entry(i))
+        except StoreFull as e:
+            errors.append(e)
+
+    threads = [threading.Thread(target=add, args=(i,)) for i in range(30)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert store.count() == 10 and len(errors) == 20
+
+
+def test_pages_in_registration_order(make_store):
+    store = make_store()
+    for i in (5, 1, 3, 2, 4):  # created 1000 + i: registration order is 1..5
+        store.add(entry(i))
+    rows = store.page(None, 2)
+    assert [e.id for _, e in rows] == ["id001", "id002"]
+    rows = store.page(rows[-1][0], 10)
+    assert [e.id for _, e in rows] == ["id003", "id004", "id005"]
+    assert store.page(rows[-1][0], 10) == []
+
+
+def test_a_damaged_value_is_reported_and_skipped(make_store, tmp_path, caplog):
+    store = make_store()
+    store.add(entry(1))
+    store.add(entry(2))
+    evil = pickle.dumps(object())
+    if store.backend == "sqlite":
+        db = sqlite3.connect(tmp_path / "styles.sqlite3")
+        db.execute("UPDATE styles SET value = ? WHERE id = 'id001'", (evil,))
+        db.commit()
+    else:
+        store.client.set(store.key("id001"), evil)
+    assert store.get("id001") is None and store.get("id002") is not None
+    assert [e.id if e else None for _, e in store.page(None, 10)] == [None, "id002"]
+    assert "not a style code" in caplog.text
+
+
+def test_sqlite_keeps_what_was_committed_across_reopening(tmp_path):
+    SQLiteStyles(tmp_path / "s.sqlite3", 10).add(entry(7, "kept"))
+    assert SQLiteStyles(tmp_path / "s.sqlite3", 10).get("id007").name == "kept"
