@@ -59,7 +59,7 @@ def direct(store, n: int) -> None:
 
 def http(tmp: Path, n: int, **env: str) -> None:
     presets = tmp / "presets"
-    presets.mkdir()
+    presets.mkdir(parents=True)
     noise_image(32, 32, seed=5).save(presets / "preset.png")
     env = {"ADAIN_PRESETS_DIR": str(presets), "ADAIN_DEFAULT_CONTENT_SIZE": "32", "ADAIN_DEFAULT_STYLE_SIZE": "32",
            "ADAIN_FRONTEND_DIR": str(tmp / "none"), **env}
