@@ -38,5 +38,20 @@ class Readiness(BaseModel):
     store_detail: str | None = None
 
 
+class Limits(BaseModel):
+    """What the server accepts, so a client can check before it uploads."""
+
+    max_file_bytes: int = Field(description="largest single uploaded file", examples=[20971520])
+    max_total_bytes: int = Field(description="largest request body", examples=[52428800])
+    max_image_pixels: int = Field(description="largest decoded upload, in pixels", examples=[40000000])
+    max_output_pixels: int = Field(description="largest image the network processes (content or style after "
+                                   "resizing)", examples=[4194304])
+    max_styles: int = Field(description="styles per request", examples=[8])
+    default_content_size: int = Field(description="content shorter side when a request gives none", examples=[512])
+    default_style_size: int = Field(description="style shorter side when a request gives none", examples=[512])
+    formats: list[str] = Field(description="output formats", examples=[["png", "jpeg", "webp"]])
+    api_key_required: bool = Field(description="whether /stylize and /styles need X-API-Key")
+
+
 class ErrorBody(BaseModel):
     detail: str = Field(examples=["content: not a readable image - send a PNG, JPEG, WebP, GIF, BMP or TIFF image"])

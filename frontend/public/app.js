@@ -1,65 +1,141 @@
 // adain-service web page: plain JS, no build step. Talks to the API on the same origin with
-// relative URLs, so it works at / (single process) and behind nginx (compose) alike.
+// relative URLs, so it works at / (single process) and behind nginx (compose, Kubernetes) alike.
 "use strict";
 
-const MAX_STYLES = 8;
 const MAX_RETRIES = 5;
+const LIVE_DELAY_MS = 300; // after the last change of a slider, before the live preview asks again
+const ASPECT_TOLERANCE = 0.02; // the service's own (model/stylizer.py MASK_ASPECT_TOLERANCE)
+const BROWSER_UNREADABLE = /^image\/(tiff|x-tiff)$/; // the server reads these; Chromium cannot decode them
 const $ = (id) => document.getElementById(id);
-const state = { content: null, styles: [], busy: false };
 
+// What the server accepts; replaced by GET /limits when it answers.
+let limits = { max_file_bytes: 20 * 2 ** 20, max_image_pixels: 40e6, max_output_pixels: 4194304, max_styles: 8 };
+const state = {
+  content: null,       // { file, w, h, url }
+  styles: [],          // { name, thumb, weight, id?, file?, registering? }
+  mask: null,          // { file, w, h, url }
+  result: null,        // { url, name }
+  request: null,       // the XMLHttpRequest in flight
+  liveTimer: 0,
+  stylizeSeq: 0,
+};
+
+// ---- messages ------------------------------------------------------------------------------------
 function setStatus(text, kind = "") {
-  const el = $("status");
-  el.textContent = text;
-  el.className = kind;
+  $("status").textContent = text;
+  $("status").className = kind;
 }
 
-// ---- content photo: pick or drop -------------------------------------------------------------
-function setContent(file) {
+function hint(id, text, isError = false) {
+  $(id).textContent = text;
+  $(id).classList.toggle("error", isError);
+}
+
+const megapixels = (n) => `${(n / 1e6).toFixed(1)} megapixels`;
+const megabytes = (n) => `${(n / 2 ** 20).toFixed(1)} MB`;
+
+// The server's sentences, for people: no setting names, big numbers grouped.
+function friendly(detail) {
+  return String(detail)
+    .replace(/\s*\(ADAIN_[A-Z_]+\)/g, "")
+    .replace(/\b\d{5,}\b/g, (n) => Number(n).toLocaleString("en"));
+}
+
+// ---- checking an image before it is sent ---------------------------------------------------------
+async function inspect(file, what) {
+  if (!file.type.startsWith("image/")) {
+    throw new Error(`Not an image: ${what} (${file.name}) is ${file.type || "not an image file"}. ` +
+                    "Choose a PNG, JPEG, WebP, GIF, BMP or TIFF image.");
+  }
+  if (file.size > limits.max_file_bytes) {
+    throw new Error(`Too large: ${what} (${file.name}) is ${megabytes(file.size)}; ` +
+                    `the largest file accepted is ${megabytes(limits.max_file_bytes)}.`);
+  }
+  let w = 0, h = 0;
+  try {
+    const bitmap = await createImageBitmap(file);
+    [w, h] = [bitmap.width, bitmap.height];
+    bitmap.close();
+  } catch {
+    if (!BROWSER_UNREADABLE.test(file.type)) {
+      throw new Error(`Not an image: ${what} (${file.name}) cannot be read as a picture. ` +
+                      "Choose a PNG, JPEG, WebP, GIF, BMP or TIFF image.");
+    }
+  }
+  if (w * h > limits.max_image_pixels) {
+    throw new Error(`Too large: ${what} (${file.name}) is ${w}×${h} (${megapixels(w * h)}); ` +
+                    `the largest accepted is ${megapixels(limits.max_image_pixels)}.`);
+  }
+  return { file, w, h, url: URL.createObjectURL(file) };
+}
+
+function outputSize() {
+  const side = Number($("size").value);
+  if (!state.content || !state.content.w) return null;
+  const { w, h } = state.content;
+  const scale = side / Math.min(w, h);
+  return [Math.max(1, Math.round(w * scale)), Math.max(1, Math.round(h * scale))];
+}
+
+// ---- the photo -----------------------------------------------------------------------------------
+async function setContent(file) {
   if (!file) return;
-  state.content = file;
-  const url = URL.createObjectURL(file);
-  $("content-preview").src = url;
-  $("content-preview").hidden = false;
+  clearResult();
+  try {
+    state.content = await inspect(file, "the photo");
+  } catch (e) {
+    state.content = null;
+    $("content-frame").hidden = true;
+    $("content-hint").hidden = false;
+    hint("content-info", e.message, true);
+    setStatus(e.message, "error");
+    return;
+  }
+  $("content-preview").src = state.content.url;
+  $("content-frame").hidden = false;
   $("content-hint").hidden = true;
-  $("result-input").src = url;
+  const { w, h } = state.content;
+  hint("content-info", w ? `${file.name}: ${w}×${h}. Choose or drop another to replace it.` : file.name);
   setStatus("");
+  checkMask();
 }
-$("content-file").addEventListener("change", (e) => setContent(e.target.files[0]));
-const drop = $("content-drop");
-drop.addEventListener("dragover", (e) => { e.preventDefault(); drop.classList.add("over"); });
-drop.addEventListener("dragleave", () => drop.classList.remove("over"));
-drop.addEventListener("drop", (e) => {
-  e.preventDefault();
-  drop.classList.remove("over");
-  setContent(e.dataTransfer.files[0]);
-});
 
-// ---- styles: presets from GET /styles, and uploads ----------------------------------------------
+// ---- styles: presets from GET /styles, and uploads (registered once, then used by id) -------------
+function usesPreset() { return state.styles.some((s) => !s.file); }
+
 function renderChosen() {
   const list = $("chosen");
   list.replaceChildren();
+  const weighted = state.styles.length > 1 && !state.mask;
   state.styles.forEach((s, i) => {
     const li = document.createElement("li");
     const img = document.createElement("img");
-    img.src = s.thumb || "";
+    img.src = s.thumb || "favicon.svg";
     img.alt = "";
     const name = document.createElement("span");
     name.className = "name";
-    name.textContent = s.name;
+    name.textContent = (state.mask ? (i === 0 ? "White: " : "Black: ") : "") + s.name;
     const remove = document.createElement("button");
     remove.type = "button";
     remove.className = "button secondary";
-    remove.textContent = "✕";
-    remove.setAttribute("aria-label", `remove ${s.name}`);
-    remove.onclick = () => { state.styles.splice(i, 1); syncGallery(); renderChosen(); };
+    remove.textContent = "Remove";
+    remove.setAttribute("aria-label", `Remove ${s.name}`);
+    remove.onclick = () => { state.styles.splice(i, 1); stylesChanged(); };
     li.append(img, name, remove);
-    if (state.styles.length > 1) {  // a weight per style only makes sense with several
+    if (weighted) { // a weight per style only makes sense with several, and not with a mask
+      const row = document.createElement("div");
+      row.className = "weight-row";
       const w = document.createElement("input");
       w.type = "range"; w.min = "0"; w.max = "1"; w.step = "0.05"; w.value = String(s.weight);
       w.className = "weight";
-      w.setAttribute("aria-label", `weight of ${s.name}`);
-      w.oninput = () => { s.weight = Number(w.value); };
-      li.append(w);
+      w.id = `weight-${i}`;
+      w.setAttribute("aria-label", `Weight of ${s.name}`);
+      const out = document.createElement("output");
+      out.htmlFor = w.id;
+      out.textContent = s.weight.toFixed(2);
+      w.oninput = () => { s.weight = Number(w.value); out.textContent = s.weight.toFixed(2); checkWeights(); live(); };
+      row.append(w, out);
+      li.append(row);
     }
     list.append(li);
   });
@@ -67,56 +143,156 @@ function renderChosen() {
 
 function syncGallery() {
   for (const b of $("gallery").querySelectorAll("button")) {
-    b.setAttribute("aria-pressed", String(state.styles.some((s) => s.id === b.dataset.id)));
+    b.setAttribute("aria-pressed", String(state.styles.some((s) => s.id === b.dataset.id && !s.file)));
   }
 }
 
-function addStyle(style) {
-  if (state.styles.length >= MAX_STYLES) {
-    setStatus(`At most ${MAX_STYLES} styles per image.`, "error");
-    return;
-  }
-  state.styles.push({ weight: 1, ...style });
+function checkWeights() {
+  const zero = state.styles.length > 1 && !state.mask && state.styles.every((s) => s.weight === 0);
+  hint("styles-info", zero ? "Give at least one style a weight above 0." : "", zero);
+  return !zero;
+}
+
+function stylesChanged() {
   syncGallery();
   renderChosen();
+  checkWeights();
+  // colour preservation recolours style images; a preset has no image here to recolour
+  const preset = usesPreset();
+  $("preserve-color").disabled = preset;
+  if (preset) $("preserve-color").checked = false;
+  hint("preserve-help", preset ? "Not with preset styles: it recolours uploaded style images."
+                               : "Works with uploaded styles only.");
+  checkMask();
+}
+
+function addStyle(style) {
+  if (state.styles.length >= limits.max_styles) {
+    hint("styles-info", `At most ${limits.max_styles} styles per image.`, true);
+    return false;
+  }
+  style.weight = 1;
+  state.styles.push(style);
+  stylesChanged();
+  return true;
+}
+
+async function addStyleFiles(files) {
+  for (const f of files) {
+    let checked;
+    try {
+      checked = await inspect(f, "the style image");
+    } catch (e) {
+      hint("styles-info", e.message, true);
+      continue;
+    }
+    const style = { file: f, name: f.name, thumb: checked.url };
+    if (addStyle(style)) style.registering = register(style);
+  }
+}
+
+// Register an uploaded style once, so that a live preview sends its id, not the image again.
+async function register(style) {
+  const form = new FormData();
+  form.append("style", style.file);
+  form.append("name", style.name.slice(0, 100));
+  try {
+    const r = await fetch("styles", { method: "POST", body: form, headers: authHeaders() });
+    if (r.ok) style.id = (await r.json()).id;
+  } catch { /* the file is sent with each request instead */ }
 }
 
 async function loadGallery() {
   try {
-    const r = await fetch("styles", { headers: authHeaders() });
+    const r = await fetch("styles?limit=100", { headers: authHeaders() });
     if (!r.ok) return;
     const { styles } = await r.json();
-    for (const s of styles) {
+    for (const s of styles.filter((x) => x.kind === "preset")) {
+      const li = document.createElement("li");
       const b = document.createElement("button");
       b.type = "button";
       b.dataset.id = s.id;
-      b.title = s.name || s.id;
       b.setAttribute("aria-pressed", "false");
       const img = document.createElement("img");
-      img.src = s.thumbnail_url ? s.thumbnail_url.replace(/^\//, "") : "";
-      img.alt = s.name || s.id;
-      b.append(img);
+      img.src = s.thumbnail_url ? s.thumbnail_url.replace(/^\//, "") : "favicon.svg";
+      img.alt = "";
+      const caption = document.createElement("span");
+      caption.className = "caption";
+      caption.textContent = s.name || s.id;
+      b.append(img, caption);
       b.onclick = () => {
-        const i = state.styles.findIndex((x) => x.id === s.id);
-        if (i >= 0) { state.styles.splice(i, 1); syncGallery(); renderChosen(); }
+        const i = state.styles.findIndex((x) => x.id === s.id && !x.file);
+        if (i >= 0) { state.styles.splice(i, 1); stylesChanged(); }
         else addStyle({ id: s.id, name: s.name || s.id, thumb: img.src });
       };
-      $("gallery").append(b);
+      li.append(b);
+      $("gallery").append(li);
     }
   } catch { /* no gallery: uploads still work */ }
 }
 
-$("style-files").addEventListener("change", (e) => {
-  for (const f of e.target.files) addStyle({ file: f, name: f.name, thumb: URL.createObjectURL(f) });
-  e.target.value = "";
-});
+async function loadLimits() {
+  try {
+    const r = await fetch("limits");
+    if (r.ok) limits = await r.json();
+  } catch { /* the defaults above */ }
+  $("max-styles").textContent = String(limits.max_styles);
+  if (limits.api_key_required) $("key-row").hidden = false;
+}
 
-$("alpha").addEventListener("input", (e) => { $("alpha-value").textContent = Number(e.target.value).toFixed(2); });
-$("color-match").addEventListener("input", (e) => {
-  $("color-match-value").textContent = Number(e.target.value).toFixed(2);
-});
+// ---- the mask ------------------------------------------------------------------------------------
+async function setMask(file) {
+  if (!file) return;
+  try {
+    state.mask = await inspect(file, "the mask");
+  } catch (e) {
+    hint("mask-info", e.message, true);
+    return;
+  }
+  $("mask-overlay").src = state.mask.url;
+  $("mask-clear").hidden = false;
+  $("mask-pick").textContent = `Mask: ${file.name} (choose or drop another to replace it)`;
+  stylesChanged();
+  live();
+}
 
-// ---- stylize ------------------------------------------------------------------------------------
+function clearMask() {
+  state.mask = null;
+  $("mask-overlay").hidden = true;
+  $("mask-clear").hidden = true;
+  $("mask-pick").textContent = "Choose a mask, or drop one here";
+  $("mask-file").value = "";
+  hint("mask-info", "White areas get the first style, black ones the second. The mask must have the photo's shape " +
+       "(aspect ratio).");
+  stylesChanged();
+}
+
+// The mask's problems, as a sentence, or "" when it can be sent.
+function maskProblem() {
+  const m = state.mask;
+  if (!m) return "";
+  if (state.styles.length !== 2) return `A mask needs exactly two styles (white → first, black → second); ` +
+                                        `${state.styles.length} chosen.`;
+  if (state.content && state.content.w && m.w) {
+    const photo = state.content.w / state.content.h, mask = m.w / m.h;
+    if (Math.abs(mask - photo) > ASPECT_TOLERANCE * photo) {
+      return `The mask is ${m.w}×${m.h} but the photo is ${state.content.w}×${state.content.h}: ` +
+             "their shapes differ. Use a mask made from this photo.";
+    }
+  }
+  return "";
+}
+
+function checkMask() {
+  const problem = maskProblem();
+  if (state.mask) {
+    hint("mask-info", problem || "White areas get the first style, black ones the second.", Boolean(problem));
+    $("mask-overlay").hidden = !state.content || Boolean(problem);
+  }
+  return !problem;
+}
+
+// ---- sending -------------------------------------------------------------------------------------
 function authHeaders() {
   const key = $("api-key").value || localStorage.getItem("adain-api-key") || "";
   return key ? { "X-API-Key": key } : {};
@@ -124,77 +300,194 @@ function authHeaders() {
 
 function buildForm() {
   const form = new FormData();
-  form.append("content", state.content);
-  for (const s of state.styles) {  // field order = style order (pairs with weights and the mask)
-    if (s.file) form.append("style", s.file);
-    else form.append("style_id", s.id);
+  const recolour = $("preserve-color").checked;
+  form.append("content", state.content.file);
+  for (const s of state.styles) { // field order = style order (pairs with weights and the mask)
+    if (s.id && !(recolour && s.file)) form.append("style_id", s.id);
+    else form.append("style", s.file);
   }
-  if (state.styles.length > 1) form.append("weights", state.styles.map((s) => s.weight).join(","));
+  if (state.styles.length > 1 && !state.mask) form.append("weights", state.styles.map((s) => s.weight).join(","));
   form.append("alpha", $("alpha").value);
   form.append("color_match", $("color-match").value);
-  form.append("preserve_color", $("preserve-color").checked ? "true" : "false");
+  form.append("preserve_color", recolour ? "true" : "false");
   form.append("content_size", $("size").value);
-  const mask = $("mask-file").files[0];
-  if (mask) form.append("mask", mask);
+  form.append("format", $("format").value);
+  if (state.mask) form.append("mask", state.mask.file);
   return form;
 }
 
-async function errorText(r) {
+// One POST /stylize over XMLHttpRequest (fetch cannot report upload progress).
+function send(form, onProgress) {
+  return new Promise((resolve, reject) => {
+    const xhr = new XMLHttpRequest();
+    state.request = xhr;
+    xhr.open("POST", "stylize");
+    for (const [k, v] of Object.entries(authHeaders())) xhr.setRequestHeader(k, v);
+    xhr.responseType = "blob";
+    xhr.upload.onprogress = (e) => { if (e.lengthComputable) onProgress(e.loaded / e.total); };
+    xhr.onload = () => { if (state.request === xhr) state.request = null; resolve(xhr); };
+    xhr.onerror = () => { if (state.request === xhr) state.request = null; reject(new Error("Cannot reach the server.")); };
+    xhr.onabort = () => reject(new DOMException("cancelled", "AbortError"));
+    xhr.send(form);
+  });
+}
+
+async function errorText(xhr) {
   let detail = "";
-  try { detail = (await r.json()).detail; } catch { /* not JSON (e.g. a proxy page) */ }
-  if (typeof detail !== "string") detail = JSON.stringify(detail);
-  switch (r.status) {
-    case 401: $("key-row").hidden = false; return `API key needed: ${detail}`;
+  try { detail = JSON.parse(await xhr.response.text()).detail; } catch { /* not JSON (e.g. a proxy page) */ }
+  if (typeof detail !== "string") detail = detail ? JSON.stringify(detail) : "";
+  detail = friendly(detail);
+  switch (xhr.status) {
+    case 401: $("key-row").hidden = false; return "An API key is needed: enter it below and try again.";
     case 413: return `Too large: ${detail || "the upload is over the server's limit"}`;
     case 415: return `Not an image: ${detail}`;
-    case 504: return `Timed out: ${detail}`;
-    default: return detail || `Error ${r.status}`;
+    case 504: return "The server took too long; try a smaller output size.";
+    default: return detail || `The server answered ${xhr.status}.`;
   }
+}
+
+function validate() {
+  if (!state.content) return "Choose a photo first.";
+  if (!state.styles.length) return "Choose at least one style.";
+  if (!checkWeights()) return "Give at least one style a weight above 0.";
+  if (!checkMask()) return maskProblem();
+  const out = outputSize();
+  if (out && out[0] * out[1] > limits.max_output_pixels) {
+    return `At ${$("size").value} px the result would be ${out[0]}×${out[1]} (${megapixels(out[0] * out[1])}); ` +
+           `the largest is ${megapixels(limits.max_output_pixels)}: choose a smaller size.`;
+  }
+  return "";
 }
 
 const sleep = (ms) => new Promise((res) => setTimeout(res, ms));
+const stem = (name) => name.replace(/\.[^.]*$/, "").replace(/[^\w-]+/g, "-").replace(/^-+|-+$/g, "").slice(0, 40);
 
-async function stylize() {
-  if (state.busy) return;
-  if (!state.content) { setStatus("Choose a photo first.", "error"); return; }
-  if (!state.styles.length) { setStatus("Choose at least one style.", "error"); return; }
+function downloadName() {
+  const ext = { png: "png", jpeg: "jpg", webp: "webp" }[$("format").value];
+  const styles = state.styles.map((s) => stem(s.name)).filter(Boolean).slice(0, 3).join("+") || "style";
+  return `${stem(state.content.file.name) || "photo"}-in-${styles}.${ext}`;
+}
+
+function clearResult() {
+  if (state.request) state.request.abort();
+  state.result = null;
+  $("result-panel").hidden = true;
+  $("result").removeAttribute("src");
+  $("result-before").removeAttribute("src");
+  delete $("result").dataset.width;
+}
+
+function busy(on, live = false) {
+  $("stylize").disabled = on && !live;
+  $("stylize").textContent = on && !live ? "Stylizing…" : "Stylize";
+  $("progress-row").hidden = !on;
+  if (!on) $("upload-progress").value = 0;
+}
+
+// Stylize with the current inputs. ``live``: a re-render after a slider moved (no scrolling; the
+// previous result stays until the new one is there).
+async function stylize(live = false) {
+  const problem = validate();
+  if (problem) {
+    if (!live) setStatus(problem, "error");
+    return;
+  }
+  if (state.request) state.request.abort(); // the newest inputs win
+  const seq = ++state.stylizeSeq;
   if ($("api-key").value) localStorage.setItem("adain-api-key", $("api-key").value);
-  state.busy = true;
-  $("stylize").disabled = true;
-  $("stylize").textContent = "Stylizing…";
-  setStatus("Stylizing…", "busy");
+  await Promise.all(state.styles.map((s) => s.registering)); // uploads go by id once registered
+  busy(true, live);
+  setStatus(live ? "Updating…" : "Stylizing…", "busy");
   const started = performance.now();
   try {
     for (let attempt = 0; ; attempt++) {
-      const r = await fetch("stylize", { method: "POST", body: buildForm(), headers: authHeaders() });
-      if (r.status === 503 && attempt < MAX_RETRIES) {  // busy: honour Retry-After, then try again
-        const wait = Math.max(1, Number(r.headers.get("Retry-After")) || 2);
+      const xhr = await send(buildForm(), (f) => { $("upload-progress").value = Math.round(100 * f); });
+      if (xhr.status === 503 && attempt < MAX_RETRIES) { // busy: honour Retry-After, then try again
+        const wait = Math.max(1, Number(xhr.getResponseHeader("Retry-After")) || 2);
         setStatus(`The server is busy, retrying in ${wait} s…`, "busy");
         await sleep(wait * 1000);
-        setStatus("Stylizing…", "busy");
+        if (seq !== state.stylizeSeq) return;
         continue;
       }
-      if (!r.ok) { setStatus(await errorText(r), "error"); return; }
-      const blob = await r.blob();
-      const url = URL.createObjectURL(blob);
-      const w = r.headers.get("X-Image-Width"), h = r.headers.get("X-Image-Height");
-      $("result").src = url;
-      $("result").dataset.width = w;
-      $("result").dataset.height = h;
-      $("result-caption").textContent = `Stylized · ${w}×${h} · ${Math.round(performance.now() - started)} ms`;
-      $("download").href = url;
-      $("download").hidden = false;
-      setStatus("Done.");
+      if (xhr.status !== 200) {
+        const text = await errorText(xhr);
+        clearResult();
+        setStatus(text, "error");
+        return;
+      }
+      showResult(xhr, Math.round(performance.now() - started), live);
       return;
     }
   } catch (e) {
-    setStatus(`Cannot reach the server (${e.message}).`, "error");
+    if (e.name === "AbortError") {
+      if (seq === state.stylizeSeq && !live) setStatus("Cancelled.");
+      return;
+    }
+    clearResult();
+    setStatus(`${e.message} Check your connection and try again.`, "error");
   } finally {
-    state.busy = false;
-    $("stylize").disabled = false;
-    $("stylize").textContent = "Stylize";
+    if (seq === state.stylizeSeq) busy(false);
   }
 }
-$("stylize").addEventListener("click", stylize);
 
-loadGallery();
+function showResult(xhr, ms, live) {
+  if (state.result) URL.revokeObjectURL(state.result.url);
+  const url = URL.createObjectURL(xhr.response);
+  const w = xhr.getResponseHeader("X-Image-Width"), h = xhr.getResponseHeader("X-Image-Height");
+  state.result = { url, name: downloadName() };
+  $("result").src = url;
+  $("result").dataset.width = w;
+  $("result").dataset.height = h;
+  $("result-before").src = state.content.url;
+  $("full-image").src = url;
+  $("result-caption").textContent = `${w}×${h} · ${$("format").value.toUpperCase()} · ${ms} ms`;
+  $("download").href = url;
+  $("download").download = state.result.name;
+  $("result-panel").hidden = false;
+  setStatus("Done.");
+  if (!live) $("result-panel").scrollIntoView({ block: "start", behavior: "instant" });
+}
+
+// Once a result is on screen, a change re-renders it by itself, a moment after the last change.
+function live() {
+  if (!state.result) return;
+  clearTimeout(state.liveTimer);
+  state.liveTimer = setTimeout(() => stylize(true), LIVE_DELAY_MS);
+}
+
+// ---- wiring ------------------------------------------------------------------------------------
+// A drop zone: its button opens the file picker (Enter/Space on the keyboard too), and it takes
+// dropped files.
+function dropZone(zoneId, buttonId, inputId, take) {
+  const zone = $(zoneId), input = $(inputId);
+  $(buttonId).addEventListener("click", () => input.click());
+  input.addEventListener("change", () => { take([...input.files]); input.value = ""; });
+  zone.addEventListener("dragover", (e) => { e.preventDefault(); zone.classList.add("over"); });
+  zone.addEventListener("dragleave", () => zone.classList.remove("over"));
+  zone.addEventListener("drop", (e) => {
+    e.preventDefault();
+    zone.classList.remove("over");
+    take([...e.dataTransfer.files]);
+  });
+}
+
+dropZone("content-drop", "content-pick", "content-file", (files) => setContent(files[0]));
+dropZone("style-drop", "style-pick", "style-files", (files) => addStyleFiles(files));
+dropZone("mask-drop", "mask-pick", "mask-file", (files) => setMask(files[0]));
+$("mask-clear").addEventListener("click", () => { clearMask(); live(); });
+
+for (const [id, out] of [["alpha", "alpha-value"], ["color-match", "color-match-value"]]) {
+  $(id).addEventListener("input", (e) => { $(out).textContent = Number(e.target.value).toFixed(2); live(); });
+}
+$("preserve-color").addEventListener("change", live);
+$("format").addEventListener("change", live);
+$("size").addEventListener("change", () => { const p = validate(); if (p) setStatus(p, "error"); else live(); });
+$("stylize").addEventListener("click", () => stylize(false));
+$("cancel").addEventListener("click", () => { if (state.request) state.request.abort(); });
+$("compare-slider").addEventListener("input", (e) => {
+  $("compare").style.setProperty("--pos", `${e.target.value}%`);
+  e.target.setAttribute("aria-valuetext", `${e.target.value} % before`);
+});
+$("full-size").addEventListener("click", () => $("full-dialog").showModal());
+
+loadLimits().then(loadGallery);

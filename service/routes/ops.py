@@ -1,4 +1,4 @@
-"""Health, readiness and metrics: always open (no API key), cheap, never queued."""
+"""Health, readiness, limits and metrics: always open (no API key), cheap, never queued."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from service.deps import AnyEngine
-from service.schemas import Health, Readiness
+from model.images import OUTPUT_FORMATS
+from service.schemas import Health, Limits, Readiness
 
 router = APIRouter(tags=["operations"])
 
@@ -27,6 +28,15 @@ async def readyz(engine: AnyEngine) -> Response:
                      presets=len(engine.registry.presets), store=engine.registry.store.backend, store_ok=store_ok,
                      store_detail=detail)
     return JSONResponse(body.model_dump(), status_code=200 if engine.ready else 503)
+
+
+@router.get("/limits", response_model=Limits, summary="What the server accepts (sizes, pixels, styles, formats)")
+async def limits(engine: AnyEngine) -> Limits:
+    s = engine.settings
+    return Limits(max_file_bytes=s.max_file_bytes, max_total_bytes=s.max_total_bytes,
+                  max_image_pixels=s.max_image_pixels, max_output_pixels=s.max_output_pixels, max_styles=s.max_styles,
+                  default_content_size=s.default_content_size, default_style_size=s.default_style_size,
+                  formats=list(OUTPUT_FORMATS), api_key_required=bool(s.api_keys))
 
 
 @router.get("/metrics", response_class=Response, summary="Prometheus metrics",

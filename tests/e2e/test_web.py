@@ -1,13 +1,18 @@
-"""The web page in a real headless Chromium, through a real nginx, in front of a real service."""
+"""The web page in a real headless Chromium, through a real nginx, in front of a real service:
+the whole flow with the mouse and with the keyboard alone, masks, stale results, the live
+preview, accessibility (axe-core) at desktop and phone widths, and no request leaving the host."""
 
 from __future__ import annotations
 
 import os
 import shutil
+import time
 from pathlib import Path
+from urllib.parse import urlparse
 
 import httpx
 import pytest
+from PIL import Image
 
 from helpers import noise_image
 from model.adain import COLOR_MATCH
@@ -17,18 +22,22 @@ from serverproc import REPO, run_server
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 missing = [p for p in (NGINX, CHROMIUM) if not Path(p).exists()]
 try:
+    from axe_playwright_python.sync_playwright import Axe
     from playwright.sync_api import sync_playwright
 except ImportError:  # pragma: no cover
-    missing.append("playwright")
+    missing.append("playwright / axe-playwright-python")
 if missing and os.environ.get("ADAIN_REQUIRE_BROWSER"):
     raise RuntimeError(f"browser tests required but missing: {missing}")
 pytestmark = pytest.mark.skipif(bool(missing), reason=f"needs {missing} (installed by .ci/run)")
+DESKTOP, PHONE = {"width": 1280, "height": 900}, {"width": 390, "height": 844}
 
 
 @pytest.fixture(scope="module")
 def site(server_env, tmp_path_factory):
-    """(nginx url, service url): the service also serves the page itself at /."""
-    env = {**server_env, "ADAIN_FRONTEND_DIR": str(REPO / "frontend" / "public")}
+    """(nginx url, service url): the service also serves the page itself at /. Two presets."""
+    presets = Path(server_env["ADAIN_PRESETS_DIR"])
+    noise_image(64, 48, seed=41).save(presets / "meadow.png")
+    env = {**server_env, "ADAIN_FRONTEND_DIR": str(REPO / "frontend" / "public"), "ADAIN_DEFAULT_STYLE_SIZE": "64"}
     with run_server(tmp_path_factory.mktemp("web-server"), **env) as server:
         with run_nginx(tmp_path_factory.mktemp("nginx"), server.url.removeprefix("http://")) as proxy:
             yield proxy, server.url
@@ -45,12 +54,61 @@ def browser():
 
 
 @pytest.fixture
+def open_page(browser):
+    """open_page(url, viewport) -> a page whose every request is recorded in page.urls."""
+    pages = []
+
+    def open_(url: str, viewport: dict = DESKTOP):
+        page = browser.new_page(viewport=viewport)
+        page.urls = []
+        page.on("request", lambda r: page.urls.append(r.url))
+        page.goto(url)
+        pages.append(page)
+        return page
+
+    yield open_
+    for page in pages:
+        assert all(urlparse(u).hostname in ("127.0.0.1", "localhost") or u.startswith(("blob:", "data:"))
+                   for u in page.urls), [u for u in page.urls if "127.0.0.1" not in u]
+        page.close()
+
+
+@pytest.fixture
 def images(tmp_path) -> dict[str, Path]:
-    paths = {"content": tmp_path / "photo.jpg", "style": tmp_path / "painting.png", "junk": tmp_path / "notes.png"}
+    paths = {k: tmp_path / n for k, n in (("content", "photo.jpg"), ("other", "beach.jpg"), ("style", "painting.png"),
+                                          ("junk", "notes.png"), ("mask", "mask.png"), ("tall", "tall-mask.png"))}
     noise_image(96, 64, seed=1).save(paths["content"])
+    noise_image(96, 64, seed=3).save(paths["other"])
     noise_image(64, 64, seed=2).save(paths["style"])
     paths["junk"].write_text("this is not an image")
+    mask = Image.new("L", (96, 64), 0)
+    mask.paste(255, (0, 0, 48, 64))
+    mask.save(paths["mask"])
+    Image.new("L", (40, 90), 255).save(paths["tall"])
     return paths
+
+
+def show(capsys, page, tmp_path: Path, name: str) -> None:
+    shot = tmp_path / f"{name}.png"
+    page.screenshot(path=str(shot), full_page=True)
+    with capsys.disabled():  # always in the test output, also under -q
+        print(f"\nscreenshot: {shot}")
+
+
+def serious(page) -> list[str]:
+    """axe-core's violations of impact serious or critical, as 'rule: where' lines."""
+    results = Axe().run(page)
+    return [f"{v['id']}: {[n['target'] for n in v['nodes']][:3]}" for v in results.response["violations"]
+            if v["impact"] in ("serious", "critical")]
+
+
+def result_size(page) -> list[int]:
+    return page.evaluate("[document.getElementById('result').naturalWidth, document.getElementById('result').naturalHeight]")
+
+
+def wait_result(page, timeout: float = 60_000) -> None:
+    # locator waits, not wait_for_function: the page's CSP (rightly) forbids eval
+    page.wait_for_selector("#result-panel:not([hidden]) #result[data-width]", timeout=timeout)
 
 
 def test_both_origins_serve_the_page_and_nginx_adds_headers(site):
@@ -58,6 +116,8 @@ def test_both_origins_serve_the_page_and_nginx_adds_headers(site):
     for url in (proxy, direct):
         r = httpx.get(url + "/")
         assert r.status_code == 200 and 'id="stylize"' in r.text
+        assert httpx.get(url + "/favicon.ico").status_code == 200
+        assert httpx.get(url + "/limits").json()["max_styles"] == 8
     r = httpx.get(proxy + "/app.js", headers={"Accept-Encoding": "gzip"})
     assert r.headers.get("content-encoding") == "gzip"
     assert r.headers["x-content-type-options"] == "nosniff" and "frame-ancestors" in r.headers["content-security-policy"]
@@ -65,67 +125,180 @@ def test_both_origins_serve_the_page_and_nginx_adds_headers(site):
     assert httpx.get(proxy + "/metrics").status_code == 404  # kept inside the deployment
 
 
-def show(capsys, shot: Path) -> None:
-    with capsys.disabled():  # always in the test output, also under -q
-        print(f"\nscreenshot: {shot}")
-
-
-def test_stylize_through_the_page(site, browser, images, tmp_path, capsys):
+def test_stylize_with_the_mouse_then_the_live_preview(site, open_page, images, tmp_path, capsys):
     proxy, _ = site
-    page = browser.new_page(viewport={"width": 1200, "height": 900})
-    page.goto(proxy + "/")
-    page.wait_for_selector("#gallery button")  # the preset from GET /styles, with its thumbnail
+    page = open_page(proxy + "/")
+    page.wait_for_selector("#gallery button")  # the presets from GET /styles, with thumbnails and names
+    assert page.locator("#gallery .caption").all_inner_texts() == ["meadow", "ocean"]
+    assert serious(page) == [], "empty page"
     page.set_input_files("#content-file", str(images["content"]))
     page.set_input_files("#style-files", str(images["style"]))
-    page.click("#gallery button")  # a second style: a preset
-    assert page.locator("#chosen input.weight").count() == 2  # a weight slider per style
+    page.click("#gallery button >> nth=0")  # a second style: a preset
+    assert page.locator("#chosen input.weight").count() == 2  # a weight slider per style, with its value
     page.locator("#chosen input.weight").first.fill("0.3")
+    assert page.locator("#chosen output").first.inner_text() == "0.30"
     page.locator("#alpha").fill("0.6")
     assert page.locator("#alpha-value").inner_text() == "0.60"
-    # the page's slider starts at the service's default, a copy kept in index.html
-    assert float(page.locator("#color-match").input_value()) == COLOR_MATCH
-    assert float(page.locator("#color-match-value").inner_text()) == COLOR_MATCH
-    page.locator("#color-match").fill("0.2")
-    assert page.locator("#color-match-value").inner_text() == "0.20"
+    assert float(page.locator("#color-match").input_value()) == COLOR_MATCH  # the service's default
+    assert page.locator("#preserve-color").is_disabled()  # a preset cannot be recoloured: not offered
     page.select_option("#size", "256")
-    sent = page.evaluate("['alpha', 'color_match'].map((k) => buildForm().get(k))")  # what the click sends
-    assert sent == ["0.6", "0.2"]
+    page.select_option("#format", "webp")
+    assert serious(page) == [], "filled page"
     page.click("#stylize")
-    # locator waits, not wait_for_function: the page's CSP (rightly) forbids eval
-    page.wait_for_selector("#download:not([hidden])", timeout=60_000)
-    page.wait_for_selector("#result[data-width]")
-    size = page.evaluate("[document.getElementById('result').naturalWidth, document.getElementById('result').naturalHeight]")
-    assert size == [384, 256]  # 96x64 content at shorter side 256
-    assert page.locator("#download").is_visible()
-    assert "384×256" in page.inner_text("#result-caption")
-    shot = tmp_path / "web-result.png"
-    page.screenshot(path=str(shot), full_page=True)
-    show(capsys, shot)
-    page.close()
+    wait_result(page)
+    assert result_size(page) == [384, 256]  # 96x64 content at shorter side 256
+    assert page.locator("#download").get_attribute("download") == "photo-in-painting+meadow.webp"
+    assert "384×256 · WEBP" in page.inner_text("#result-caption")
+    assert serious(page) == [], "result page"
+    # the uploaded style was registered when added, so the page sends its id, not the image
+    fields = page.evaluate("[...buildForm().keys()]")
+    assert fields.count("style_id") == 2 and "style" not in fields and "weights" in fields
+    # before / after: the slider moves the cut
+    page.locator("#compare-slider").fill("20")
+    assert "--pos: 20%" in page.get_attribute("#compare", "style")
+    # live preview: moving a slider re-renders without a click
+    first = page.get_attribute("#result", "src")
+    started = time.perf_counter()
+    page.locator("#color-match").fill("0")
+    page.wait_for_selector(f"#result:not([src='{first}'])", timeout=30_000)
+    live_ms = (time.perf_counter() - started) * 1000
+    with capsys.disabled():
+        print(f"\nlive preview: slider change to new image in {live_ms:.0f} ms (96x64 photo at 256 px, CPU)")
+    page.click("#full-size")
+    assert page.locator("#full-dialog").is_visible()
+    page.keyboard.press("Escape")
+    show(capsys, page, tmp_path, "web-result")
 
 
-def test_api_docs_render_offline_through_nginx(site, browser):
+def test_keyboard_only_from_photo_to_result(site, open_page, images):
     proxy, _ = site
-    page = browser.new_page()
-    page.goto(proxy + "/docs")
+    page = open_page(proxy + "/")
+    page.wait_for_selector("#gallery button")
+    # Playwright turns on its file-chooser interception lazily; a key pressed right after
+    # expect_file_chooser() can beat it, so it is turned on here, before any key
+    page.on("filechooser", lambda chooser: None)
+
+    def tab_to(element_id: str, limit: int = 40) -> None:
+        for _ in range(limit):
+            page.keyboard.press("Tab")
+            if page.evaluate("document.activeElement.id") == element_id:
+                return
+        raise AssertionError(f"Tab never reached #{element_id}")
+
+    tab_to("content-pick")
+    with page.expect_file_chooser() as chooser:
+        page.keyboard.press("Enter")
+    chooser.value.set_files(str(images["content"]))
+    page.wait_for_selector("#content-frame:not([hidden])")
+    tab_to("style-pick")
+    with page.expect_file_chooser() as chooser:
+        page.keyboard.press(" ")
+    chooser.value.set_files(str(images["style"]))
+    page.wait_for_selector("#chosen li")
+    tab_to("size")
+    page.keyboard.press("Home")  # the first size: 256 px
+    tab_to("stylize")
+    page.keyboard.press("Enter")
+    wait_result(page)
+    assert result_size(page) == [384, 256]
+    # and the result came into view
+    assert page.evaluate("document.getElementById('result-panel').getBoundingClientRect().top") < DESKTOP["height"]
+
+
+def test_a_mask_with_two_presets_works_and_a_wrong_shape_is_caught_first(site, open_page, images):
+    proxy, _ = site
+    page = open_page(proxy + "/")
+    page.wait_for_selector("#gallery button")
+    page.set_input_files("#content-file", str(images["content"]))
+    page.click("#gallery button >> nth=0")
+    page.click("#gallery button >> nth=1")
+    page.set_input_files("#mask-file", str(images["tall"]))
+    page.wait_for_selector("#mask-info.error")
+    assert "shapes differ" in page.inner_text("#mask-info")
+    page.click("#stylize")
+    assert "shapes differ" in page.inner_text("#status")  # refused here, nothing sent
+    assert not any(u.endswith("/stylize") for u in page.urls)
+    page.set_input_files("#mask-file", str(images["mask"]))
+    page.wait_for_selector("#mask-overlay:not([hidden])")  # the mask shown over the photo
+    assert page.locator("#chosen input.weight").count() == 0  # no weights with a mask
+    assert page.locator("#chosen .name").all_inner_texts() == ["White: meadow", "Black: ocean"]
+    page.select_option("#size", "256")
+    page.click("#stylize")
+    wait_result(page)
+    assert result_size(page) == [384, 256]
+
+
+def test_errors_clear_the_stale_result_and_a_phone_sees_its_result(site, open_page, images, tmp_path, capsys):
+    proxy, _ = site
+    page = open_page(proxy + "/", PHONE)
+    page.wait_for_selector("#gallery button")
+    assert serious(page) == [], "empty page, phone"
+    page.set_input_files("#content-file", str(images["content"]))
+    page.click("#gallery button >> nth=0")
+    page.select_option("#size", "256")
+    assert serious(page) == [], "filled page, phone"
+    page.click("#stylize")
+    wait_result(page)
+    # scrolled down to the result: its heading and image are on screen
+    top, image_top, scrolled = page.evaluate("[document.getElementById('result-panel').getBoundingClientRect().top, "
+                                             "document.getElementById('result').getBoundingClientRect().top, scrollY]")
+    assert scrolled > 0 and 0 <= top and image_top < PHONE["height"] - 100, (top, image_top, scrolled)
+    assert serious(page) == [], "result page, phone"
+    assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]  # no sideways scrolling
+    show(capsys, page, tmp_path, "web-result-phone")
+    # a new photo: the old result goes
+    page.set_input_files("#content-file", str(images["other"]))
+    assert page.locator("#result-panel").is_hidden()
+    page.click("#stylize")
+    wait_result(page)
+    # the server refuses (both weights zero cannot be sent; a weightless preset pair is caught here)
+    page.click("#gallery button >> nth=1")
+    for i in range(2):
+        page.locator("#chosen input.weight").nth(i).fill("0")
+    assert "weight above 0" in page.inner_text("#styles-info")
+    page.click("#stylize")
+    assert "weight above 0" in page.inner_text("#status")
+    # a file that is not an image is refused before upload, and the result is cleared
+    page.set_input_files("#content-file", str(images["junk"]))
+    page.wait_for_selector("#status.error")
+    text = page.inner_text("#status")
+    assert "Not an image" in text and "notes.png" in text and "ADAIN_" not in text
+    assert page.locator("#result-panel").is_hidden()
+    show(capsys, page, tmp_path, "web-error-phone")
+
+
+def test_server_errors_read_as_sentences_and_clear_the_result(site, open_page, images):
+    """A refusal only the server can make (the page's registered style deleted meanwhile by someone
+    else) is shown as a sentence, and the old result does not stay beside it."""
+    proxy, _ = site
+    page = open_page(proxy + "/")
+    page.wait_for_selector("#gallery button")
+    page.set_input_files("#content-file", str(images["content"]))
+    page.set_input_files("#style-files", str(images["junk"]))  # refused before it is added
+    page.wait_for_selector("#styles-info.error")
+    assert "Not an image" in page.inner_text("#styles-info") and page.locator("#chosen li").count() == 0
+    page.set_input_files("#style-files", str(images["style"]))
+    page.select_option("#size", "256")
+    page.click("#stylize")
+    wait_result(page)
+    style_id = page.evaluate("state.styles[0].id")
+    assert style_id and httpx.delete(f"{proxy}/styles/{style_id}").status_code == 204
+    page.click("#stylize")
+    page.wait_for_selector("#status.error")
+    assert "not registered" in page.inner_text("#status")
+    assert page.locator("#result-panel").is_hidden()
+    # and the server's numbers and setting names are put for people
+    said = page.evaluate("friendly('content: image is 9000x9000 = 81000000 pixels; the limit is 40000000 "
+                         "(ADAIN_MAX_IMAGE_PIXELS)')")
+    assert said == "content: image is 9000x9000 = 81,000,000 pixels; the limit is 40,000,000"
+
+
+def test_docs_pages_render_and_ask_nothing_of_other_hosts(site, open_page):
+    proxy, _ = site
+    page = open_page(proxy + "/docs")
     page.wait_for_selector(".swagger-ui .info .title", timeout=30_000)
     assert "adain-service" in page.inner_text(".swagger-ui .info .title")
     page.wait_for_selector("text=/stylize")
-    page.close()
-
-
-def test_a_non_image_shows_a_readable_error_on_a_phone(site, browser, images, tmp_path, capsys):
-    proxy, _ = site
-    page = browser.new_page(viewport={"width": 390, "height": 844})
-    page.goto(proxy + "/")
-    page.set_input_files("#content-file", str(images["junk"]))
-    page.set_input_files("#style-files", str(images["style"]))
-    page.click("#stylize")
-    page.wait_for_selector("#status.error", timeout=30_000)
-    text = page.inner_text("#status")
-    assert "Not an image" in text and "content" in text
-    assert page.evaluate("document.documentElement.scrollWidth") <= 390  # no sideways scrolling
-    shot = tmp_path / "web-error-phone.png"
-    page.screenshot(path=str(shot), full_page=True)
-    show(capsys, shot)
-    page.close()
+    page = open_page(proxy + "/redoc")
+    page.wait_for_selector("h1:has-text('adain-service')", timeout=30_000)
+    page.wait_for_load_state("networkidle")  # the side menu's maker logo too: from this host
