@@ -145,6 +145,27 @@ def rgb_stats(pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return x.mean(dim=1).double().cpu(), cov
 
 
+class Moments:
+    """``rgb_stats`` gathered a part at a time (float64 sums of pixels and of their outer products),
+    for images too large to hold as one float tensor (model/tiling.py)."""
+
+    def __init__(self) -> None:
+        self.n, self.sum, self.outer = 0, torch.zeros(3, dtype=torch.float64), torch.zeros(3, 3, dtype=torch.float64)
+
+    def add(self, pixels: torch.Tensor) -> None:
+        """(3, P) pixels in [0, 1], any dtype and device."""
+        x = pixels.detach().reshape(3, -1).double().cpu()
+        self.n += x.shape[1]
+        self.sum += x.sum(dim=1)
+        self.outer += x @ x.T
+
+    def stats(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(mean, covariance) as ``rgb_stats`` gives them (the same ridge)."""
+        mean = self.sum / max(1, self.n)
+        cov = self.outer / max(1, self.n) - torch.outer(mean, mean)
+        return mean, cov + 1e-5 * torch.eye(3, dtype=torch.float64)
+
+
 def _sqrtm(m: torch.Tensor, power: float = 0.5) -> torch.Tensor:
     """m ** power for a symmetric positive definite matrix."""
     vals, vecs = torch.linalg.eigh(m)
@@ -165,20 +186,27 @@ def match_colors(pixels: torch.Tensor, mean: torch.Tensor, cov: torch.Tensor, st
     if strength == 0:
         return pixels
     x = pixels.reshape(3, -1).float()
-    mu_x, cov_x = rgb_stats(x)
+    m, shift = color_map(*rgb_stats(x), mean, cov, strength)
+    out = torch.addmm(shift.float().to(x.device)[:, None], m.float().to(x.device), x)
+    return out.clamp_(0, 1).to(pixels.dtype).reshape(pixels.shape)
+
+
+def color_map(mu_x: torch.Tensor, cov_x: torch.Tensor, mean: torch.Tensor, cov: torch.Tensor,
+              strength: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """``match_colors``' affine map x' = M x + shift (float64, M (3, 3), shift (3,)) for pixels whose
+    mean and covariance are ``mu_x``, ``cov_x`` (tiled images have them from a pass of their own)."""
     root, inv_root = _sqrtm(cov_x), _sqrtm(cov_x, -0.5)
     vals, vecs = torch.linalg.eigh(inv_root @ _sqrtm(root @ cov.double().cpu() @ root) @ inv_root)
     a = vecs @ torch.diag(vals.clamp(max=MAX_COLOR_GAIN)) @ vecs.T
     eye = torch.eye(3, dtype=torch.float64)
     m = eye + strength * (a - eye)
-    shift = mu_x + min(1.0, 2 * strength) * (mean.double().cpu() - mu_x) - m @ mu_x
-    out = torch.addmm(shift.float().to(x.device)[:, None], m.float().to(x.device), x)
-    return out.clamp_(0, 1).to(pixels.dtype).reshape(pixels.shape)
+    return m, mu_x + min(1.0, 2 * strength) * (mean.double().cpu() - mu_x) - m @ mu_x
 
 
-def coral(source: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+def coral(source: torch.Tensor, target: torch.Tensor | tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
     """Recolour image ``source`` so its RGB mean and covariance equal ``target``'s (the official
-    AdaIN colour preservation: recolour the style to the content before encoding it).
+    AdaIN colour preservation: recolour the style to the content before encoding it). ``target``:
+    an image, or its (mean, covariance) as ``rgb_stats`` gives them (``Moments`` for large images).
 
     Linear colour transfer x' = C_t^1/2 C_s^-1/2 (x - mu_s) + mu_t with covariances of pixels.
     The reference code whitens per channel and adds I to unnormalised scatter matrices, which
@@ -188,6 +216,6 @@ def coral(source: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """
     xs = source.reshape(3, -1).double().cpu()  # the style image before encoding: already on the CPU
     mu_s, cov_s = rgb_stats(xs)
-    mu_t, cov_t = rgb_stats(target)
+    mu_t, cov_t = target if isinstance(target, tuple) else rgb_stats(target)
     out = _sqrtm(cov_t) @ _sqrtm(cov_s, -0.5) @ (xs - mu_s[:, None]) + mu_t[:, None]
     return out.clamp(0, 1).to(source.device, source.dtype).reshape(source.shape)

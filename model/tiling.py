@@ -1,0 +1,200 @@
+"""Images larger than one tile, in memory bounded by the tile, not by the image.
+
+The image is cut into square cores of ``tile`` px on the 8-px grid of the features; each core is
+run with a ``margin`` of image around it, so every output pixel of the core sees the same input as
+in one whole pass (the encoder's and decoder's receptive fields are ~70 + ~60 px) and the pooling
+grid lines up with the whole image's: cores meet without seams, and no blending is needed. What
+AdaIN and the colour step need of the whole image is gathered first:
+
+1. encoder pass: the content's relu4_1 mean and std over the whole image, exactly (sums over the
+   cores' features, per mask region);
+2. encoder + AdaIN + decoder pass: each core's pixels into the 8-bit output, and the output's RGB
+   mean and covariance (per region);
+3. the colour step's affine map, from those whole-image statistics, over the output in strips.
+
+So peak memory is one tile's network pass plus the 8-bit input and output images."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from PIL import Image
+
+from model.adain import EPS, Moments, blend, color_map, resize_mask
+from model.images import to_tensor
+from model.plan import Plan
+
+TILE = 1024   # core side in px (a multiple of 8)
+MARGIN = 64  # image around each core, px (a multiple of 8): 64 already gives the whole pass to 1 level
+Progress = Callable[[int, int], None]  # (steps done, steps in all)
+
+
+@dataclass(frozen=True)
+class Core:
+    x0: int
+    y0: int
+    x1: int
+    y1: int
+
+
+def cores(width: int, height: int, tile: int) -> list[Core]:
+    """Cores covering the canvas (the image padded to a multiple of 8, as a whole pass pads it)."""
+    wp, hp = -(-width // 8) * 8, -(-height // 8) * 8
+    return [Core(x, y, min(x + tile, wp), min(y + tile, hp)) for y in range(0, hp, tile) for x in range(0, wp, tile)]
+
+
+class Tiled:
+    """One plan rendered tile by tile with ``stylizer``'s networks."""
+
+    def __init__(self, stylizer, plan: Plan, tile: int = TILE, margin: int = MARGIN,
+                 progress: Progress | None = None) -> None:
+        if tile % 8 or margin % 8 or tile <= 0:
+            raise ValueError(f"tile ({tile}) and margin ({margin}) must be positive multiples of 8")
+        self.st, self.plan, self.tile, self.margin = stylizer, plan, tile, margin
+        self.width, self.height = plan.size
+        self.cores = cores(self.width, self.height, tile)
+        self.progress = progress or (lambda done, total: None)
+        self.done, self.total = 0, 2 * len(self.cores) + 1
+        # the mask at feature resolution over the whole canvas (the whole pass's resize_mask)
+        self.mask = None
+        if plan.mask is not None:
+            from model.stylizer import pad_to_multiple
+
+            self.mask = resize_mask(pad_to_multiple(plan.mask[None, None])[0, 0],
+                                    (-(-self.height // 8), -(-self.width // 8)))
+
+    def _step(self) -> None:
+        self.done += 1
+        self.progress(self.done, self.total)
+
+    def features(self, c: Core) -> tuple[torch.Tensor, tuple[slice, slice], tuple[int, int]]:
+        """relu4_1 of the core with its margin, the core's window in them, and the crop's origin."""
+        from model.stylizer import pad_to_multiple
+
+        ix0, iy0 = max(0, c.x0 - self.margin), max(0, c.y0 - self.margin)
+        ix1, iy1 = min(self.width, c.x1 + self.margin), min(self.height, c.y1 + self.margin)
+        x = to_tensor(self.plan.content.crop((ix0, iy0, ix1, iy1)))
+        if ix1 == self.width or iy1 == self.height:  # the canvas edge: padded as a whole pass pads it
+            x = pad_to_multiple(x)
+        feat = self.st.encoder(self.st._net_input(x))
+        fy, fx = (c.y0 - iy0) // 8, (c.x0 - ix0) // 8
+        window = (slice(fy, fy + (c.y1 - c.y0) // 8), slice(fx, fx + (c.x1 - c.x0) // 8))
+        return feat, window, (ix0, iy0)
+
+    def regions(self, c: Core) -> list[torch.Tensor | None]:
+        """Per style code, its positions in the core's feature window (None = all of them)."""
+        if self.mask is None:
+            return [None]
+        m = self.mask[c.y0 // 8:c.y1 // 8, c.x0 // 8:c.x1 // 8]
+        return [m, ~m]
+
+    @torch.inference_mode()
+    def content_stats(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Pass 1: the relu4_1 mean and std (N, C, 1, 1 shaped as mean_std's) per region."""
+        n = len(self.plan.codes)
+        sums = [torch.zeros(512, dtype=torch.float64) for _ in range(n)]
+        squares = [torch.zeros(512, dtype=torch.float64) for _ in range(n)]
+        counts = [0] * n
+        for c in self.cores:
+            feat, (ys, xs), _ = self.features(c)
+            core = feat[0, :, ys, xs].double().cpu().reshape(512, -1)
+            for i, region in enumerate(self.regions(c)):
+                part = core if region is None else core[:, region.reshape(-1)]
+                sums[i] += part.sum(dim=1)
+                squares[i] += (part * part).sum(dim=1)
+                counts[i] += part.shape[1]
+            self._step()
+        stats = []
+        for s, q, k in zip(sums, squares, counts):
+            mean = s / max(1, k)
+            var = (q - k * mean * mean) / max(1, k - 1) + EPS  # unbiased, as mean_std
+            stats.append((mean.float().view(1, -1, 1, 1), var.clamp_min(EPS).sqrt().float().view(1, -1, 1, 1)))
+        return stats
+
+    @torch.inference_mode()
+    def render(self) -> Image.Image:
+        plan = self.plan
+        stats = self.content_stats()
+        out = np.empty((self.height, self.width, 3), np.uint8)
+        moments = [Moments() for _ in plan.codes]
+        for c in self.cores:
+            feat, window, (ix0, iy0) = self.features(c)
+            target = self._adain(feat, c, window, stats)
+            pixels = self.st.decoder(blend(target, feat, plan.alpha).to(self.st.dtype)
+                                     .contiguous(memory_format=torch.channels_last))
+            y1, x1 = min(c.y1, self.height), min(c.x1, self.width)
+            core = pixels[0, :, c.y0 - iy0:y1 - iy0, c.x0 - ix0:x1 - ix0].float().clamp(0, 1)
+            for moment, region in zip(moments, self.pixel_regions(c.y0, y1, c.x0, x1)):
+                moment.add(core.reshape(3, -1) if region is None else core[:, region])
+            out[c.y0:y1, c.x0:x1] = core.mul(255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+            self._step()
+        self._recolor(out, moments)
+        self._step()
+        return Image.fromarray(out, "RGB")
+
+    def _adain(self, feat: torch.Tensor, c: Core, window: tuple[slice, slice],
+               stats: list[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
+        """AdaIN of the tile's features with the whole image's content statistics. Outside the
+        core's window (the margin) a mask region is taken from the nearest core position."""
+        f = feat.float()
+        if self.mask is None:
+            (mean, std), code = stats[0], self.plan.codes[0]
+            return (f - mean) / std * code.std.view(1, -1, 1, 1) + code.mean.view(1, -1, 1, 1)
+        h, w = f.shape[-2:]
+        y0, x0 = c.y0 // 8 - window[0].start, c.x0 // 8 - window[1].start  # the crop's origin, in features
+        rows = (torch.arange(h) + y0).clamp(0, self.mask.shape[0] - 1)
+        cols = (torch.arange(w) + x0).clamp(0, self.mask.shape[1] - 1)
+        fg = self.mask[rows][:, cols].to(f.device)
+        fg_t, bg_t = ((f - mean) / std * code.std.view(1, -1, 1, 1) + code.mean.view(1, -1, 1, 1)
+                      for (mean, std), code in zip(stats, self.plan.codes))
+        return torch.where(fg, fg_t, bg_t)
+
+    def pixel_regions(self, y0: int, y1: int, x0: int, x1: int) -> list[torch.Tensor | None]:
+        if self.plan.mask is None:
+            return [None]
+        fg = self.plan.mask[y0:y1, x0:x1] >= 0.5
+        return [fg, ~fg]
+
+    def _recolor(self, out: np.ndarray, moments: list[Moments], rows: int = 256) -> None:
+        """Pass 3: the colour step, its map from the whole output's statistics, a strip at a time."""
+        strength = self.plan.alpha * self.plan.color_match
+        maps = [color_map(*m.stats(), code.rgb_mean, code.rgb_cov, strength) if code.has_colors and strength and m.n
+                else None for m, code in zip(moments, self.plan.codes)]
+        if all(m is None for m in maps):
+            return
+        for y in range(0, self.height, rows):
+            strip = torch.from_numpy(out[y:y + rows]).permute(2, 0, 1).float().div_(255)  # (3, h, W)
+            new = strip.clone()
+            for cmap, region in zip(maps, self.pixel_regions(y, min(y + rows, self.height), 0, self.width)):
+                if cmap is None:
+                    continue
+                m, shift = cmap
+                flat = strip.reshape(3, -1) if region is None else strip[:, region]
+                moved = torch.addmm(shift.float()[:, None], m.float(), flat).clamp_(0, 1)
+                if region is None:
+                    new = moved.reshape(strip.shape)
+                else:
+                    new[:, region] = moved
+            out[y:y + rows] = new.mul_(255).round_().to(torch.uint8).permute(1, 2, 0).numpy()
+
+
+def strips(img: Image.Image, rows: int = 512) -> Iterator[torch.Tensor]:
+    """(3, P) float pixels of an image a strip of rows at a time."""
+    for y in range(0, img.height, rows):
+        yield to_tensor(img.crop((0, y, img.width, min(img.height, y + rows))))[0].reshape(3, -1)
+
+
+def image_moments(img: Image.Image) -> tuple[torch.Tensor, torch.Tensor]:
+    """An image's RGB mean and covariance without holding it as one float tensor."""
+    m = Moments()
+    for part in strips(img):
+        m.add(part)
+    return m.stats()
+
+
+def needs_tiles(size: tuple[int, int], tile: int) -> bool:
+    """Whether an image of (w, h) is rendered in tiles: when it is larger than one tile."""
+    return size[0] * size[1] > tile * tile
