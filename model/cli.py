@@ -15,6 +15,7 @@ from model.adain import COLOR_MATCH
 from model.errors import InputError
 from model.images import IMAGE_SUFFIXES
 from model.paths import DECODER
+from model.tiling import TILE
 
 
 def comma_floats(text: str) -> list[float]:
@@ -49,12 +50,20 @@ def cmd_stylize(args: argparse.Namespace) -> int:
     elif len(args.paths) < 2 or args.output is None:
         sys.exit("usage: adain stylize CONTENT STYLE [STYLE ...] -o OUT (or --content-dir/--style-dir/--out-dir)")
 
-    stylizer = Stylizer.load(args.decoder, vgg_path=args.vgg, device=args.device, precision=args.precision)
+    stylizer = Stylizer.load(args.decoder, vgg_path=args.vgg, device=args.device, precision=args.precision,
+                             tile=args.tile_size)
     opts = dict(alpha=args.alpha, preserve_color=args.preserve_color, color_match=args.color_match,
                 content_size=args.content_size, style_size=args.style_size)
     try:
         if not dir_mode:
-            out = stylizer.stylize(args.paths[0], args.paths[1:], weights=args.weights, mask=args.mask, **opts)
+            with tqdm(desc="tiles", unit="step", disable=None, leave=False) as bar:  # shown when tiled
+
+                def progress(done: int, total: int) -> None:
+                    bar.total = total
+                    bar.update(done - bar.n)
+
+                out = stylizer.stylize(args.paths[0], args.paths[1:], weights=args.weights, mask=args.mask,
+                                       progress=progress, **opts)
             args.output.parent.mkdir(parents=True, exist_ok=True)
             out.save(args.output)
             print(f"wrote {args.output} ({out.width}x{out.height}, {stylizer.device}, {stylizer.precision})")
@@ -114,6 +123,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--content-dir", type=Path, help="folder of content images (directory mode)")
     s.add_argument("--style-dir", type=Path, help="folder of style images (directory mode)")
     s.add_argument("--out-dir", type=Path, help="where directory mode writes CONTENT_stylized_STYLE.png")
+    s.add_argument("--tile-size", type=int, default=TILE,
+                   help="images of more than this squared are drawn in tiles of this side (bounds memory)")
     s.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
     s.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"])
     _add_weight_args(s)

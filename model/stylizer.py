@@ -136,12 +136,13 @@ class Stylizer:
 
     def stylize(self, content: ImageSource, styles: Sequence[StyleInput], weights: Sequence[float] | None = None,
                 alpha: float = 1.0, mask: ImageSource | None = None, preserve_color: bool = False,
-                content_size: int = 512, style_size: int = 512, color_match: float = COLOR_MATCH) -> Image.Image:
+                content_size: int = 512, style_size: int = 512, color_match: float = COLOR_MATCH,
+                progress: Progress | None = None) -> Image.Image:
         """Render ``content`` in the given style(s): ``prepare`` then ``render`` (see ``Options``
         for the arguments). Returns an RGB image of exactly the resized content's size."""
         options = Options(weights=tuple(weights) if weights else None, alpha=alpha, color_match=color_match,
                           preserve_color=preserve_color, content_size=content_size, style_size=style_size)
-        return self.render([self.prepare(content, styles, options, mask)])[0]
+        return self.render([self.prepare(content, styles, options, mask)], progress)[0]
 
     @torch.inference_mode()
     def render(self, plans: Sequence[Plan], progress: Progress | None = None) -> list[Image.Image]:

@@ -13,8 +13,8 @@ import asyncio
 import logging
 import threading
 import time
-from collections.abc import Iterator
 from contextlib import contextmanager
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import partial
 
@@ -22,9 +22,10 @@ import torch
 from PIL import Image
 
 from model.adain import StyleCode
-from model.images import OUTPUT_FORMATS, encode_image
+from model.images import OUTPUT_FORMATS, encode_image, png_chunks, scaled_size
 from model.plan import Options
 from model.stylizer import Stylizer
+from model.tiling import needs_tiles
 from service.batching import Batcher
 from service.errors import BadRequest, Cancelled, Forbidden, NotFound
 from service.forms import StyleForm, StylizeForm
@@ -33,14 +34,14 @@ from service.queue import ModelQueue
 from service.registry import StyleRegistry
 from service.settings import Settings
 from service.stores import StoreDown, StyleEntry, open_style_store
-from service.uploads import Upload, decode
+from service.uploads import Upload, declared_size, decode
 
 log = logging.getLogger("adain.service")
 
 
 @dataclass
 class StylizeResult:
-    data: bytes
+    data: bytes | Iterator[bytes]  # a large PNG comes as pieces, encoded as they are sent
     media_type: str
     width: int
     height: int
@@ -84,7 +85,8 @@ class Engine:
         if s.torch_threads:
             torch.set_num_threads(s.torch_threads)
         if self.stylizer is None:
-            self.stylizer = Stylizer.load(s.decoder, vgg_path=s.vgg, device=s.device, precision=s.precision)
+            self.stylizer = Stylizer.load(s.decoder, vgg_path=s.vgg, device=s.device, precision=s.precision,
+                                          tile=s.tile_size)
         if s.warmup:
             self.stylizer.warmup()
         if s.batch_max > 1:
@@ -131,10 +133,18 @@ class Engine:
             raise BadRequest("give at least one style: a 'style' file or a 'style_id'")
         if len(styles) > self.settings.max_styles:
             raise BadRequest(f"{len(styles)} styles given; at most {self.settings.max_styles} per request")
-        result = await self.queue.run(partial(self._stylize, form, options, styles))
+        result = await self.queue.run(partial(self._stylize, form, options, styles), self._timeout(form, options))
         for stage, seconds in result.timings.items():
             self.metrics.stages.labels(stage).observe(seconds)
         return result
+
+    def _timeout(self, form: StylizeForm, options: Options) -> float:
+        """The queue's deadline, longer for a large output (its size read from the upload's header)."""
+        s, size = self.settings, declared_size(form.content)
+        if size is None:
+            return s.request_timeout
+        w, h = scaled_size(size, options.content_size)
+        return max(s.request_timeout, w * h / 1e6 * s.timeout_per_megapixel)
 
     async def register(self, form: StyleForm) -> StyleEntry:
         size = form.options(self.settings).style_size
@@ -195,6 +205,9 @@ class Engine:
             plan = self.stylizer.prepare(content, sources, options, mask)
             out = self.batcher.submit(plan) if self.batcher else self.stylizer.render([plan])[0]
         with t.stage("encode-image"):
-            data = encode_image(out, form.format, png_level=s.png_compress_level,
-                                jpeg_quality=s.jpeg_quality, webp_quality=s.webp_quality)
+            if form.format == "png" and needs_tiles(out.size, self.stylizer.tile):
+                data: bytes | Iterator[bytes] = png_chunks(out, s.png_compress_level)  # encoded while sent
+            else:
+                data = encode_image(out, form.format, png_level=s.png_compress_level,
+                                    jpeg_quality=s.jpeg_quality, webp_quality=s.webp_quality)
         return StylizeResult(data, OUTPUT_FORMATS[form.format][1], out.width, out.height, hits, t.timings)

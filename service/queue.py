@@ -49,8 +49,10 @@ class ModelQueue:
         """Seconds until a slot is likely free: the queue ahead divided among the workers."""
         return max(1, math.ceil(self._pending * self._avg_seconds / self.workers))
 
-    async def run(self, job: Callable[[threading.Event], T]) -> T:
-        """Run ``job(cancel_event)`` on a worker; 503 when full, 504 past the deadline."""
+    async def run(self, job: Callable[[threading.Event], T], timeout: float | None = None) -> T:
+        """Run ``job(cancel_event)`` on a worker; 503 when full, 504 past the deadline (``timeout``
+        seconds, the queue's own by default)."""
+        timeout = timeout or self.timeout
         with self._lock:
             if self._pending >= self.capacity:
                 raise Busy(f"the server is busy ({self._pending} requests ahead); retry shortly",
@@ -62,10 +64,10 @@ class ModelQueue:
         # asyncio does not log "exception never retrieved".
         future.add_done_callback(lambda f: f.cancelled() or f.exception())
         try:
-            return await asyncio.wait_for(asyncio.shield(future), self.timeout)
+            return await asyncio.wait_for(asyncio.shield(future), timeout)
         except asyncio.TimeoutError:
             cancel.set()
-            raise TimedOut(f"the request took longer than {self.timeout:g} s; try a smaller image") from None
+            raise TimedOut(f"the request took longer than {timeout:g} s; try a smaller image") from None
         except asyncio.CancelledError:  # the client went away
             cancel.set()
             raise

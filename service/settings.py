@@ -43,8 +43,11 @@ class Settings(BaseSettings):
     # limits
     max_file_bytes: int = Field(20 * MB, gt=0, description="largest single uploaded file")
     max_total_bytes: int = Field(50 * MB, gt=0, description="largest request body")
-    max_image_pixels: int = Field(40_000_000, gt=0, description="largest decoded upload (checked from the header)")
-    max_output_pixels: int = Field(4_194_304, gt=0, description="largest image the network processes (2048x2048)")
+    max_image_pixels: int = Field(8192 * 8192, gt=0, description="largest decoded upload (checked from the header)")
+    max_output_pixels: int = Field(8192 * 8192, gt=0, description="largest image the network processes (8192x8192; "
+                                   "above tile_size² it is rendered in tiles)")
+    tile_size: int = Field(1024, ge=64, le=8192, multiple_of=8, description="images of more than this squared are "
+                           "rendered in tiles of this side: it bounds memory (a 1024 tile: ~1.2 GB on a CPU)")
     max_styles: int = Field(8, ge=1, le=8, description="styles per request")
     default_content_size: int = Field(512, ge=0, description="content shorter side when the request says none")
     default_style_size: int = Field(512, ge=0, description="style shorter side when the request says none")
@@ -58,6 +61,9 @@ class Settings(BaseSettings):
     workers: int = Field(1, ge=1, description="model threads working at once")
     queue_depth: int = Field(8, ge=0, description="requests waiting for a worker before 503")
     request_timeout: float = Field(60.0, gt=0, description="seconds a request may wait and run before 504")
+    timeout_per_megapixel: float = Field(5.0, ge=0, description="a larger image gets this many seconds per "
+                                         "megapixel of output when that is more than request_timeout (8192² on a "
+                                         "2-core CPU takes ~4 s/MP)")
     batch_max: int = Field(1, ge=1, le=64, description="network passes of same-size concurrent requests run "
                            "as one batch of up to this many (GPU); 1 = off. Set workers >= this")
     batch_wait_ms: float = Field(5.0, ge=0, le=1000, description="how long the first image of a batch waits for more")

@@ -3,6 +3,7 @@ limits. The only place the service turns bytes into pixels (through ``model.imag
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass
 
 from PIL import Image
@@ -33,6 +34,16 @@ async def read(upload: UploadFile, name: str, settings: Settings) -> Upload:
     if upload.size is not None and upload.size > limit:
         raise TooLarge(f"{name} is {upload.size} bytes; the limit per file is {limit} (ADAIN_MAX_FILE_BYTES)")
     return Upload(name, await upload.read())
+
+
+def declared_size(upload: Upload) -> tuple[int, int] | None:
+    """The (w, h) an image's header declares, reading no pixels; None when there is no readable
+    header (decoding will say why)."""
+    try:
+        with Image.open(io.BytesIO(upload.data)) as img:
+            return img.size
+    except Exception:  # noqa: BLE001 - any unreadable header: decode() reports it properly
+        return None
 
 
 def decode(upload: Upload, settings: Settings, shorter_side: int | None) -> Image.Image:

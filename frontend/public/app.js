@@ -73,6 +73,7 @@ function outputSize() {
   const side = Number($("size").value);
   if (!state.content || !state.content.w) return null;
   const { w, h } = state.content;
+  if (side === 0) return [w, h]; // the original size
   const scale = side / Math.min(w, h);
   return [Math.max(1, Math.round(w * scale)), Math.max(1, Math.round(h * scale))];
 }
@@ -353,7 +354,7 @@ function validate() {
   if (!checkMask()) return maskProblem();
   const out = outputSize();
   if (out && out[0] * out[1] > limits.max_output_pixels) {
-    return `At ${$("size").value} px the result would be ${out[0]}×${out[1]} (${megapixels(out[0] * out[1])}); ` +
+    return `At ${$("size").selectedOptions[0].textContent} the result would be ${out[0]}×${out[1]} (${megapixels(out[0] * out[1])}); ` +
            `the largest is ${megapixels(limits.max_output_pixels)}: choose a smaller size.`;
   }
   return "";

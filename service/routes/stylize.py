@@ -44,13 +44,13 @@ async def chunks(data: bytes) -> AsyncIterator[bytes]:
 
 def image_response(result: StylizeResult) -> StreamingResponse:
     timing = ", ".join(f"{k};dur={v * 1000:.1f}" for k, v in result.timings.items())
-    return StreamingResponse(
-        chunks(result.data),
-        media_type=result.media_type,
-        headers={"Content-Length": str(len(result.data)), "Server-Timing": timing,
-                 "X-Image-Width": str(result.width), "X-Image-Height": str(result.height),
-                 "X-Style-Cache-Hits": str(result.cache_hits), "Cache-Control": "no-store"},
-    )
+    headers = {"Server-Timing": timing, "X-Image-Width": str(result.width), "X-Image-Height": str(result.height),
+               "X-Style-Cache-Hits": str(result.cache_hits), "Cache-Control": "no-store"}
+    if isinstance(result.data, bytes):
+        headers["Content-Length"] = str(len(result.data))
+        return StreamingResponse(chunks(result.data), media_type=result.media_type, headers=headers)
+    # a large PNG: encoded piece by piece on a thread as it is sent (chunked; no length known ahead)
+    return StreamingResponse(result.data, media_type=result.media_type, headers=headers)
 
 
 @router.post(

@@ -29,7 +29,8 @@ def test_safe_defaults():
     s = Settings()
     assert s.host == "127.0.0.1"  # 0.0.0.0 only where a container sets it
     assert s.cors_origins == [] and s.api_keys == []
-    assert s.max_total_bytes <= 64 * 1024 * 1024 and s.max_image_pixels <= 50_000_000
+    assert s.max_total_bytes <= 64 * 1024 * 1024 and s.max_image_pixels <= 8192 * 8192
+    assert s.tile_size <= 2048  # what bounds a request's memory, whatever its size
 
 
 def test_cors_is_closed_by_default_and_an_allowlist_when_set(make_client):

@@ -1,0 +1,46 @@
+"""Large images through the API: tiled rendering behind the same request, the PNG streamed as it
+is encoded, the deadline scaled with the output's size."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from helpers import STYLE_A, files, noise_image, png
+from model.plan import Options
+from model.stylizer import Stylizer
+from service.app import create_app
+from service.forms import StylizeForm
+from service.settings import Settings
+from service.uploads import Upload
+
+
+def test_a_large_image_is_tiled_and_streamed(decoder_path, make_client, tmp_path):
+    content = png(noise_image(200, 148, seed=5))
+    whole = make_client().post("/stylize", files=files(content, STYLE_A), data={"content_size": "0"})
+    assert whole.status_code == 200 and "content-length" in whole.headers
+    tiny_tiles = Stylizer.load(decoder_path, device="cpu", precision="fp32", tile=64)
+    settings = Settings(warmup=False, presets_dir=tmp_path / "none", frontend_dir=tmp_path / "none",
+                        default_style_size=64, state_dir=tmp_path / "state")
+    with TestClient(create_app(settings, stylizer=tiny_tiles)) as c:
+        r = c.post("/stylize", files=files(content, STYLE_A), data={"content_size": "0"})
+        assert r.status_code == 200 and r.headers["content-type"] == "image/png"
+        assert "content-length" not in r.headers  # encoded piece by piece while sent
+        tiled = Image.open(io.BytesIO(r.content))
+        assert tiled.size == (200, 148) and r.headers["x-image-width"] == "200"
+        a, b = (np.asarray(Image.open(io.BytesIO(x)).convert("RGB"), np.float64) for x in (whole.content, r.content))
+        assert 10 * np.log10(255 ** 2 / max(np.mean((a - b) ** 2), 1e-9)) >= 45
+        jpeg = c.post("/stylize", files=files(content, STYLE_A), data={"content_size": "0", "format": "jpeg"})
+        assert jpeg.status_code == 200 and Image.open(io.BytesIO(jpeg.content)).size == (200, 148)
+
+
+def test_the_deadline_grows_with_the_output(make_client):
+    engine = make_client(request_timeout=60, timeout_per_megapixel=5).app.state.engine
+    form = StylizeForm(content=Upload("content", png(Image.new("RGB", (4000, 3000)))))
+    assert engine._timeout(form, Options(content_size=512)) == 60  # small: the base deadline
+    assert engine._timeout(form, Options(content_size=0)) == 60  # 12 MP x 5 s
+    assert engine._timeout(form, Options(content_size=6000)) == 8000 * 6000 / 1e6 * 5  # read from the header
+    assert engine._timeout(StylizeForm(content=Upload("content", b"junk")), Options()) == 60
