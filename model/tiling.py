@@ -19,7 +19,6 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 from PIL import Image
 
@@ -118,7 +117,7 @@ class Tiled:
     def render(self) -> Image.Image:
         plan = self.plan
         stats = self.content_stats()
-        out = np.empty((self.height, self.width, 3), np.uint8)
+        out = Image.new("RGB", (self.width, self.height))  # the one full-size copy (8192²: 200 MB)
         moments = [Moments() for _ in plan.codes]
         for c in self.cores:
             feat, window, (ix0, iy0) = self.features(c)
@@ -129,11 +128,12 @@ class Tiled:
             core = pixels[0, :, c.y0 - iy0:y1 - iy0, c.x0 - ix0:x1 - ix0].float().clamp(0, 1)
             for moment, region in zip(moments, self.pixel_regions(c.y0, y1, c.x0, x1)):
                 moment.add(core.reshape(3, -1) if region is None else core[:, region])
-            out[c.y0:y1, c.x0:x1] = core.mul(255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+            out.paste(Image.fromarray(core.mul(255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy(), "RGB"),
+                      (c.x0, c.y0))
             self._step()
         self._recolor(out, moments)
         self._step()
-        return Image.fromarray(out, "RGB")
+        return out
 
     def _adain(self, feat: torch.Tensor, c: Core, window: tuple[slice, slice],
                stats: list[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
@@ -158,7 +158,7 @@ class Tiled:
         fg = self.plan.mask[y0:y1, x0:x1] >= 0.5
         return [fg, ~fg]
 
-    def _recolor(self, out: np.ndarray, moments: list[Moments], rows: int = 256) -> None:
+    def _recolor(self, out: Image.Image, moments: list[Moments], rows: int = 256) -> None:
         """Pass 3: the colour step, its map from the whole output's statistics, a strip at a time."""
         strength = self.plan.alpha * self.plan.color_match
         maps = [color_map(*m.stats(), code.rgb_mean, code.rgb_cov, strength) if code.has_colors and strength and m.n
@@ -166,7 +166,8 @@ class Tiled:
         if all(m is None for m in maps):
             return
         for y in range(0, self.height, rows):
-            strip = torch.from_numpy(out[y:y + rows]).permute(2, 0, 1).float().div_(255)  # (3, h, W)
+            box = (0, y, self.width, min(y + rows, self.height))
+            strip = to_tensor(out.crop(box))[0]  # (3, h, W)
             new = strip.clone()
             for cmap, region in zip(maps, self.pixel_regions(y, min(y + rows, self.height), 0, self.width)):
                 if cmap is None:
@@ -178,7 +179,7 @@ class Tiled:
                     new = moved.reshape(strip.shape)
                 else:
                     new[:, region] = moved
-            out[y:y + rows] = new.mul_(255).round_().to(torch.uint8).permute(1, 2, 0).numpy()
+            out.paste(Image.fromarray(new.mul_(255).round_().to(torch.uint8).permute(1, 2, 0).numpy(), "RGB"), box[:2])
 
 
 def strips(img: Image.Image, rows: int = 512) -> Iterator[torch.Tensor]:

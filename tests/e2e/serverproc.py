@@ -34,7 +34,7 @@ class Server:
         self.port = int(url.rsplit(":", 1)[1])
 
     def client(self, **kw) -> httpx.Client:
-        return httpx.Client(base_url=self.url, timeout=60, **kw)
+        return httpx.Client(base_url=self.url, **{"timeout": 60, **kw})
 
     def rss_mb(self) -> tuple[float, float]:
         return rss_mb(self.proc.pid)
