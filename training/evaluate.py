@@ -13,7 +13,7 @@ from model.errors import InvalidImage
 from model.images import open_image, resize_shorter, to_tensor
 from model.vgg import Encoder
 from training.data import list_images
-from training.losses import STYLE_LAYERS, content_loss, mirrored_target, objective, style_losses
+from training.losses import STYLE_LAYERS, content_loss, objective, style_losses
 from training.quality import flip_gap, grid_ratio, luma_power, mirrored
 
 
