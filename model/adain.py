@@ -28,6 +28,7 @@ MAX_STYLES = 8
 # variants measured on held-out photos x textures and x Van Goghs (weights/MODEL_CARD.md, "Colour step")
 COLOR_MATCH = 0.5
 MAX_COLOR_GAIN = 4.0  # match_colors stretches contrast at most this much along any colour axis
+RIDGE = 1e-5  # added to RGB covariances, so a flat image still has an invertible one
 
 
 @dataclass(frozen=True)
@@ -70,9 +71,12 @@ def style_code(feat: torch.Tensor, image: torch.Tensor | None = None) -> StyleCo
     return StyleCode(mean.flatten().cpu(), std.flatten().cpu(), *colors)
 
 
-def adain(content: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
-    """Normalise content features per channel, then give them the style's mean and std."""
-    c_mean, c_std = mean_std(content)
+def adain(content: torch.Tensor, mean: torch.Tensor, std: torch.Tensor,
+          content_stats: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+    """Normalise content features per channel, then give them the style's mean and std.
+    ``content_stats``: the content's (mean, std) when they come from elsewhere (a tile of a larger
+    image normalised with the whole image's, model/tiling.py); else those of ``content``."""
+    c_mean, c_std = content_stats if content_stats is not None else mean_std(content)
     if mean.dim() == 1:  # one StyleCode for the whole batch; else per-sample (N, C, 1, 1)
         mean, std = mean.view(1, -1, 1, 1), std.view(1, -1, 1, 1)
     return (content.float() - c_mean) / c_std * std.to(content.device) + mean.to(content.device)
@@ -141,7 +145,7 @@ def rgb_stats(pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean (3,) and covariance (3, 3), float64 on the CPU, of (3, P) RGB pixels (on any device),
     with a small ridge so a flat image still has an invertible covariance."""
     x = pixels.detach().reshape(3, -1).float()  # float32 over pixels (2x faster than float64), 3x3 in float64
-    cov = torch.cov(x, correction=0).double().cpu() + 1e-5 * torch.eye(3, dtype=torch.float64)
+    cov = torch.cov(x, correction=0).double().cpu() + RIDGE * torch.eye(3, dtype=torch.float64)
     return x.mean(dim=1).double().cpu(), cov
 
 
@@ -163,7 +167,7 @@ class Moments:
         """(mean, covariance) as ``rgb_stats`` gives them (the same ridge)."""
         mean = self.sum / max(1, self.n)
         cov = self.outer / max(1, self.n) - torch.outer(mean, mean)
-        return mean, cov + 1e-5 * torch.eye(3, dtype=torch.float64)
+        return mean, cov + RIDGE * torch.eye(3, dtype=torch.float64)
 
 
 def _sqrtm(m: torch.Tensor, power: float = 0.5) -> torch.Tensor:
@@ -186,9 +190,13 @@ def match_colors(pixels: torch.Tensor, mean: torch.Tensor, cov: torch.Tensor, st
     if strength == 0:
         return pixels
     x = pixels.reshape(3, -1).float()
-    m, shift = color_map(*rgb_stats(x), mean, cov, strength)
-    out = torch.addmm(shift.float().to(x.device)[:, None], m.float().to(x.device), x)
-    return out.clamp_(0, 1).to(pixels.dtype).reshape(pixels.shape)
+    return apply_color_map(x, color_map(*rgb_stats(x), mean, cov, strength)).to(pixels.dtype).reshape(pixels.shape)
+
+
+def apply_color_map(pixels: torch.Tensor, cmap: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    """(3, P) float pixels through ``color_map``'s x' = M x + shift, clamped to [0, 1]."""
+    m, shift = cmap
+    return torch.addmm(shift.float().to(pixels.device)[:, None], m.float().to(pixels.device), pixels).clamp_(0, 1)
 
 
 def color_map(mu_x: torch.Tensor, cov_x: torch.Tensor, mean: torch.Tensor, cov: torch.Tensor,

@@ -22,6 +22,7 @@ from typing import BinaryIO
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from model.errors import ImageTooLarge, InvalidImage
@@ -100,6 +101,21 @@ def resize_shorter(img: Image.Image, size: int) -> Image.Image:
     """Resize so the shorter side is ``size`` px (0 keeps the image as is), keeping aspect ratio."""
     new = scaled_size(img.size, size)
     return img if new == img.size else img.resize(new, Image.Resampling.BICUBIC)
+
+
+MIN_SIDE = 16  # relu4_1 is 1/8 of the input and its reflection padding needs >= 2 positions
+
+
+def pad_to_multiple(x: torch.Tensor, multiple: int = 8, minimum: int = MIN_SIDE) -> torch.Tensor:
+    """Pad (N, C, H, W) on the right/bottom to a multiple of ``multiple`` (at least ``minimum``),
+    by reflection where the image is large enough, else by repeating the edge."""
+    h, w = x.shape[-2:]
+    ph = max(minimum, -(-h // multiple) * multiple) - h
+    pw = max(minimum, -(-w // multiple) * multiple) - w
+    if ph == 0 and pw == 0:
+        return x
+    mode = "reflect" if ph < h and pw < w else "replicate"
+    return F.pad(x, (0, pw, 0, ph), mode=mode)
 
 
 def to_tensor(img: Image.Image) -> torch.Tensor:

@@ -15,14 +15,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image
 
 from model.adain import (COLOR_MATCH, StyleCode, adain, blend, coral, masked_adain, match_colors, mix,
                          normalise_weights, resize_mask, style_code)
 from model.decoder import Decoder, load_decoder
 from model.errors import InputError
-from model.images import ImageSource, open_image, resize_shorter, to_image, to_tensor
+from model.images import ImageSource, open_image, pad_to_multiple, resize_shorter, to_image, to_tensor
 from model.paths import DECODER
 from model.plan import Options, Plan, check_combination
 from model.runtime import precision_name, resolve_device, resolve_precision
@@ -30,20 +29,7 @@ from model.tiling import MARGIN, TILE, Progress, Tiled, image_moments, needs_til
 from model.vgg import Encoder, load_encoder
 
 StyleInput = ImageSource | StyleCode
-MIN_SIDE = 16  # relu4_1 is 1/8 of the input and its reflection padding needs >= 2 positions
 MASK_ASPECT_TOLERANCE = 0.02
-
-
-def pad_to_multiple(x: torch.Tensor, multiple: int = 8, minimum: int = MIN_SIDE) -> torch.Tensor:
-    """Pad (N, C, H, W) on the right/bottom to a multiple of ``multiple`` (at least ``minimum``),
-    by reflection where the image is large enough, else by repeating the edge."""
-    h, w = x.shape[-2:]
-    ph = max(minimum, -(-h // multiple) * multiple) - h
-    pw = max(minimum, -(-w // multiple) * multiple) - w
-    if ph == 0 and pw == 0:
-        return x
-    mode = "reflect" if ph < h and pw < w else "replicate"
-    return F.pad(x, (0, pw, 0, ph), mode=mode)
 
 
 def mask_tensor(mask: ImageSource, size: tuple[int, int]) -> torch.Tensor:
@@ -98,7 +84,8 @@ class Stylizer:
     def precision(self) -> str:
         return precision_name(self.dtype)
 
-    def _net_input(self, x: torch.Tensor) -> torch.Tensor:
+    def net_input(self, x: torch.Tensor) -> torch.Tensor:
+        """An image tensor as the networks take it: their device, precision and memory format."""
         return x.to(self.device).to(self.dtype).contiguous(memory_format=torch.channels_last)
 
     @torch.inference_mode()
@@ -112,7 +99,7 @@ class Stylizer:
         if recolor_to is not None:
             x = coral(x, recolor_to if isinstance(recolor_to, tuple) else to_tensor(recolor_to))
         net = pad_to_multiple(x, multiple=1)  # only tiny images need padding for the encoder
-        return style_code(self.encoder(self._net_input(net)), x)
+        return style_code(self.encoder(self.net_input(net)), x)
 
     @torch.inference_mode()
     def prepare(self, content: ImageSource, styles: Sequence[StyleInput], options: Options = Options(),
@@ -155,7 +142,7 @@ class Stylizer:
             return [Tiled(self, p, self.tile, MARGIN, progress).render() for p in plans]
         (w, h) = plans[0].size
         x = torch.cat([to_tensor(p.content) for p in plans]) if len(plans) > 1 else to_tensor(plans[0].content)
-        feat = self.encoder(pad_to_multiple(self._net_input(x)))
+        feat = self.encoder(pad_to_multiple(self.net_input(x)))
         masks = [None if p.mask is None else pad_to_multiple(p.mask[None, None])[0, 0] for p in plans]
         if all(m is None for m in masks):  # the common case: one batched AdaIN, alpha per sample
             mean = torch.stack([p.codes[0].mean for p in plans]).view(len(plans), -1, 1, 1)

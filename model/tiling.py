@@ -16,14 +16,14 @@ So peak memory is one tile's network pass plus the 8-bit input and output images
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 from PIL import Image
 
-from model.adain import EPS, Moments, blend, color_map, resize_mask
-from model.images import to_tensor
+from model.adain import EPS, Moments, adain, apply_color_map, blend, color_map, resize_mask
+from model.images import pad_to_multiple, to_image, to_tensor
 from model.plan import Plan
 
 TILE = 1024   # core side in px (a multiple of 8)
@@ -60,8 +60,6 @@ class Tiled:
         # the mask at feature resolution over the whole canvas (the whole pass's resize_mask)
         self.mask = None
         if plan.mask is not None:
-            from model.stylizer import pad_to_multiple
-
             self.mask = resize_mask(pad_to_multiple(plan.mask[None, None])[0, 0],
                                     (-(-self.height // 8), -(-self.width // 8)))
 
@@ -71,14 +69,12 @@ class Tiled:
 
     def features(self, c: Core) -> tuple[torch.Tensor, tuple[slice, slice], tuple[int, int]]:
         """relu4_1 of the core with its margin, the core's window in them, and the crop's origin."""
-        from model.stylizer import pad_to_multiple
-
         ix0, iy0 = max(0, c.x0 - self.margin), max(0, c.y0 - self.margin)
         ix1, iy1 = min(self.width, c.x1 + self.margin), min(self.height, c.y1 + self.margin)
         x = to_tensor(self.plan.content.crop((ix0, iy0, ix1, iy1)))
         if ix1 == self.width or iy1 == self.height:  # the canvas edge: padded as a whole pass pads it
             x = pad_to_multiple(x)
-        feat = self.st.encoder(self.st._net_input(x))
+        feat = self.st.encoder(self.st.net_input(x))
         fy, fx = (c.y0 - iy0) // 8, (c.x0 - ix0) // 8
         window = (slice(fy, fy + (c.y1 - c.y0) // 8), slice(fx, fx + (c.x1 - c.x0) // 8))
         return feat, window, (ix0, iy0)
@@ -120,37 +116,31 @@ class Tiled:
         out = Image.new("RGB", (self.width, self.height))  # the one full-size copy (8192²: 200 MB)
         moments = [Moments() for _ in plan.codes]
         for c in self.cores:
-            feat, window, (ix0, iy0) = self.features(c)
-            target = self._adain(feat, c, window, stats)
+            feat, _, (ix0, iy0) = self.features(c)
+            target = self._adain(feat, (ix0 // 8, iy0 // 8), stats)
             pixels = self.st.decoder(blend(target, feat, plan.alpha).to(self.st.dtype)
                                      .contiguous(memory_format=torch.channels_last))
             y1, x1 = min(c.y1, self.height), min(c.x1, self.width)
             core = pixels[0, :, c.y0 - iy0:y1 - iy0, c.x0 - ix0:x1 - ix0].float().clamp(0, 1)
             for moment, region in zip(moments, self.pixel_regions(c.y0, y1, c.x0, x1)):
                 moment.add(core.reshape(3, -1) if region is None else core[:, region])
-            out.paste(Image.fromarray(core.mul(255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy(), "RGB"),
-                      (c.x0, c.y0))
+            out.paste(to_image(core), (c.x0, c.y0))
             self._step()
         self._recolor(out, moments)
         self._step()
         return out
 
-    def _adain(self, feat: torch.Tensor, c: Core, window: tuple[slice, slice],
+    def _adain(self, feat: torch.Tensor, origin: tuple[int, int],
                stats: list[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
-        """AdaIN of the tile's features with the whole image's content statistics. Outside the
-        core's window (the margin) a mask region is taken from the nearest core position."""
-        f = feat.float()
+        """AdaIN of a tile's features (their top-left at ``origin`` on the canvas' feature grid)
+        with the whole image's content statistics, each mask region with its own."""
+        targets = [adain(feat, code.mean, code.std, s) for s, code in zip(stats, self.plan.codes)]
         if self.mask is None:
-            (mean, std), code = stats[0], self.plan.codes[0]
-            return (f - mean) / std * code.std.view(1, -1, 1, 1) + code.mean.view(1, -1, 1, 1)
-        h, w = f.shape[-2:]
-        y0, x0 = c.y0 // 8 - window[0].start, c.x0 // 8 - window[1].start  # the crop's origin, in features
-        rows = (torch.arange(h) + y0).clamp(0, self.mask.shape[0] - 1)
-        cols = (torch.arange(w) + x0).clamp(0, self.mask.shape[1] - 1)
-        fg = self.mask[rows][:, cols].to(f.device)
-        fg_t, bg_t = ((f - mean) / std * code.std.view(1, -1, 1, 1) + code.mean.view(1, -1, 1, 1)
-                      for (mean, std), code in zip(stats, self.plan.codes))
-        return torch.where(fg, fg_t, bg_t)
+            return targets[0]
+        h, w = feat.shape[-2:]
+        rows = (torch.arange(h) + origin[1]).clamp(0, self.mask.shape[0] - 1)
+        cols = (torch.arange(w) + origin[0]).clamp(0, self.mask.shape[1] - 1)
+        return torch.where(self.mask[rows][:, cols].to(feat.device), *targets)
 
     def pixel_regions(self, y0: int, y1: int, x0: int, x1: int) -> list[torch.Tensor | None]:
         if self.plan.mask is None:
@@ -168,31 +158,21 @@ class Tiled:
         for y in range(0, self.height, rows):
             box = (0, y, self.width, min(y + rows, self.height))
             strip = to_tensor(out.crop(box))[0]  # (3, h, W)
-            new = strip.clone()
-            for cmap, region in zip(maps, self.pixel_regions(y, min(y + rows, self.height), 0, self.width)):
+            for cmap, region in zip(maps, self.pixel_regions(y, box[3], 0, self.width)):
                 if cmap is None:
                     continue
-                m, shift = cmap
-                flat = strip.reshape(3, -1) if region is None else strip[:, region]
-                moved = torch.addmm(shift.float()[:, None], m.float(), flat).clamp_(0, 1)
                 if region is None:
-                    new = moved.reshape(strip.shape)
+                    strip = apply_color_map(strip.reshape(3, -1), cmap).reshape(strip.shape)
                 else:
-                    new[:, region] = moved
-            out.paste(Image.fromarray(new.mul_(255).round_().to(torch.uint8).permute(1, 2, 0).numpy(), "RGB"), box[:2])
+                    strip[:, region] = apply_color_map(strip[:, region], cmap)
+            out.paste(to_image(strip), box[:2])
 
 
-def strips(img: Image.Image, rows: int = 512) -> Iterator[torch.Tensor]:
-    """(3, P) float pixels of an image a strip of rows at a time."""
-    for y in range(0, img.height, rows):
-        yield to_tensor(img.crop((0, y, img.width, min(img.height, y + rows))))[0].reshape(3, -1)
-
-
-def image_moments(img: Image.Image) -> tuple[torch.Tensor, torch.Tensor]:
+def image_moments(img: Image.Image, rows: int = 512) -> tuple[torch.Tensor, torch.Tensor]:
     """An image's RGB mean and covariance without holding it as one float tensor."""
     m = Moments()
-    for part in strips(img):
-        m.add(part)
+    for y in range(0, img.height, rows):
+        m.add(to_tensor(img.crop((0, y, img.width, min(img.height, y + rows))))[0])
     return m.stats()
 
 
