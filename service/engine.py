@@ -14,7 +14,7 @@ import logging
 import threading
 import time
 from contextlib import contextmanager
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import partial
 
@@ -125,14 +125,14 @@ class Engine:
 
     async def stylize(self, form: StylizeForm) -> StylizeResult:
         options = form.options(self.settings)
-        styles: list[Upload | StyleEntry] = list(form.styles)  # type: ignore[arg-type]
-        if any(isinstance(s, str) for s in styles):  # the store may be remote: off the event loop
-            styles = await asyncio.to_thread(lambda: [self._registered(s) if isinstance(s, str) else s
-                                                      for s in form.styles])
-        if not styles:
+        given = form.styles
+        if not given:
             raise BadRequest("give at least one style: a 'style' file or a 'style_id'")
-        if len(styles) > self.settings.max_styles:
-            raise BadRequest(f"{len(styles)} styles given; at most {self.settings.max_styles} per request")
+        if len(given) > self.settings.max_styles:
+            raise BadRequest(f"{len(given)} styles given; at most {self.settings.max_styles} per request")
+        styles: list[Upload | StyleEntry] = given  # type: ignore[assignment]
+        if any(isinstance(s, str) for s in given):  # the store may be remote: off the event loop
+            styles = await asyncio.to_thread(lambda: [self._registered(s) if isinstance(s, str) else s for s in given])
         result = await self.queue.run(partial(self._stylize, form, options, styles), self._timeout(form, options))
         for stage, seconds in result.timings.items():
             self.metrics.stages.labels(stage).observe(seconds)
@@ -148,10 +148,7 @@ class Engine:
 
     async def register(self, form: StyleForm) -> StyleEntry:
         size = form.options(self.settings).style_size
-
-        def encode() -> StyleCode:
-            return self.stylizer.encode_style(decode(form.style, self.settings, size), size)
-
+        encode = self._encoder(form.style, size)
         return await self.queue.run(lambda cancel: self.registry.register(form.style.data, size, encode, form.name))
 
     async def style(self, style_id: str) -> StyleEntry:
@@ -177,12 +174,9 @@ class Engine:
 
     # on a worker thread
 
-    def _encode(self, upload: Upload, style_size: int) -> tuple[StyleCode, bool]:
-        """An inline style upload's code through the cache (bytes + style size); (code, cache hit)."""
-        def encode() -> StyleCode:
-            return self.stylizer.encode_style(decode(upload, self.settings, style_size), style_size)
-
-        return self.registry.code(upload.data, style_size, encode)
+    def _encoder(self, upload: Upload, style_size: int) -> Callable[[], StyleCode]:
+        """Encoding a style upload (decoded within the limits), for the registry to call on a miss."""
+        return lambda: self.stylizer.encode_style(decode(upload, self.settings, style_size), style_size)
 
     def _stylize(self, form: StylizeForm, options: Options, styles: list[Upload | StyleEntry],
                  cancel: threading.Event) -> StylizeResult:
@@ -197,15 +191,18 @@ class Engine:
                     sources.append(style.code)
                 elif options.preserve_color:  # recoloured to this content: nothing to cache
                     sources.append(decode(style, s, options.style_size))
-                else:
-                    code, hit = self._encode(style, options.style_size)
+                else:  # an inline upload: through the cache (bytes + style size)
+                    code, hit = self.registry.code(style.data, options.style_size,
+                                                   self._encoder(style, options.style_size))
                     sources.append(code)
                     hits += hit
         with t.stage("stylize"):
             plan = self.stylizer.prepare(content, sources, options, mask)
-            out = self.batcher.submit(plan) if self.batcher else self.stylizer.render([plan])[0]
+            # a tiled image renders alone (minutes at 8K): it would hold every batch behind it
+            tiled = needs_tiles(plan.size, self.stylizer.tile)
+            out = self.batcher.submit(plan) if self.batcher and not tiled else self.stylizer.render([plan])[0]
         with t.stage("encode-image"):
-            if form.format == "png" and needs_tiles(out.size, self.stylizer.tile):
+            if form.format == "png" and tiled:
                 data: bytes | Iterator[bytes] = png_chunks(out, s.png_compress_level)  # encoded while sent
             else:
                 data = encode_image(out, form.format, png_level=s.png_compress_level,

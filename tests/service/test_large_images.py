@@ -24,7 +24,8 @@ def test_a_large_image_is_tiled_and_streamed(decoder_path, make_client, tmp_path
     assert whole.status_code == 200 and "content-length" in whole.headers
     tiny_tiles = Stylizer.load(decoder_path, device="cpu", precision="fp32", tile=64)
     settings = Settings(warmup=False, presets_dir=tmp_path / "none", frontend_dir=tmp_path / "none",
-                        default_style_size=64, state_dir=tmp_path / "state")
+                        default_style_size=64, state_dir=tmp_path / "state", batch_max=2, workers=2,
+                        batch_wait_ms=1)
     with TestClient(create_app(settings, stylizer=tiny_tiles)) as c:
         r = c.post("/stylize", files=files(content, STYLE_A), data={"content_size": "0"})
         assert r.status_code == 200 and r.headers["content-type"] == "image/png"
@@ -36,11 +37,20 @@ def test_a_large_image_is_tiled_and_streamed(decoder_path, make_client, tmp_path
         jpeg = c.post("/stylize", files=files(content, STYLE_A), data={"content_size": "0", "format": "jpeg"})
         assert jpeg.status_code == 200 and Image.open(io.BytesIO(jpeg.content)).size == (200, 148)
 
+        def batches() -> float:
+            line = next(x for x in c.get("/metrics").text.splitlines() if x.startswith("adain_batch_size_count"))
+            return float(line.split()[-1])
+
+        # tiled images bypass the micro-batcher (one would hold every batch behind it); small ones use it
+        assert batches() == 0
+        assert c.post("/stylize", files=files(content, STYLE_A), data={"content_size": "32"}).status_code == 200
+        assert batches() == 1
+
 
 def test_the_deadline_grows_with_the_output(make_client):
-    engine = make_client(request_timeout=60, timeout_per_megapixel=5).app.state.engine
+    engine = make_client(request_timeout=30, timeout_per_megapixel=5).app.state.engine
     form = StylizeForm(content=Upload("content", png(Image.new("RGB", (4000, 3000)))))
-    assert engine._timeout(form, Options(content_size=512)) == 60  # small: the base deadline
-    assert engine._timeout(form, Options(content_size=0)) == 60  # 12 MP x 5 s
-    assert engine._timeout(form, Options(content_size=6000)) == 8000 * 6000 / 1e6 * 5  # read from the header
-    assert engine._timeout(StylizeForm(content=Upload("content", b"junk")), Options()) == 60
+    assert engine._timeout(form, Options(content_size=512)) == 30  # 683x512: the base deadline
+    assert engine._timeout(form, Options(content_size=0)) == 60  # 12 MP x 5 s, read from the header
+    assert engine._timeout(form, Options(content_size=6000)) == 8000 * 6000 / 1e6 * 5  # the size asked for
+    assert engine._timeout(StylizeForm(content=Upload("content", b"junk")), Options()) == 30
