@@ -2,6 +2,7 @@
 
     adain stylize content.jpg style.jpg [style2.jpg ...] -o out.png [--weights 1,2] [--alpha 0.8]
     adain stylize --content-dir photos/ --style-dir paintings/ --out-dir results/
+    adain video clip.mp4 style.jpg -o out.mp4 [--alpha 0.8] [--content-size 480]
     adain export --format reference --out exports/   # decoder.pth + vgg_normalised.pth
 """
 
@@ -80,6 +81,35 @@ def cmd_stylize(args: argparse.Namespace) -> int:
         sys.exit(f"error: {e}")
 
 
+def cmd_video(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from model.plan import Options
+    from model.stylizer import Stylizer
+    from model.video import stylize_video
+
+    stylizer = Stylizer.load(args.decoder, vgg_path=args.vgg, device=args.device, precision=args.precision,
+                             tile=args.tile_size)
+    try:
+        options = Options(weights=args.weights, alpha=args.alpha, preserve_color=args.preserve_color,
+                          color_match=args.color_match, content_size=args.content_size, style_size=args.style_size)
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        with tqdm(desc="frames", unit="frame", disable=None) as bar:  # frames, frames/s and ETA
+
+            def progress(done: int, total: int) -> None:
+                bar.total = total
+                bar.update(done - bar.n)
+
+            info = stylize_video(stylizer, args.input, args.output, args.styles, options,
+                                 stabilize=not args.per_frame, progress=progress)
+    except InputError as e:
+        args.output.unlink(missing_ok=True)
+        sys.exit(f"error: {e}")
+    print(f"wrote {args.output} ({info.frames} frames at {float(info.fps):g} fps, {stylizer.device}, "
+          f"{stylizer.precision})")
+    return 0
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     from safetensors.torch import save_file
     import torch
@@ -129,6 +159,24 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"])
     _add_weight_args(s)
     s.set_defaults(func=cmd_stylize)
+
+    v = sub.add_parser("video", help="stylize a video clip into an MP4 (H.264, audio kept), stable frame to frame")
+    v.add_argument("input", type=Path, help="the clip: MP4, WebM, MOV, MKV, GIF ...")
+    v.add_argument("styles", nargs="+", type=Path, help="style image(s)")
+    v.add_argument("-o", "--output", type=Path, required=True, help="output .mp4")
+    v.add_argument("--weights", type=comma_floats, default=None, help="interpolation weights, e.g. 1,2 (normalised)")
+    v.add_argument("--alpha", type=float, default=1.0, help="content-style trade-off in [0, 1] (1 = full style)")
+    v.add_argument("--preserve-color", action="store_true", help="keep the clip's colours (those of its first frame)")
+    v.add_argument("--color-match", type=float, default=COLOR_MATCH, help="colour step, as for stylize")
+    v.add_argument("--content-size", type=int, default=0, help="shorter side of the frames in px (0 = keep)")
+    v.add_argument("--style-size", type=int, default=512, help="shorter side of the styles in px (0 = keep)")
+    v.add_argument("--per-frame", action="store_true",
+                   help="stylize each frame on its own, without temporal stabilization (flickers)")
+    v.add_argument("--tile-size", type=int, default=TILE, help="frames of more than this squared are drawn in tiles")
+    v.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
+    v.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"])
+    _add_weight_args(v)
+    v.set_defaults(func=cmd_video)
 
     e = sub.add_parser("export", help="write the decoder (and encoder) as safetensors or reference .pth files")
     e.add_argument("--format", choices=["reference", "safetensors"], required=True)

@@ -2,7 +2,8 @@
 the CLI) learns that the fault is the input's, not the code's.
 
 Each is a ``ValueError``; the service answers ``InputError`` 400, ``OutOfRange`` 422,
-``InvalidImage`` 415 and ``ImageTooLarge`` 413. Any other exception is a bug."""
+``InvalidImage`` and ``InvalidVideo`` 415, ``ImageTooLarge`` and ``VideoTooLarge`` 413. Any other
+exception is a bug."""
 
 from __future__ import annotations
 
@@ -25,3 +26,11 @@ class InvalidImage(InputError):
 
 class ImageTooLarge(InputError):
     """The image declares more pixels than allowed (checked before decoding pixel data)."""
+
+
+class InvalidVideo(InputError):
+    """The bytes are not a video PyAV can decode (not a video, truncated, no frames, unknown codec)."""
+
+
+class VideoTooLarge(InputError):
+    """The video is longer, or its frames larger, than allowed."""

@@ -14,7 +14,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from model.errors import ImageTooLarge, InputError, InvalidImage, OutOfRange
+from model.errors import ImageTooLarge, InputError, InvalidImage, InvalidVideo, OutOfRange, VideoTooLarge
 from service.schemas import ErrorBody
 
 log = logging.getLogger("adain.errors")
@@ -102,7 +102,8 @@ def _answer(status: int) -> Any:
 
 def install(app: FastAPI) -> None:
     # Handlers are looked up along the exception's class hierarchy: the most specific one answers.
-    for kind, status in ((InputError, 400), (OutOfRange, 422), (ImageTooLarge, 413)):
+    for kind, status in ((InputError, 400), (OutOfRange, 422), (ImageTooLarge, 413), (VideoTooLarge, 413),
+                         (InvalidVideo, 415)):
         app.add_exception_handler(kind, _answer(status))
 
     @app.exception_handler(ServiceError)

@@ -1,0 +1,231 @@
+"""Video in and out with PyAV (FFmpeg inside its wheel, libx264 included: no system ffmpeg).
+
+``probe`` reads what a file holds and refuses what cannot or may not be rendered before any work;
+``stylize_video`` decodes frame by frame (MP4/H.264, WebM/VP8/VP9, MOV, MKV, GIF ...), turns each
+frame upright, renders it through the Stylizer with the style code computed once for the clip and
+the ``Stabilizer`` between frames, and writes MP4: H.264 in yuv420p with the index at the front
+(faststart: a browser plays it while it downloads), at the input's frame rate and size, with the
+audio passed through as it was (re-encoded to AAC only when MP4 cannot carry its codec). Memory is
+a few frames whatever the clip's length.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, replace
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+from PIL import Image
+
+from model.errors import InvalidVideo, VideoTooLarge
+from model.images import scaled_size
+from model.plan import Options, Plan
+from model.temporal import Stabilizer
+
+VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov", ".webm", ".mkv", ".gif", ".avi")
+# audio codecs an MP4 file carries as they are; anything else is re-encoded to AAC
+MP4_AUDIO = {"aac", "mp3", "opus", "ac3", "eac3", "alac", "flac"}
+CRF = 18  # x264 quality: visually lossless for stylized frames, ~1-3 Mbit/s at 480p
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What a clip holds: display size (rotation applied), frame rate, frame count (the header's,
+    or duration x fps when it has none), duration in s, rotation in degrees, codecs."""
+
+    width: int
+    height: int
+    fps: Fraction
+    frames: int
+    seconds: float
+    rotation: int
+    codec: str
+    audio: str | None
+
+
+@dataclass(frozen=True)
+class VideoLimits:
+    """``seconds``: longest clip; ``pixels``: largest output frame; ``input_pixels``: largest
+    frame decoded. None = no limit."""
+
+    seconds: float | None = None
+    pixels: int | None = None
+    input_pixels: int | None = None
+
+
+def _open(path: Path) -> av.container.InputContainer:
+    try:
+        return av.open(str(path), "r", metadata_errors="ignore")
+    except (av.FFmpegError, ValueError, UnicodeDecodeError) as e:
+        raise InvalidVideo(f"not a video that can be read ({_reason(e)})") from None
+
+
+def _reason(e: Exception) -> str:
+    return (getattr(e, "strerror", None) or str(e) or type(e).__name__).strip()
+
+
+def _upright(frame: av.VideoFrame) -> np.ndarray:
+    """The frame as (H, W, 3) uint8 RGB, turned the way a player shows it (the display matrix's
+    rotation, counter-clockwise degrees)."""
+    rgb = frame.to_ndarray(format="rgb24")
+    turns = round((frame.rotation or 0) / 90) % 4
+    return np.ascontiguousarray(np.rot90(rgb, turns)) if turns else rgb
+
+
+def probe(path: Path, limits: VideoLimits = VideoLimits()) -> VideoInfo:
+    """Read the header and decode the first frame: ``InvalidVideo`` for what is not a playable
+    video (not one, truncated, no frames, a codec FFmpeg lacks), ``VideoTooLarge`` past ``limits``
+    (a header claiming 10 hours is refused here, before any frame is rendered)."""
+    with _open(path) as c:
+        if not c.streams.video:
+            raise InvalidVideo("the file has no video stream")
+        v = c.streams.video[0]
+        if v.codec_context is None or not v.codec_context.codec.name:
+            raise InvalidVideo("the video's codec is not one this server can decode")
+        w, h = v.codec_context.width, v.codec_context.height
+        if limits.input_pixels and w * h > limits.input_pixels:
+            raise VideoTooLarge(f"frames are {w}x{h}; the limit is {limits.input_pixels} pixels per frame")
+        fps = v.average_rate or v.guessed_rate or v.base_rate
+        if not fps or fps <= 0 or fps > 1000:
+            raise InvalidVideo(f"the video declares no usable frame rate ({fps})")
+        seconds = (float(v.duration * v.time_base) if v.duration and v.time_base else
+                   c.duration / av.time_base if c.duration else (v.frames / fps if v.frames else 0.0))
+        if limits.seconds and seconds > limits.seconds:
+            raise VideoTooLarge(f"the video is {seconds:.1f} s long; the limit is {limits.seconds:g} s")
+        try:
+            first = next(c.decode(v), None)
+        except av.FFmpegError as e:
+            raise InvalidVideo(f"the first frame cannot be decoded ({_reason(e)})") from None
+        if first is None:
+            raise InvalidVideo("the video has no frames")
+        rotation = int(first.rotation or 0)
+        if round(rotation / 90) % 2:
+            w, h = h, w
+        frames = v.frames or max(1, round(seconds * fps))
+        audio = c.streams.audio[0].codec_context.name if c.streams.audio else None
+        return VideoInfo(w, h, Fraction(fps), frames, seconds, rotation, v.codec_context.codec.name, audio)
+
+
+def output_size(info: VideoInfo, content_size: int, max_pixels: int | None = None) -> tuple[int, int]:
+    """The output frame's (w, h): ``content_size`` as the shorter side (0 = the input's), rounded
+    down to even sides (yuv420p halves the colour planes)."""
+    w, h = scaled_size((info.width, info.height), content_size)
+    w, h = max(2, w - w % 2), max(2, h - h % 2)
+    if max_pixels and w * h > max_pixels:
+        raise VideoTooLarge(f"frames would be {w}x{h} = {w * h} pixels; the limit is {max_pixels}: "
+                            "ask for a smaller content_size")
+    return w, h
+
+
+class _Writer:
+    """MP4 out: H.264 yuv420p, faststart, the input's audio stream copied (or AAC)."""
+
+    def __init__(self, path: Path, size: tuple[int, int], fps: Fraction, audio: av.audio.AudioStream | None) -> None:
+        self.out = av.open(str(path), "w", format="mp4", options={"movflags": "+faststart"})
+        self.video = self.out.add_stream("libx264", rate=fps)
+        self.video.width, self.video.height = size
+        self.video.pix_fmt = "yuv420p"
+        self.video.options = {"crf": str(CRF), "preset": "veryfast"}
+        self.audio, self.copy = None, False
+        if audio is not None:
+            self.copy = audio.codec_context.name in MP4_AUDIO
+            if self.copy:
+                self.audio = self.out.add_stream_from_template(audio)
+            else:
+                self.audio = self.out.add_stream("aac", rate=audio.codec_context.sample_rate or 48000)
+                self.audio.layout = audio.codec_context.layout.name if audio.codec_context.layout else "stereo"
+        self.frames = 0
+
+    def frame(self, rgb: np.ndarray) -> None:
+        frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+        frame.pts = self.frames
+        self.out.mux(self.video.encode(frame))
+        self.frames += 1
+
+    def audio_packet(self, packet: av.Packet) -> None:
+        if self.audio is None or packet.dts is None:  # a flush packet
+            return
+        if self.copy:
+            packet.stream = self.audio
+            self.out.mux(packet)
+            return
+        for frame in packet.decode():
+            frame.pts = None  # the encoder counts samples itself
+            self.out.mux(self.audio.encode(frame))
+
+    def close(self) -> None:
+        self.out.mux(self.video.encode())
+        if self.audio is not None and not self.copy:
+            self.out.mux(self.audio.encode())
+        self.out.close()
+
+
+Render = Callable[[Plan], Image.Image]  # one frame's plan -> its stylization (Stylizer.render of one)
+Progress = Callable[[int, int], None]  # (frames done, frames expected); may raise to stop the job
+
+
+def stylize_video(stylizer, src: Path, dst: Path, styles: Sequence[object], options: Options = Options(content_size=0),
+                  *, stabilize: bool = True, limits: VideoLimits = VideoLimits(), render: Render | None = None,
+                  progress: Progress | None = None) -> VideoInfo:
+    """Stylize the clip ``src`` into the MP4 ``dst`` (see the module docstring). ``styles`` and
+    ``options`` as for ``Stylizer.prepare`` (no mask); the style codes are made once, from the
+    first frame (which ``preserve_color`` recolours them to). ``render`` draws one frame's plan
+    (default ``stylizer.render``; the service passes one that takes turns with image requests);
+    ``progress(done, total)`` follows the frames and may raise to stop. Returns the input's info."""
+    info = probe(src, limits)
+    size = output_size(info, options.content_size, limits.pixels)
+    draw = render or (lambda plan: stylizer.render([plan])[0])
+    stabilizer = Stabilizer() if stabilize else None
+    codes: tuple | None = None
+    done = 0
+
+    def stylized(rgb: np.ndarray) -> np.ndarray:
+        return np.asarray(draw(Plan(Image.fromarray(rgb), codes, options.alpha, options.color_match)))
+
+    with _open(src) as c:
+        v = c.streams.video[0]
+        v.thread_type = "AUTO"
+        a = c.streams.audio[0] if c.streams.audio else None
+        writer = _Writer(dst, size, info.fps, a)
+        try:
+            for packet in c.demux(*[s for s in (v, a) if s is not None]):
+                if packet.stream is a:
+                    writer.audio_packet(packet)
+                    continue
+                for frame in _decode(packet, done):
+                    rgb = _upright(frame)
+                    if rgb.shape[1::-1] != size:
+                        rgb = np.asarray(Image.fromarray(rgb).resize(size, Image.Resampling.BICUBIC))
+                    if codes is None:  # the style code, once per clip
+                        first = replace(options, content_size=0)  # the frame is at its output size already
+                        codes = stylizer.prepare(Image.fromarray(rgb), styles, first).codes
+                    writer.frame(stabilizer(rgb, stylized) if stabilizer else stylized(rgb))
+                    done += 1
+                    if limits.seconds and done / info.fps > limits.seconds + 1:
+                        raise VideoTooLarge(f"the video runs past {limits.seconds:g} s (its header said "
+                                            f"{info.seconds:.1f} s)")
+                    if progress:
+                        progress(done, max(info.frames, done))
+            if done == 0:
+                raise InvalidVideo("the video has no frames that can be decoded")
+        finally:
+            writer.close()
+    return info
+
+
+def _decode(packet: av.Packet, done: int) -> Iterator[av.VideoFrame]:
+    try:
+        yield from packet.decode()
+    except av.FFmpegError as e:  # a damaged packet mid-stream
+        raise InvalidVideo(f"the video is damaged after frame {done} ({_reason(e)})") from None
+
+
+def read_video(path: Path) -> tuple[list[np.ndarray], Fraction]:
+    """Every frame (upright RGB) and the frame rate: for tests and benchmarks of short clips."""
+    with _open(path) as c:
+        v = c.streams.video[0]
+        return [_upright(f) for f in c.decode(v)], Fraction(v.average_rate or v.guessed_rate)
+
