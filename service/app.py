@@ -18,14 +18,16 @@ from service import errors
 from service.engine import Engine
 from service.limits import BodyLimitMiddleware, EarlyBusyMiddleware
 from service.metrics import MetricsMiddleware
-from service.routes import ops, styles, stylize
+from service.routes import ops, styles, stylize, videos
 from service.settings import Settings
 
 DESCRIPTION = """Arbitrary artistic style transfer (AdaIN, Huang & Belongie 2017).
 
 `POST /stylize` with a content photo and 1-8 styles (uploads and/or `style_id`s of registered or
 preset styles) answers the stylized image, streamed. `POST /styles` registers a style image once
-and answers an id, so later requests send a few bytes instead of the painting.
+and answers an id, so later requests send a few bytes instead of the painting. `POST /videos`
+stylizes a clip as a background job (202 + an id; poll `GET /videos/{id}`, fetch the MP4 from
+`GET /videos/{id}/result`).
 Errors are JSON `{"detail": ...}`: 400 bad combination, 401 API key, 413 too large, 415 not an
 image, 422 malformed field, 503 busy (honour `Retry-After`), 504 timeout."""
 
@@ -53,6 +55,7 @@ def create_app(settings: Settings | None = None, stylizer: Stylizer | None = Non
     errors.install(app)
     app.include_router(stylize.router)
     app.include_router(styles.router)
+    app.include_router(videos.router)
     app.include_router(ops.router)
     install_docs(app, settings.root_path)
     if settings.frontend_dir.is_dir():
@@ -62,10 +65,14 @@ def create_app(settings: Settings | None = None, stylizer: Stylizer | None = Non
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST", "DELETE"],
                            allow_headers=["X-API-Key", "Content-Type"],
-                           expose_headers=["Server-Timing", "X-Image-Width", "X-Image-Height", "Retry-After"])
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_total_bytes, body_timeout=settings.body_timeout)
+                           expose_headers=["Server-Timing", "X-Image-Width", "X-Image-Height", "Retry-After", "Location",
+                                           "Content-Range", "Accept-Ranges"])
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_total_bytes, body_timeout=settings.body_timeout,
+                       per_path={"/videos": (settings.max_video_bytes + settings.max_total_bytes,
+                                             "ADAIN_MAX_VIDEO_BYTES + ADAIN_MAX_TOTAL_BYTES")})
     model_paths = ("/stylize", "/styles")  # the POSTs that queue for the model
     app.add_middleware(EarlyBusyMiddleware, retry_after=engine.queue.retry_after_if_full, paths=model_paths)
+    app.add_middleware(EarlyBusyMiddleware, retry_after=engine.videos.retry_after_if_full, paths=("/videos",))
     app.add_middleware(MetricsMiddleware, metrics=engine.metrics, paths=model_paths)  # outermost: sees every status
     return app
 

@@ -42,6 +42,10 @@ async def stylize_form(request: Request, engine: Annotated[Engine, Depends(ready
     return await forms.parse(request, forms.StylizeForm, engine.settings)
 
 
+async def video_form(request: Request, engine: Annotated[Engine, Depends(ready_engine)]) -> forms.VideoForm:
+    return await forms.parse(request, forms.VideoForm, engine.settings)
+
+
 async def style_form(request: Request, engine: Annotated[Engine, Depends(ready_engine)]) -> forms.StyleForm:
     return await forms.parse(request, forms.StyleForm, engine.settings)
 
@@ -50,3 +54,4 @@ AnyEngine = Annotated[Engine, Depends(get_engine)]
 ReadyEngine = Annotated[Engine, Depends(ready_engine)]
 StylizeForm = Annotated[forms.StylizeForm, Depends(stylize_form)]
 StyleForm = Annotated[forms.StyleForm, Depends(style_form)]
+VideoForm = Annotated[forms.VideoForm, Depends(video_form)]

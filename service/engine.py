@@ -28,13 +28,14 @@ from model.stylizer import Stylizer
 from model.tiling import needs_tiles
 from service.batching import Batcher
 from service.errors import BadRequest, Cancelled, Forbidden, NotFound
-from service.forms import StyleForm, StylizeForm
+from service.forms import StyleFields, StyleForm, StylizeForm, VideoForm
 from service.metrics import Metrics
-from service.queue import ModelQueue
+from service.queue import ModelQueue, Turns
 from service.registry import StyleRegistry
 from service.settings import Settings
-from service.stores import StoreDown, StyleEntry, open_style_store
+from service.stores import StoreDown, StyleEntry, VideoJob, open_job_store, open_style_store
 from service.uploads import Upload, declared_size, decode
+from service.videos import VideoJobs
 
 log = logging.getLogger("adain.service")
 
@@ -71,7 +72,9 @@ class Engine:
         self.stylizer = stylizer
         self.metrics = Metrics(self.live_values)
         self.registry = StyleRegistry(open_style_store(settings, self.metrics.store_call), settings.style_cache_size)
-        self.queue = ModelQueue(settings.workers, settings.queue_depth, settings.request_timeout)
+        turns = Turns()  # image requests before video frames
+        self.queue = ModelQueue(settings.workers, settings.queue_depth, settings.request_timeout, turns)
+        self.videos = VideoJobs(settings, open_job_store(settings), turns)
         self.batcher: Batcher | None = None
         self.ready = False
         self.load_seconds = 0.0
@@ -94,6 +97,7 @@ class Engine:
                                    on_batch=self.metrics.batch_size.observe)
         n = self.registry.load_presets(
             s.presets_dir, lambda img: self.stylizer.encode_style(img, s.default_style_size), s.default_style_size)
+        self.videos.start(self.stylizer)
         self.load_seconds = time.perf_counter() - start
         self.ready = True
         log.info("ready in %.2f s on %s/%s with %d presets (decoder %s, %s style store)", self.load_seconds,
@@ -101,6 +105,7 @@ class Engine:
 
     def close(self) -> None:
         self.ready = False
+        self.videos.close()
         self.queue.shutdown()
         if self.batcher is not None:
             self.batcher.close()
@@ -119,24 +124,38 @@ class Engine:
             "queue_depth": self.queue.waiting, "in_flight": self.queue.in_flight,
             "cache_hits": self.registry.hits, "cache_misses": self.registry.misses,
             "cache_entries": len(self.registry), "load_seconds": self.load_seconds, "ready": float(self.ready),
+            "video_jobs": self.videos.active - self.videos.waiting, "video_jobs_waiting": self.videos.waiting,
         }
 
     # requests
 
     async def stylize(self, form: StylizeForm) -> StylizeResult:
         options = form.options(self.settings)
+        styles = await self._styles(form)
+        result = await self.queue.run(partial(self._stylize, form, options, styles), self._timeout(form, options))
+        for stage, seconds in result.timings.items():
+            self.metrics.stages.labels(stage).observe(seconds)
+        return result
+
+    async def submit_video(self, form: VideoForm) -> VideoJob:
+        try:
+            styles = await self._styles(form)
+        except BaseException:
+            form.video.path.unlink(missing_ok=True)
+            raise
+        return await self.videos.submit(form, styles)
+
+    async def _styles(self, form: StyleFields) -> list[Upload | StyleEntry]:
+        """The form's styles in order, ids looked up (400 for none, too many or an unknown id)."""
         given = form.styles
         if not given:
             raise BadRequest("give at least one style: a 'style' file or a 'style_id'")
         if len(given) > self.settings.max_styles:
             raise BadRequest(f"{len(given)} styles given; at most {self.settings.max_styles} per request")
-        styles: list[Upload | StyleEntry] = given  # type: ignore[assignment]
-        if any(isinstance(s, str) for s in given):  # the store may be remote: off the event loop
-            styles = await asyncio.to_thread(lambda: [self._registered(s) if isinstance(s, str) else s for s in given])
-        result = await self.queue.run(partial(self._stylize, form, options, styles), self._timeout(form, options))
-        for stage, seconds in result.timings.items():
-            self.metrics.stages.labels(stage).observe(seconds)
-        return result
+        if not any(isinstance(s, str) for s in given):
+            return given  # type: ignore[return-value]
+        # the store may be remote: off the event loop
+        return await asyncio.to_thread(lambda: [self._registered(s) if isinstance(s, str) else s for s in given])
 
     def _timeout(self, form: StylizeForm, options: Options) -> float:
         """The queue's deadline, longer for a large output (its size read from the upload's header)."""

@@ -57,6 +57,14 @@ class TimedOut(ServiceError):
     status = 504
 
 
+class Conflict(ServiceError):
+    status = 409
+
+
+class RangeNotSatisfiable(ServiceError):
+    status = 416
+
+
 class Cancelled(Exception):
     """The request is gone (timed out or client disconnected): stop working on it."""
 
@@ -66,8 +74,10 @@ RESPONSES: dict[int | str, dict[str, Any]] = {code: {"model": ErrorBody, "descri
     400: "bad combination (e.g. a mask without exactly two styles, unknown style_id, bad weights)",
     401: "API key missing or wrong (only when the server requires keys)",
     404: "no such id",
-    413: "a file, the body, or an image's pixel count is over the limit",
-    415: "an upload is not an image",
+    409: "the video job has not finished (or failed): no result yet",
+    413: "a file, the body, an image's pixel count, or a video's length or frame size is over the limit",
+    415: "an upload is not an image (or not a video that can be decoded)",
+    416: "the Range asked for is outside the result",
     422: "a field is malformed or out of range",
     503: "the server is busy, still loading, or its style store is down: retry after the Retry-After header's "
          "seconds",

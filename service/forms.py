@@ -21,9 +21,10 @@ from model.adain import COLOR_MATCH, MAX_COLOR_GAIN
 from model.plan import MAX_SIDE, Options
 from service.errors import BadRequest
 from service.settings import Settings
-from service.uploads import Upload, label, read
+from service.uploads import SavedUpload, Upload, label, read, save
 
 File = Annotated[InstanceOf[Upload], WithJsonSchema({"type": "string", "format": "binary"})]
+VideoFile = Annotated[InstanceOf[SavedUpload], WithJsonSchema({"type": "string", "format": "binary"})]
 # Absent fields are None here; a multipart form cannot send a null, so the schema names only the
 # type that can arrive. A side is digits only ("512", not "512.0" or "5e2").
 OptionalFile = Annotated[File | None, WithJsonSchema({"type": "string", "format": "binary"})]
@@ -41,15 +42,15 @@ Side = Annotated[int | None, BeforeValidator(_whole), WithJsonSchema({"type": "i
                                                                       "maximum": MAX_SIDE})]
 Name = Annotated[str | None, WithJsonSchema({"type": "string", "maxLength": 100})]
 UNIT = {"minimum": 0.0, "maximum": 1.0}  # ranges the model checks (model.plan.Options), stated for clients
-FILES = ("content", "style", "mask")  # the file fields of either form
+FILES = ("content", "style", "mask", "video")  # the file fields of the forms
 
 
-class StylizeForm(BaseModel):
-    """POST /stylize: a content image and 1-8 styles (files and/or registered ids)."""
+class StyleFields(BaseModel):
+    """The style fields /stylize and /videos share: 1-8 styles (files and/or registered ids) and
+    how to apply them."""
 
     model_config = ConfigDict(frozen=True)
 
-    content: File = Field(description="the photo to re-render (PNG, JPEG, WebP, GIF, BMP, TIFF)")
     style: list[File] = Field([], description="style image(s), repeatable; together with style_id 1-8 styles "
                                               "in the order sent")
     style_id: list[str] = Field([], description="id of a registered or preset style (GET /styles), repeatable",
@@ -64,11 +65,8 @@ class StylizeForm(BaseModel):
         description="how far the output's colours move towards the style's after decoding (times alpha): 0 = the "
                     "paper's pipeline, 0.5 = the style's mean colour and half its covariance, 1 = both (contrast "
                     f"stretched at most {MAX_COLOR_GAIN:g}x); default {COLOR_MATCH}")
-    mask: OptionalFile = Field(None, description="binary mask with exactly 2 styles: white = first style, black = "
-                                                "second; same aspect ratio as the content")
-    content_size: Side = Field(None, description="content shorter side in px, 0 = keep; default 512", examples=[512])
     style_size: Side = Field(None, description="style shorter side in px, 0 = keep; default 512", examples=[512])
-    format: Literal["png", "jpeg", "webp"] = Field("png", description="output image format")
+    content_size: Side = Field(None, description="content shorter side in px, 0 = keep; default 512", examples=[512])
     # which list each style came from, in the order sent ("style" or "style_id")
     order: SkipJsonSchema[tuple[str, ...]] = ()
 
@@ -77,6 +75,9 @@ class StylizeForm(BaseModel):
         """Style files and ids, in the order sent."""
         files, ids = iter(self.style), iter(self.style_id)
         return [next(files) if kind == "style" else next(ids) for kind in self.order]
+
+    def default_content_size(self, settings: Settings) -> int:
+        return settings.default_content_size
 
     def options(self, settings: Settings) -> Options:
         """The model's options (checked there: out-of-range values raise OutOfRange)."""
@@ -87,8 +88,29 @@ class StylizeForm(BaseModel):
         return Options(
             weights=tuple(weights) or None, alpha=self.alpha, color_match=self.color_match,
             preserve_color=self.preserve_color,
-            content_size=settings.default_content_size if self.content_size is None else self.content_size,
+            content_size=self.default_content_size(settings) if self.content_size is None else self.content_size,
             style_size=settings.default_style_size if self.style_size is None else self.style_size)
+
+
+class StylizeForm(StyleFields):
+    """POST /stylize: a content image and 1-8 styles (files and/or registered ids)."""
+
+    content: File = Field(description="the photo to re-render (PNG, JPEG, WebP, GIF, BMP, TIFF)")
+    mask: OptionalFile = Field(None, description="binary mask with exactly 2 styles: white = first style, black = "
+                                                "second; same aspect ratio as the content")
+    format: Literal["png", "jpeg", "webp"] = Field("png", description="output image format")
+
+
+class VideoForm(StyleFields):
+    """POST /videos: a clip and 1-8 styles, as for /stylize (no mask)."""
+
+    video: VideoFile = Field(description="the clip: MP4, WebM, MOV, MKV, GIF ... (ADAIN_MAX_VIDEO_BYTES, "
+                                         "ADAIN_MAX_VIDEO_SECONDS)")
+    content_size: Side = Field(None, description="shorter side of the frames in px, 0 = keep; default 0 (the "
+                                                 "clip's own size)", examples=[480])
+
+    def default_content_size(self, settings: Settings) -> int:
+        return 0
 
 
 class StyleForm(BaseModel):
@@ -107,6 +129,8 @@ class StyleForm(BaseModel):
 def request_body(form: type[BaseModel]) -> dict[str, Any]:
     """The OpenAPI requestBody of a form model (for a route's ``openapi_extra``)."""
     schema = form.model_json_schema()
+    required = schema.get("required", [])  # the files a request must send first, then the options
+    schema["properties"] = dict(sorted(schema["properties"].items(), key=lambda kv: kv[0] not in required))
     return {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": schema}}}}
 
 
@@ -114,6 +138,16 @@ async def parse(request: Request, form: type[BaseModel], settings: Settings) -> 
     """Read the request's form once and validate it into ``form``; 422 naming the field otherwise.
     An empty file counts as no mask (what a browser sends for an untouched file input)."""
     data = await request.form(max_files=settings.max_styles + 2, max_fields=64, max_part_size=64 * 1024)
+    saved: list[SavedUpload] = []
+    try:
+        return await _validate(form, data, settings, saved)
+    except BaseException:
+        for upload in saved:  # a refused request leaves nothing on disk
+            upload.path.unlink(missing_ok=True)
+        raise
+
+
+async def _validate(form: type[BaseModel], data: Any, settings: Settings, saved: list[SavedUpload]) -> Any:
     repeated = {key for key, f in form.model_fields.items() if get_origin(f.annotation) is list}
     values: dict[str, Any] = {key: [] for key in repeated}
     order: list[str] = []
@@ -125,6 +159,9 @@ async def parse(request: Request, form: type[BaseModel], settings: Settings) -> 
                 value = f"a file ({value.filename or 'unnamed'})"
             elif key == "mask" and not value.size:
                 continue
+            elif key == "video":
+                value = await save(value, label("video", value), settings)
+                saved.append(value)
             else:
                 name = label(f"style #{len(order) + 1}", value) if key == "style" and key in repeated else key
                 value = await read(value, name, settings)

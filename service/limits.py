@@ -28,22 +28,28 @@ async def send_json(send: Send, status: int, detail: str, headers: dict[str, str
 
 
 class BodyLimitMiddleware:
-    def __init__(self, app: ASGIApp, max_bytes: int, body_timeout: float = 60.0) -> None:
-        self.app = app
-        self.max_bytes = max_bytes
-        self.body_timeout = body_timeout
+    """``max_bytes`` for every request, except the paths in ``per_path``: {path: (bytes, the
+    setting that sets them)} (a video upload is allowed more than an image request)."""
 
-    def _detail(self, size: str) -> str:
-        return (f"request body is {size} bytes; the limit is {self.max_bytes} bytes (ADAIN_MAX_TOTAL_BYTES): "
-                "send smaller images")
+    def __init__(self, app: ASGIApp, max_bytes: int, body_timeout: float = 60.0,
+                 per_path: dict[str, tuple[int, str]] | None = None) -> None:
+        self.app = app
+        self.default = (max_bytes, "ADAIN_MAX_TOTAL_BYTES")
+        self.per_path = per_path or {}
+        self.body_timeout = body_timeout
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        max_bytes, setting = self.per_path.get(scope["path"], self.default)
+
+        def detail(size: str) -> str:
+            return f"request body is {size} bytes; the limit is {max_bytes} bytes ({setting}): send a smaller file"
+
         length = dict(scope["headers"]).get(b"content-length")
-        if length is not None and length.isdigit() and int(length) > self.max_bytes:
-            await send_json(send, 413, self._detail(length.decode()), {})
+        if length is not None and length.isdigit() and int(length) > max_bytes:
+            await send_json(send, 413, detail(length.decode()), {})
             return
         seen = 0
         body_done = False
@@ -60,8 +66,8 @@ class BodyLimitMiddleware:
                                          "(ADAIN_BODY_TIMEOUT)", headers={"Connection": "close"}) from None
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
-                if seen > self.max_bytes:
-                    raise HTTPException(413, self._detail(f"over {self.max_bytes}"))
+                if seen > max_bytes:
+                    raise HTTPException(413, detail(f"over {max_bytes}"))
                 body_done = not message.get("more_body", False)
             return message
 

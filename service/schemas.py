@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Literal
 
 from pydantic import BaseModel, Field
 
@@ -51,6 +52,31 @@ class Limits(BaseModel):
     default_style_size: int = Field(description="style shorter side when a request gives none", examples=[512])
     formats: list[str] = Field(description="output formats", examples=[["png", "jpeg", "webp"]])
     api_key_required: bool = Field(description="whether /stylize and /styles need X-API-Key")
+
+
+class VideoAccepted(BaseModel):
+    id: str = Field(description="the job's id (a secret: whoever has it can read and delete the job)",
+                    examples=["bq1x0V9yYtq0k6b1Ck1b2A"])
+    status_url: str = Field(examples=["/videos/bq1x0V9yYtq0k6b1Ck1b2A"])
+    result_url: str = Field(examples=["/videos/bq1x0V9yYtq0k6b1Ck1b2A/result"])
+
+
+class VideoStatus(BaseModel):
+    id: str
+    state: Literal["queued", "running", "done", "failed", "cancelled"]
+    frames_done: int = Field(examples=[120])
+    frames_total: int = Field(description="from the clip's header (exact once done)", examples=[240])
+    eta_seconds: float | None = Field(None, description="estimated seconds left while running", examples=[42.5])
+    frames_per_second: float = Field(description="render speed so far", examples=[2.8])
+    width: int = Field(description="output frame width", examples=[640])
+    height: int = Field(examples=[360])
+    fps: float = Field(description="the clip's frame rate, kept in the output", examples=[30.0])
+    seconds: float = Field(description="the clip's duration", examples=[8.0])
+    audio: bool = Field(description="whether the clip's audio is carried into the result")
+    created: datetime
+    result_url: str | None = Field(None, description="the MP4, once done (Range requests supported)")
+    result_bytes: int | None = None
+    error: str | None = Field(None, description="why it failed")
 
 
 class ErrorBody(BaseModel):

@@ -77,6 +77,18 @@ class Settings(BaseSettings):
     max_registered_styles: int = Field(10_000, ge=1, description="registered styles the store holds; when full, "
                                        "POST /styles answers 507 (never silent eviction)")
 
+    # video jobs (POST /videos)
+    max_video_bytes: int = Field(200 * MB, gt=0, description="largest uploaded video file")
+    max_video_seconds: float = Field(300.0, gt=0, description="longest video, from its header (and checked while "
+                                     "decoding)")
+    max_video_pixels: int = Field(1920 * 1080, gt=0, description="largest output frame (the frames at content_size); "
+                                  "a 1080p frame takes ~2 s on a 2-core CPU")
+    video_jobs: int = Field(1, ge=1, description="video jobs rendering at once per replica")
+    video_queue: int = Field(4, ge=0, description="accepted video jobs waiting per replica before 503")
+    video_ttl: float = Field(3600.0, gt=0, description="seconds a finished job and its MP4 are kept, then deleted")
+    video_stale_seconds: float = Field(60.0, gt=0, description="a queued or running job not heard from for this long "
+                                       "is failed (its replica stopped)")
+
     # output
     png_compress_level: int = Field(1, ge=0, le=9, description="zlib level; 1 is ~5x faster than 6")
     jpeg_quality: int = Field(92, ge=1, le=100)

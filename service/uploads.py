@@ -1,10 +1,13 @@
 """Uploaded files: read within the byte limit, named for error messages, decoded within the pixel
-limits. The only place the service turns bytes into pixels (through ``model.images``)."""
+limits. The only place the service turns bytes into pixels (through ``model.images``). A video
+is not held in memory: ``save`` writes it to this replica's work folder for its job."""
 
 from __future__ import annotations
 
 import io
+import secrets
 from dataclasses import dataclass
+from pathlib import Path
 
 from PIL import Image
 from starlette.datastructures import UploadFile
@@ -34,6 +37,37 @@ async def read(upload: UploadFile, name: str, settings: Settings) -> Upload:
     if upload.size is not None and upload.size > limit:
         raise TooLarge(f"{name} is {upload.size} bytes; the limit per file is {limit} (ADAIN_MAX_FILE_BYTES)")
     return Upload(name, await upload.read())
+
+
+@dataclass(frozen=True)
+class SavedUpload:
+    label: str
+    path: Path
+    size: int
+
+
+PIECE = 1024 * 1024
+
+
+async def save(upload: UploadFile, name: str, settings: Settings) -> SavedUpload:
+    """Copy the upload into ``state_dir/videos`` (413 past ``max_video_bytes``, nothing kept)."""
+    limit = settings.max_video_bytes
+    if upload.size is not None and upload.size > limit:
+        raise TooLarge(f"{name} is {upload.size} bytes; the limit is {limit} (ADAIN_MAX_VIDEO_BYTES)")
+    folder = settings.state_dir / "videos"
+    folder.mkdir(parents=True, exist_ok=True)
+    path, size = folder / f"upload-{secrets.token_hex(8)}.part", 0
+    try:
+        with open(path, "wb") as f:
+            while piece := await upload.read(PIECE):
+                size += len(piece)
+                if size > limit:
+                    raise TooLarge(f"{name} is over {limit} bytes (ADAIN_MAX_VIDEO_BYTES)")
+                f.write(piece)
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
+    return SavedUpload(name, path, size)
 
 
 def declared_size(upload: Upload) -> tuple[int, int] | None:

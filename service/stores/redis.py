@@ -12,13 +12,16 @@ the next call after Redis is back simply works: redis-py reconnects by itself.""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import replace
+from pathlib import Path
 
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from service.stores.base import StoreDown, StoreFull, StyleEntry, StyleStore, Timing
+from service.stores.jobs import JobStore, VideoJob
 
 PREFIX = "adain:"
 # KEYS: value key, index; ARGV: index member, value, capacity. 1 = added, 0 = already there, -1 = full
@@ -31,13 +34,17 @@ return 1
 """
 
 
+def connect(url: str) -> redis.Redis:
+    return redis.Redis.from_url(url, socket_connect_timeout=0.5, socket_timeout=1.0, retry=Retry(NoBackoff(), 1),
+                                health_check_interval=15)
+
+
 class RedisStyles(StyleStore):
     backend = "redis"
 
     def __init__(self, url: str, capacity: int, timing: Timing | None = None) -> None:
         super().__init__(capacity, timing)
-        self.client = redis.Redis.from_url(url, socket_connect_timeout=0.5, socket_timeout=1.0,
-                                           retry=Retry(NoBackoff(), 1), health_check_interval=15)
+        self.client = connect(url)
         self.index = PREFIX + "styles"
         self._add = self.client.register_script(ADD)
 
@@ -96,6 +103,74 @@ class RedisStyles(StyleStore):
 
     def ping(self) -> None:
         self._call("ping", self.client.ping)
+
+    def close(self) -> None:
+        self.client.close()
+
+
+PIECE = 1024 * 1024  # results go into Redis and come out in pieces of this size
+
+
+class RedisJobs(JobStore):
+    """Video jobs in Redis: ``adain:video:{id}`` holds the record (JSON), ``adain:video:{id}:mp4``
+    the result; both expire ``ttl`` s after the last write, so Redis itself forgets old jobs.
+    Results are written with APPEND and read with GETRANGE a piece at a time, so neither side holds
+    a whole clip in one command. (``folder`` is only this replica's work space.)"""
+
+    backend = "redis"
+
+    def __init__(self, url: str, folder: Path, ttl: float) -> None:
+        super().__init__(folder, ttl)
+        self.client = connect(url)
+        self.ex = max(1, round(ttl))
+
+    def key(self, job_id: str) -> str:
+        return f"{PREFIX}video:{job_id}"
+
+    def _call(self, fn):
+        try:
+            return fn()
+        except redis.RedisError as e:
+            raise StoreDown(f"redis: {type(e).__name__}") from None
+
+    def put(self, job: VideoJob) -> None:
+        self._call(lambda: self.client.set(self.key(job.id), job.to_json(), ex=self.ex))
+
+    def update(self, job: VideoJob) -> bool:
+        def run() -> bool:
+            pipe = self.client.pipeline(transaction=True)
+            pipe.set(self.key(job.id), job.to_json(), ex=self.ex, xx=True)
+            pipe.expire(self.key(job.id) + ":mp4", self.ex)
+            return bool(pipe.execute()[0])
+
+        return self._call(run)
+
+    def get(self, job_id: str) -> VideoJob | None:
+        return VideoJob.from_json(job_id, self._call(lambda: self.client.get(self.key(job_id))))
+
+    def delete(self, job_id: str) -> bool:
+        return bool(self._call(lambda: self.client.delete(self.key(job_id), self.key(job_id) + ":mp4")))
+
+    def keep_result(self, job_id: str, path: Path) -> int:
+        key, size = self.key(job_id) + ":mp4", 0
+        self._call(lambda: self.client.delete(key))
+        with open(path, "rb") as f:
+            while piece := f.read(PIECE):
+                self._call(lambda: self.client.append(key, piece))
+                size += len(piece)
+        self._call(lambda: self.client.expire(key, self.ex))
+        path.unlink()
+        return size
+
+    def result_size(self, job_id: str) -> int | None:
+        key = self.key(job_id) + ":mp4"
+        exists, size = self._call(lambda: self.client.pipeline().exists(key).strlen(key).execute())
+        return int(size) if exists else None
+
+    def read_result(self, job_id: str, start: int, end: int) -> Iterator[bytes]:
+        key = self.key(job_id) + ":mp4"
+        for at in range(start, end + 1, PIECE):
+            yield self._call(lambda: self.client.getrange(key, at, min(end, at + PIECE - 1)))
 
     def close(self) -> None:
         self.client.close()

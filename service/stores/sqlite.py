@@ -2,16 +2,21 @@
 
 WAL journal with synchronous=FULL: a committed registration survives a kill -9 or a power cut,
 and a crash mid-write leaves the previous state, never a torn entry. Several processes on one host
-may share the file (SQLite locks it); replicas on several machines need Redis."""
+may share the file (SQLite locks it); replicas on several machines need Redis. Video jobs have a
+file of their own beside it (``SQLiteJobs``)."""
 
 from __future__ import annotations
 
 import sqlite3
 import threading
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
 from service.stores.base import StoreDown, StoreFull, StyleEntry, StyleStore, Timing
+from service.stores.jobs import JobStore, VideoJob, now
+
+CHUNK = 256 * 1024
 
 SCHEMA = """CREATE TABLE IF NOT EXISTS styles (
     id TEXT PRIMARY KEY,
@@ -20,36 +25,56 @@ SCHEMA = """CREATE TABLE IF NOT EXISTS styles (
 )"""
 
 
-class SQLiteStyles(StyleStore):
-    backend = "sqlite"
+class SQLiteFile:
+    """One SQLite file, opened on first use (building an app touches no disk), one connection used
+    under a lock (calls come from worker threads and take ~0.1 ms)."""
 
-    def __init__(self, path: Path, capacity: int, timing: Timing | None = None) -> None:
-        super().__init__(capacity, timing)
+    schema = ""
+
+    def __init__(self, path: Path) -> None:
         self.path = path
         self._lock = threading.Lock()
-        self._conn: sqlite3.Connection | None = None  # opened on first use: building an app touches no disk
+        self._conn: sqlite3.Connection | None = None
 
     @property
     def _db(self) -> sqlite3.Connection:
-        """The one connection (used under the lock: calls come from worker threads and take ~0.1 ms)."""
         if self._conn is None:
             try:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
                 db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=10)
                 db.execute("PRAGMA journal_mode=WAL")
                 db.execute("PRAGMA synchronous=FULL")
-                db.execute(SCHEMA)
+                db.execute(self.schema)
             except (OSError, sqlite3.Error) as e:
                 raise StoreDown(f"sqlite at {self.path}: {e}") from None
             self._conn = db
         return self._conn
 
-    def _run(self, op: str, sql: str, args: tuple = ()) -> list[tuple]:
-        with self.timed(op), self._lock:
+    def _execute(self, sql: str, args: tuple = ()) -> sqlite3.Cursor:
+        with self._lock:
             try:
-                return self._db.execute(sql, args).fetchall()
+                return self._db.execute(sql, args)
             except sqlite3.OperationalError as e:  # locked for too long, disk full, file gone ...
                 raise StoreDown(f"sqlite: {e}") from None
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+
+class SQLiteStyles(SQLiteFile, StyleStore):
+    backend = "sqlite"
+    schema = SCHEMA
+
+    def __init__(self, path: Path, capacity: int, timing: Timing | None = None) -> None:
+        StyleStore.__init__(self, capacity, timing)
+        SQLiteFile.__init__(self, path)
+
+    def _run(self, op: str, sql: str, args: tuple = ()) -> list[tuple]:
+        with self.timed(op):
+            return self._execute(sql, args).fetchall()
 
     def add(self, entry: StyleEntry) -> StyleEntry:
         with self.timed("add"), self._lock:
@@ -81,11 +106,8 @@ class SQLiteStyles(StyleStore):
         return self.entry(style_id, rows[0][0]) if rows else None
 
     def delete(self, style_id: str) -> bool:
-        with self.timed("delete"), self._lock:
-            try:
-                return self._db.execute("DELETE FROM styles WHERE id = ?", (style_id,)).rowcount > 0
-            except sqlite3.OperationalError as e:
-                raise StoreDown(f"sqlite: {e}") from None
+        with self.timed("delete"):
+            return self._execute("DELETE FROM styles WHERE id = ?", (style_id,)).rowcount > 0
 
     def page(self, after: str | None, limit: int) -> list[tuple[str, StyleEntry | None]]:
         rows = self._run("list", "SELECT sort_key, id, value FROM styles WHERE sort_key > ? ORDER BY sort_key "
@@ -98,8 +120,66 @@ class SQLiteStyles(StyleStore):
     def ping(self) -> None:
         self._run("ping", "SELECT 1")
 
-    def close(self) -> None:
-        with self._lock:
-            if self._conn is not None:
-                self._conn.close()
-                self._conn = None
+
+JOBS_SCHEMA = """CREATE TABLE IF NOT EXISTS jobs (
+    id TEXT PRIMARY KEY,
+    value TEXT NOT NULL,             -- service/stores/jobs.py VideoJob as JSON
+    expires REAL NOT NULL            -- unix time; swept after it
+)"""
+
+
+class SQLiteJobs(SQLiteFile, JobStore):
+    """Video jobs in SQLite, their MP4s as files beside it: every process sharing the state folder
+    (one host) sees them."""
+
+    backend = "sqlite"
+    schema = JOBS_SCHEMA
+
+    def __init__(self, path: Path, folder: Path, ttl: float) -> None:
+        JobStore.__init__(self, folder, ttl)
+        SQLiteFile.__init__(self, path)
+
+    def _result(self, job_id: str) -> Path:
+        return self.folder / f"{job_id}.mp4"
+
+    def put(self, job: VideoJob) -> None:
+        self._execute("INSERT OR REPLACE INTO jobs (id, value, expires) VALUES (?, ?, ?)",
+                      (job.id, job.to_json(), now() + self.ttl))
+
+    def update(self, job: VideoJob) -> bool:
+        return self._execute("UPDATE jobs SET value = ?, expires = ? WHERE id = ? AND expires > ?",
+                             (job.to_json(), now() + self.ttl, job.id, now())).rowcount > 0
+
+    def get(self, job_id: str) -> VideoJob | None:
+        rows = self._execute("SELECT value FROM jobs WHERE id = ? AND expires > ?", (job_id, now())).fetchall()
+        return VideoJob.from_json(job_id, rows[0][0]) if rows else None
+
+    def delete(self, job_id: str) -> bool:
+        found = self._execute("DELETE FROM jobs WHERE id = ?", (job_id,)).rowcount > 0
+        self._result(job_id).unlink(missing_ok=True)
+        return found
+
+    def keep_result(self, job_id: str, path: Path) -> int:
+        size = path.stat().st_size
+        path.replace(self._result(job_id))  # same folder: atomic
+        return size
+
+    def result_size(self, job_id: str) -> int | None:
+        try:
+            return self._result(job_id).stat().st_size
+        except FileNotFoundError:
+            return None
+
+    def read_result(self, job_id: str, start: int, end: int) -> Iterator[bytes]:
+        with open(self._result(job_id), "rb") as f:
+            f.seek(start)
+            left = end - start + 1
+            while left > 0 and (piece := f.read(min(left, CHUNK))):
+                left -= len(piece)
+                yield piece
+
+    def sweep(self) -> int:
+        ids = [r[0] for r in self._execute("SELECT id FROM jobs WHERE expires <= ?", (now(),)).fetchall()]
+        for job_id in ids:
+            self.delete(job_id)
+        return len(ids)
