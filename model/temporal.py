@@ -110,15 +110,16 @@ class Stabilizer:
     def __post_init__(self) -> None:
         self.flow = Flow()
         self.motion_flow = Flow(cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST, width=320)
+        self.cuts = 0
         self.reset()
 
     def reset(self) -> None:
+        """Forget the scene (a new clip, or a cut)."""
         self._frame: np.ndarray | None = None  # previous input, grey
         self._canvas: np.ndarray | None = None  # previous input on its canvas, grey
         self._out: np.ndarray | None = None  # previous output on its canvas, float32 RGB
-        self.motion = np.zeros(2, np.float32)  # the camera's path so far, px (x, y)
-        self.cuts = 0
-        self.trusted = 0.0  # share of the last frame blended with its predecessor
+        self.motion = np.zeros(2, np.float32)  # the camera's path since the scene began, px (x, y)
+        self.trusted = 0.0  # share of the last frame that follows from the one before
 
     def __call__(self, frame: np.ndarray, render: Render) -> np.ndarray:
         """The output for ``frame`` (H, W, 3 uint8 RGB); ``render`` stylizes one frame."""
@@ -126,27 +127,33 @@ class Stabilizer:
         g = gray(frame)
         if self._frame is not None and self._frame.shape != g.shape:
             self.reset()
-        if self._frame is not None and self.align:
-            self.motion += np.median(self.motion_flow(self._frame, g).reshape(-1, 2), axis=0)
+        if self._frame is not None:
+            # A quick coarse flow tells a cut (start afresh: nothing of the old scene may ghost into
+            # the new one) from motion (which the canvas follows).
+            fwd, back = self.motion_flow(self._frame, g), self.motion_flow(g, self._frame)
+            self.trusted = float(self._trust(g, self._frame, back, fwd).mean())
+            if self.trusted < self.cut:
+                self.cuts += 1
+                self.reset()
+            elif self.align:
+                self.motion += np.median(fwd.reshape(-1, 2), axis=0)
         offset = (-self.motion) % 8 if self.align else np.zeros(2, np.float32)
-        size = (w + 8, h + 8) if self.align else (w, h)
-        canvas = shift(frame, offset, size) if self.align else frame
+        canvas = shift(frame, offset, (w + 8, h + 8)) if self.align else frame
         cg, new = gray(canvas), render(canvas).astype(np.float32)
         out = new
         if self._canvas is not None and self.keep > 0:
             back = self.flow(cg, self._canvas)  # this canvas -> the previous one
-            trust = consistent(back, self.flow(self._canvas, cg))
-            trust &= np.abs(warp(self._canvas, back).astype(np.float32) - cg) <= self.tolerance
-            self.trusted = float(trust.mean())
-            if self.trusted < self.cut:
-                self.cuts += 1
-            else:
-                # a soft edge, so an occlusion boundary does not draw a seam
-                weight = cv2.GaussianBlur(trust.astype(np.float32), (5, 5), 0)[..., None] * self.keep
-                out = weight * warp(self._out, back, cv2.INTER_NEAREST) + (1 - weight) * new
+            trust = self._trust(cg, self._canvas, back, self.flow(self._canvas, cg))
+            # a soft edge, so an occlusion boundary does not draw a seam
+            weight = cv2.GaussianBlur(trust.astype(np.float32), (5, 5), 0)[..., None] * self.keep
+            out = weight * warp(self._out, back, cv2.INTER_NEAREST) + (1 - weight) * new
         self._frame, self._canvas, self._out = g, cg, out
         out = np.clip(out + 0.5, 0, 255).astype(np.uint8)
         return shift(out, -offset, (w, h)) if self.align else out
+
+    def _trust(self, g: np.ndarray, prev: np.ndarray, back: np.ndarray, fwd: np.ndarray) -> np.ndarray:
+        """Pixels of ``g`` seen in ``prev`` (consistent flow) and alike there after warping."""
+        return consistent(back, fwd) & (np.abs(warp(prev, back).astype(np.float32) - g) <= self.tolerance)
 
 
 def warping_error(inputs: list[np.ndarray], outputs: list[np.ndarray]) -> float:

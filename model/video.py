@@ -80,6 +80,8 @@ def probe(path: Path, limits: VideoLimits = VideoLimits()) -> VideoInfo:
     video (not one, truncated, no frames, a codec FFmpeg lacks), ``VideoTooLarge`` past ``limits``
     (a header claiming 10 hours is refused here, before any frame is rendered)."""
     with _open(path) as c:
+        if c.format.name == "image2" or c.format.name.endswith("_pipe"):  # FFmpeg reads a still as 1 frame
+            raise InvalidVideo(f"this is a still image ({c.format.name.removesuffix('_pipe')}), not a video")
         if not c.streams.video:
             raise InvalidVideo("the file has no video stream")
         v = c.streams.video[0]

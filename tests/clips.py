@@ -80,3 +80,18 @@ def write(path: Path, frames: list[np.ndarray], fps: int = 24, codec: str = "lib
             for packet in a.encode():
                 out.mux(packet)
     return path
+
+
+def set_rotation(path: Path, clockwise: int) -> Path:
+    """Mark an MP4 to be shown turned ``clockwise`` degrees (90 or 270), as a phone filming upright
+    does: the video track header's display matrix is rewritten in place (the frames are unchanged)."""
+    blob = bytearray(path.read_bytes())
+    tkhd = blob.index(b"tkhd")  # the first track: the video (these clips have no other before it)
+    version = blob[tkhd + 4]
+    matrix = tkhd + 4 + 4 + (8 + 8 + 4 + 4 + 8 if version == 1 else 4 + 4 + 4 + 4 + 4) + 8 + 2 + 2 + 2 + 2
+    one, rows = 1 << 16, {90: (0, 1, -1, 0), 270: (0, -1, 1, 0)}[clockwise]
+    a, b, c, d = (v * one for v in rows)
+    values = (a, b, 0, c, d, 0, 0, 0, 1 << 30)
+    blob[matrix:matrix + 36] = b"".join(v.to_bytes(4, "big", signed=True) for v in values)
+    path.write_bytes(bytes(blob))
+    return path

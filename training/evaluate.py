@@ -76,3 +76,12 @@ def evaluate(encoder: Encoder, decoder: torch.nn.Module, contents: torch.Tensor,
     if all(d % 8 == 0 for d in power.shape):  # the decoder's 8-px grid, see training/quality.py
         result["grid8"] = grid_ratio(power)
     return result, torch.cat(rows, dim=1)
+
+
+@torch.no_grad()
+def style_distance(encoder: Encoder, images: list[torch.Tensor], style: torch.Tensor) -> float:
+    """How far ``images`` (each (1, 3, H, W) in [0, 1]) are from ``style``: the objective's style
+    term (channel means and stds at relu1_1 .. relu4_1), summed over layers, averaged over the
+    images; the video benchmark's measure of how much style stabilization costs."""
+    style_feats = encoder.features(style)
+    return sum(float(sum(style_losses(encoder.features(x), style_feats))) for x in images) / len(images)
