@@ -165,27 +165,24 @@ class _Writer:
         self.out.close()
 
 
-Render = Callable[[Plan], Image.Image]  # one frame's plan -> its stylization (Stylizer.render of one)
 Progress = Callable[[int, int], None]  # (frames done, frames expected); may raise to stop the job
 
 
 def stylize_video(stylizer, src: Path, dst: Path, styles: Sequence[object], options: Options = Options(content_size=0),
-                  *, stabilize: bool = True, limits: VideoLimits = VideoLimits(), render: Render | None = None,
+                  *, stabilize: bool = True, limits: VideoLimits = VideoLimits(),
                   progress: Progress | None = None) -> VideoInfo:
     """Stylize the clip ``src`` into the MP4 ``dst`` (see the module docstring). ``styles`` and
     ``options`` as for ``Stylizer.prepare`` (no mask); the style codes are made once, from the
-    first frame (which ``preserve_color`` recolours them to). ``render`` draws one frame's plan
-    (default ``stylizer.render``; the service passes one that takes turns with image requests);
-    ``progress(done, total)`` follows the frames and may raise to stop. Returns the input's info."""
+    first frame (which ``preserve_color`` recolours them to). ``progress(done, total)`` follows the frames and may raise to stop. Returns the input's info."""
     info = probe(src, limits)
     size = output_size(info, options.content_size, limits.pixels)
-    draw = render or (lambda plan: stylizer.render([plan])[0])
     stabilizer = Stabilizer() if stabilize else None
     codes: tuple | None = None
     done = 0
 
     def stylized(rgb: np.ndarray) -> np.ndarray:
-        return np.asarray(draw(Plan(Image.fromarray(rgb), codes, options.alpha, options.color_match)))
+        plan = Plan(Image.fromarray(rgb), codes, options.alpha, options.color_match)
+        return np.asarray(stylizer.render([plan])[0])
 
     with _open(src) as c:
         v = c.streams.video[0]

@@ -30,7 +30,7 @@ from service.batching import Batcher
 from service.errors import BadRequest, Cancelled, Forbidden, NotFound
 from service.forms import StyleFields, StyleForm, StylizeForm, VideoForm
 from service.metrics import Metrics
-from service.queue import ModelQueue, Turns
+from service.queue import ModelQueue
 from service.registry import StyleRegistry
 from service.settings import Settings
 from service.stores import StoreDown, StyleEntry, VideoJob, open_job_store, open_style_store
@@ -72,9 +72,8 @@ class Engine:
         self.stylizer = stylizer
         self.metrics = Metrics(self.live_values)
         self.registry = StyleRegistry(open_style_store(settings, self.metrics.store_call), settings.style_cache_size)
-        turns = Turns()  # image requests before video frames
-        self.queue = ModelQueue(settings.workers, settings.queue_depth, settings.request_timeout, turns)
-        self.videos = VideoJobs(settings, open_job_store(settings), turns)
+        self.queue = ModelQueue(settings.workers, settings.queue_depth, settings.request_timeout)
+        self.videos = VideoJobs(settings, open_job_store(settings))
         self.batcher: Batcher | None = None
         self.ready = False
         self.load_seconds = 0.0

@@ -13,9 +13,8 @@ import asyncio
 import math
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from typing import TypeVar
 
 from service.errors import Busy, Cancelled, TimedOut
@@ -23,51 +22,9 @@ from service.errors import Busy, Cancelled, TimedOut
 T = TypeVar("T")
 
 
-class Turns:
-    """Who uses the model next: image requests before video frames.
-
-    A video job renders for minutes; its frames would take the cores from every ``/stylize``
-    meanwhile. So a frame starts only when no image request is running or waiting, and an image
-    request waits only for the frame being drawn (one frame time) instead of sharing the cores with
-    it. ``max_wait`` bounds how long a frame yields, so a flood of images slows a video, never
-    stops it."""
-
-    def __init__(self, max_wait: float = 2.0) -> None:
-        self.max_wait = max_wait
-        self._cond = threading.Condition()
-        self._images = 0  # image requests running or waiting
-        self._frame = False  # a video frame is being drawn
-
-    @contextmanager
-    def image(self) -> Iterator[None]:
-        with self._cond:
-            self._images += 1
-            self._cond.wait_for(lambda: not self._frame)
-        try:
-            yield
-        finally:
-            with self._cond:
-                self._images -= 1
-                self._cond.notify_all()
-
-    @contextmanager
-    def frame(self) -> Iterator[None]:
-        with self._cond:
-            self._cond.wait_for(lambda: self._images == 0 and not self._frame, self.max_wait)
-            self._cond.wait_for(lambda: not self._frame)  # one frame at a time, whatever happened above
-            self._frame = True
-        try:
-            yield
-        finally:
-            with self._cond:
-                self._frame = False
-                self._cond.notify_all()
-
-
 class ModelQueue:
-    def __init__(self, workers: int, depth: int, timeout: float, turns: Turns | None = None) -> None:
+    def __init__(self, workers: int, depth: int, timeout: float) -> None:
         self.workers = workers
-        self.turns = turns or Turns()
         self.capacity = workers + depth
         self.timeout = timeout
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="model")
@@ -122,8 +79,7 @@ class ModelQueue:
         try:
             if cancel.is_set():
                 raise Cancelled()
-            with self.turns.image():
-                return job(cancel)
+            return job(cancel)
         finally:
             elapsed = time.perf_counter() - start
             with self._lock:

@@ -1,0 +1,236 @@
+"""Video jobs over HTTP: states, result with Range, any replica answers, cancel, expiry, a dead
+worker, shutdown, limits and bad input (4xx, nothing left on disk), fair sharing with /stylize."""
+
+from __future__ import annotations
+
+import io
+import statistics
+import time
+from functools import cache
+from pathlib import Path
+
+import av
+import pytest
+
+import clips
+from helpers import CONTENT, STYLE_A, files, noise_image, png
+from service.stores import VideoJob
+
+
+@cache
+def clip(w: int = 64, h: int = 48, n: int = 8, audio: bool = False) -> bytes:
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as d:
+        return clips.write(Path(d) / "c.mp4", clips.pan(w, h, n), fps=12, audio=audio).read_bytes()
+
+
+def submit(client, video: bytes, style: bytes = STYLE_A, **data):
+    return client.post("/videos", files={"video": ("clip.mp4", video, "video/mp4"),
+                                         "style": ("s.png", style, "image/png")}, data=data)
+
+
+def wait(client, job_id: str, until=lambda s: s["state"] not in ("queued", "running"), timeout: float = 120) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        s = client.get(f"/videos/{job_id}").json()
+        if until(s) or time.monotonic() > deadline:
+            return s
+        time.sleep(0.05)
+
+
+def work_files(client) -> list[str]:
+    folder = client.app.state.engine.videos.store.folder
+    return sorted(p.name for p in folder.glob("*")) if folder.exists() else []
+
+
+def decode(data: bytes) -> tuple[int, float, tuple[int, int], set[str]]:
+    with av.open(io.BytesIO(data)) as c:
+        v = c.streams.video[0]
+        n = sum(1 for _ in c.decode(v))
+        return n, float(v.average_rate), (v.width, v.height), {s.type for s in c.streams}
+
+
+def test_a_job_runs_to_an_mp4_of_the_clips_frames_rate_size_and_audio(client):
+    r = submit(client, clip(audio=True), alpha="0.8")
+    assert r.status_code == 202
+    job = r.json()
+    assert r.headers["location"] == job["status_url"] == f"/videos/{job['id']}"
+    seen = set()
+    s = wait(client, job["id"], lambda s: seen.add(s["state"]) or s["state"] not in ("queued", "running"))
+    assert s["state"] == "done", s
+    assert seen <= {"queued", "running", "done"}
+    assert (s["frames_done"], s["frames_total"], s["width"], s["height"], s["fps"], s["audio"]) == (8, 8, 64, 48,
+                                                                                                   12.0, True)
+    assert s["eta_seconds"] == 0 and s["frames_per_second"] > 0 and s["result_url"] == job["result_url"]
+    r = client.get(job["result_url"])
+    assert r.status_code == 200 and r.headers["content-type"] == "video/mp4"
+    assert r.headers["accept-ranges"] == "bytes" and int(r.headers["content-length"]) == s["result_bytes"]
+    assert decode(r.content) == (8, 12.0, (64, 48), {"video", "audio"})
+    assert work_files(client) == [f"{job['id']}.mp4"]  # the upload is gone, the result kept
+
+
+def test_the_result_answers_range_requests(client):
+    job = submit(client, clip()).json()
+    wait(client, job["id"])
+    url = job["result_url"]
+    whole = client.get(url).content
+    r = client.get(url, headers={"Range": "bytes=100-199"})
+    assert r.status_code == 206 and r.content == whole[100:200]
+    assert r.headers["content-range"] == f"bytes 100-199/{len(whole)}"
+    assert client.get(url, headers={"Range": "bytes=-64"}).content == whole[-64:]
+    assert client.get(url, headers={"Range": f"bytes={len(whole) - 10}-"}).content == whole[-10:]
+    r = client.get(url, headers={"Range": f"bytes={len(whole)}-"})
+    assert r.status_code == 416 and r.headers["content-range"] == f"bytes */{len(whole)}"
+    assert client.get(url, headers={"Range": "bytes=0-1,5-9"}).content == whole  # several: the whole file
+
+
+def test_any_replica_answers_status_result_and_delete(make_client):
+    a, b = make_client(), make_client()  # two processes sharing the state folder
+    job = submit(a, clip()).json()
+    assert wait(b, job["id"])["state"] == "done"
+    assert b.get(job["result_url"]).content == a.get(job["result_url"]).content
+    assert b.delete(f"/videos/{job['id']}").status_code == 204
+    assert a.get(f"/videos/{job['id']}").status_code == 404
+    assert a.get(job["result_url"]).status_code == 404
+
+
+def test_delete_cancels_a_running_job_and_removes_its_files(client):
+    job = submit(client, clip(96, 64, 120)).json()
+    s = wait(client, job["id"], lambda s: s["frames_done"] > 0 or s["state"] == "done")
+    assert s["state"] == "running" and s["eta_seconds"] is not None and s["frames_total"] == 120
+    assert client.delete(f"/videos/{job['id']}").status_code == 204
+    assert client.get(f"/videos/{job['id']}").status_code == 404
+    engine = client.app.state.engine
+    deadline = time.monotonic() + 30
+    while engine.videos.active and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert engine.videos.active == 0 and work_files(client) == []
+    assert client.delete(f"/videos/{job['id']}").status_code == 404
+    assert wait(client, submit(client, clip()).json()["id"])["state"] == "done"  # still serving
+
+
+def test_finished_jobs_expire_with_their_results(make_client):
+    client = make_client(video_ttl=1)
+    job = submit(client, clip()).json()
+    assert wait(client, job["id"])["state"] == "done"
+    time.sleep(1.2)
+    assert client.get(f"/videos/{job['id']}").status_code == 404
+    assert client.get(job["result_url"]).status_code == 404
+    assert client.app.state.engine.videos.store.sweep() == 1
+    assert work_files(client) == []
+
+
+def test_a_job_whose_worker_died_is_reported_failed(client):
+    store = client.app.state.engine.videos.store
+    now = time.time()
+    store.put(VideoJob("lost-job", "another-host:123", "running", now - 300, now - 120, 10, 100))
+    s = client.get("/videos/lost-job").json()
+    assert s["state"] == "failed" and "stopped" in s["error"]
+    assert client.get("/videos/lost-job").json()["state"] == "failed"  # recorded, not just said once
+
+
+def test_a_shutdown_fails_unfinished_jobs_with_a_reason(make_client):
+    first = make_client()
+    running = submit(first, clip(96, 64, 200)).json()
+    wait(first, running["id"], lambda s: s["frames_done"] > 0)
+    first.__exit__(None, None, None)  # the server stops
+    s = make_client().get(f"/videos/{running['id']}").json()
+    assert s["state"] == "failed" and "shut down" in s["error"]
+
+
+@pytest.mark.parametrize("case,status,words", [
+    ("text", 415, "not a video"), ("truncated", 415, "video"), ("still", 415, "still image"),
+    ("hours", 413, "limit is 300"), ("frames", 413, "content_size"), ("bytes", 413, "ADAIN_MAX_VIDEO_BYTES"),
+    ("alpha", 422, "alpha"), ("no-style", 400, "at least one style"), ("unknown-id", 400, "not registered"),
+    ("bad-style", 415, "style"),
+])
+def test_bad_requests_get_a_clear_4xx_and_leave_nothing_on_disk(make_client, tmp_path, case, status, words):
+    client = make_client(max_video_seconds=300, max_video_pixels=64 * 48 if case == "frames" else 1920 * 1080,
+                         max_video_bytes=2_000 if case == "bytes" else 200 * 1024 * 1024)
+    video, style, data = clip(), STYLE_A, {}
+    if case == "text":
+        video = b"just some text, not a video"
+    elif case == "truncated":
+        video = clip()[: len(clip()) // 3]
+    elif case == "still":
+        video = png(noise_image(64, 48))
+    elif case == "hours":
+        with av.open(str(tmp_path / "h.mp4"), "w") as c:
+            v = c.add_stream("libx264", rate=1)
+            v.width, v.height, v.pix_fmt = 64, 48, "yuv420p"
+            for t in (0, 36000):
+                frame = av.VideoFrame.from_ndarray(clips.pan(64, 48, 1)[0], format="rgb24")
+                frame.pts = t
+                c.mux(v.encode(frame))
+            c.mux(v.encode())
+        video = (tmp_path / "h.mp4").read_bytes()
+    elif case == "frames":
+        data = {"content_size": "96"}
+    elif case == "bytes":
+        video = clip(96, 64, 60)
+    elif case == "alpha":
+        data = {"alpha": "2"}
+    elif case == "bad-style":
+        style = b"not an image"
+    if case == "no-style":
+        r = client.post("/videos", files={"video": ("c.mp4", video, "video/mp4")})
+    elif case == "unknown-id":
+        r = client.post("/videos", files={"video": ("c.mp4", video, "video/mp4")}, data={"style_id": "nope"})
+    else:
+        r = submit(client, video, style, **data)
+    assert r.status_code == status, r.text
+    assert words in r.json()["detail"]
+    assert work_files(client) == []
+    assert client.app.state.engine.videos.active == 0
+    if case != "bytes":  # and it keeps serving
+        assert wait(client, submit(client, clip()).json()["id"])["state"] == "done"
+
+
+def test_a_full_replica_answers_503_with_retry_after(make_client):
+    client = make_client(video_jobs=1, video_queue=0)
+    job = submit(client, clip(96, 64, 200)).json()
+    r = submit(client, clip())
+    assert r.status_code == 503 and int(r.headers["retry-after"]) > 0
+    assert client.delete(f"/videos/{job['id']}").status_code == 204
+    deadline = time.monotonic() + 30
+    while client.app.state.engine.videos.active and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert submit(client, clip()).status_code == 202
+
+
+def test_a_long_video_does_not_starve_image_requests(make_client):
+    """A single /stylize during a video job completes within 3x its idle latency: image requests
+    take their turn before the next video frame."""
+    client = make_client()
+    photo = png(noise_image(256, 256, seed=3))
+
+    def latency() -> float:
+        start = time.perf_counter()
+        assert client.post("/stylize", files=files(photo, STYLE_A)).status_code == 200
+        return time.perf_counter() - start
+
+    latency()
+    idle = statistics.median(latency() for _ in range(5))
+    job = submit(client, clip(640, 480, 100)).json()
+    wait(client, job["id"], lambda s: s["frames_done"] > 2)
+    busy = statistics.median(latency() for _ in range(5))
+    assert client.get(f"/videos/{job['id']}").json()["state"] == "running"  # the video was going on throughout
+    client.delete(f"/videos/{job['id']}")
+    print(f"/stylize idle {idle * 1000:.0f} ms, during a video {busy * 1000:.0f} ms")
+    assert busy <= 3 * idle
+
+
+def test_video_routes_need_the_api_key_when_keys_are_set(make_client):
+    client = make_client(api_keys="k1")
+    assert submit(client, clip()).status_code == 401
+    assert client.get("/videos/x").status_code == 401
+    r = client.post("/videos", files={"video": ("c.mp4", clip(), "video/mp4"), "style": ("s.png", STYLE_A, "image/png")},
+                    headers={"X-API-Key": "k1"})
+    assert r.status_code == 202
+    assert client.get(r.json()["status_url"], headers={"X-API-Key": "k1"}).status_code == 200
+
+
+def test_a_style_request_and_a_video_share_the_content_fields(client):
+    """/stylize keeps its contract: the shared style fields did not change it."""
+    assert client.post("/stylize", files=files(CONTENT, STYLE_A), data={"alpha": "0.5"}).status_code == 200
