@@ -51,7 +51,10 @@ class Limits(BaseModel):
     default_content_size: int = Field(description="content shorter side when a request gives none", examples=[512])
     default_style_size: int = Field(description="style shorter side when a request gives none", examples=[512])
     formats: list[str] = Field(description="output formats", examples=[["png", "jpeg", "webp"]])
-    api_key_required: bool = Field(description="whether /stylize and /styles need X-API-Key")
+    api_key_required: bool = Field(description="whether /stylize, /styles and /videos need X-API-Key")
+    max_video_bytes: int = Field(description="largest video upload", examples=[209715200])
+    max_video_seconds: float = Field(description="longest video", examples=[300.0])
+    max_video_pixels: int = Field(description="largest output video frame, in pixels", examples=[2073600])
 
 
 class VideoAccepted(BaseModel):

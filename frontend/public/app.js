@@ -9,9 +9,13 @@ const BROWSER_UNREADABLE = /^image\/(tiff|x-tiff)$/; // the server reads these; 
 const $ = (id) => document.getElementById(id);
 
 // What the server accepts; replaced by GET /limits when it answers.
-let limits = { max_file_bytes: 20 * 2 ** 20, max_image_pixels: 40e6, max_output_pixels: 4194304, max_styles: 8 };
+let limits = { max_file_bytes: 20 * 2 ** 20, max_image_pixels: 40e6, max_output_pixels: 4194304, max_styles: 8,
+               max_video_bytes: 200 * 2 ** 20, max_video_seconds: 300, max_video_pixels: 1920 * 1080 };
 const state = {
+  mode: "photo",       // the tab: "photo" or "video"
   content: null,       // { file, w, h, url }
+  video: null,         // { file, w?, h?, seconds? } (what the browser could read of it)
+  job: null,           // { id, url } of the video job being followed
   styles: [],          // { name, thumb, weight, id?, file?, registering? }
   mask: null,          // { file, w, h, url }
   result: null,        // { url, name }
@@ -32,7 +36,7 @@ function hint(id, text, isError = false) {
 }
 
 const megapixels = (n) => `${(n / 1e6).toFixed(1)} megapixels`;
-const megabytes = (n) => `${(n / 2 ** 20).toFixed(1)} MB`;
+const megabytes = (n) => (n < 2 ** 20 ? `${Math.ceil(n / 1024)} KB` : `${(n / 2 ** 20).toFixed(1)} MB`);
 
 // The server's sentences, for people: no setting names, big numbers grouped.
 function friendly(detail) {
@@ -299,10 +303,9 @@ function authHeaders() {
   return key ? { "X-API-Key": key } : {};
 }
 
-function buildForm() {
-  const form = new FormData();
+// The style fields /stylize and /videos share.
+function appendStyles(form) {
   const recolour = $("preserve-color").checked;
-  form.append("content", state.content.file);
   for (const s of state.styles) { // field order = style order (pairs with weights and the mask)
     if (s.id && !(recolour && s.file)) form.append("style_id", s.id);
     else form.append("style", s.file);
@@ -311,18 +314,24 @@ function buildForm() {
   form.append("alpha", $("alpha").value);
   form.append("color_match", $("color-match").value);
   form.append("preserve_color", recolour ? "true" : "false");
+}
+
+function buildForm() {
+  const form = new FormData();
+  form.append("content", state.content.file);
+  appendStyles(form);
   form.append("content_size", $("size").value);
   form.append("format", $("format").value);
   if (state.mask) form.append("mask", state.mask.file);
   return form;
 }
 
-// One POST /stylize over XMLHttpRequest (fetch cannot report upload progress).
-function send(form, onProgress) {
+// One POST over XMLHttpRequest (fetch cannot report upload progress).
+function send(form, onProgress, url = "stylize") {
   return new Promise((resolve, reject) => {
     const xhr = new XMLHttpRequest();
     state.request = xhr;
-    xhr.open("POST", "stylize");
+    xhr.open("POST", url);
     for (const [k, v] of Object.entries(authHeaders())) xhr.setRequestHeader(k, v);
     xhr.responseType = "blob";
     xhr.upload.onprogress = (e) => { if (e.lengthComputable) onProgress(e.loaded / e.total); };
@@ -341,7 +350,7 @@ async function errorText(xhr) {
   switch (xhr.status) {
     case 401: $("key-row").hidden = false; return "An API key is needed: enter it below and try again.";
     case 413: return `Too large: ${detail || "the upload is over the server's limit"}`;
-    case 415: return `Not an image: ${detail}`;
+    case 415: return state.mode === "video" ? `Not a video this server can read: ${detail}` : `Not an image: ${detail}`;
     case 504: return "The server took too long; try a smaller output size.";
     default: return detail || `The server answered ${xhr.status}.`;
   }
@@ -380,7 +389,7 @@ function clearResult() {
 
 function busy(on, live = false) {
   $("stylize").disabled = on && !live;
-  $("stylize").textContent = on && !live ? "Stylizing…" : "Stylize";
+  $("stylize").textContent = on && !live ? "Stylizing…" : state.mode === "video" ? "Stylize video" : "Stylize";
   $("progress-row").hidden = !on;
   if (!on) $("upload-progress").value = 0;
 }
@@ -451,9 +460,162 @@ function showResult(xhr, ms, live) {
 
 // Once a result is on screen, a change re-renders it by itself, a moment after the last change.
 function live() {
-  if (!state.result) return;
+  if (!state.result || state.mode !== "photo") return;
   clearTimeout(state.liveTimer);
   state.liveTimer = setTimeout(() => stylize(true), LIVE_DELAY_MS);
+}
+
+// ---- video -------------------------------------------------------------------------------------
+const seconds = (s) => (s >= 90 ? `${Math.floor(s / 60)} min ${Math.round(s % 60)} s` : `${Math.round(s)} s`);
+
+// What the browser can tell of a clip before it is sent (it may not decode every codec the server does).
+function videoMetadata(file) {
+  return new Promise((resolve) => {
+    const v = document.createElement("video");
+    const url = URL.createObjectURL(file);
+    const done = (meta) => { URL.revokeObjectURL(url); resolve(meta); };
+    v.preload = "metadata";
+    v.onloadedmetadata = () => done({ w: v.videoWidth, h: v.videoHeight, seconds: v.duration });
+    v.onerror = () => done({});
+    setTimeout(() => done({}), 3000);
+    v.src = url;
+  });
+}
+
+async function setVideo(file) {
+  if (!file) return;
+  state.video = null;
+  $("video-hint").textContent = "Choose a video clip (MP4, WebM, MOV, GIF …), or drop one here";
+  if (file.size > limits.max_video_bytes) {
+    hint("video-info", `${file.name} is ${megabytes(file.size)}; the largest video is ${megabytes(limits.max_video_bytes)}.`, true);
+    return;
+  }
+  const meta = await videoMetadata(file);
+  if (meta.seconds > limits.max_video_seconds && Number.isFinite(meta.seconds)) {
+    hint("video-info", `${file.name} is ${seconds(meta.seconds)} long; the longest is ${seconds(limits.max_video_seconds)}.`, true);
+    return;
+  }
+  state.video = { file, ...meta };
+  $("video-hint").textContent = file.name;
+  const facts = [file.name, megabytes(file.size)];
+  if (meta.w) facts.splice(1, 0, `${meta.w}×${meta.h}`, seconds(meta.seconds));
+  hint("video-info", facts.join(" · "));
+  setStatus("");
+}
+
+function validateVideo() {
+  if (!state.video) return "Choose a video clip first.";
+  if (!state.styles.length) return "Choose at least one style.";
+  if (!checkWeights()) return "Give at least one style a weight above 0.";
+  const side = Number($("video-size").value), { w, h } = state.video;
+  if (w && h) {
+    const k = side ? side / Math.min(w, h) : 1, out = Math.round(w * k) * Math.round(h * k);
+    if (out > limits.max_video_pixels) {
+      return `At that size a frame would be ${megapixels(out)}; the largest is ${megapixels(limits.max_video_pixels)}: ` +
+             "choose a smaller frame size.";
+    }
+  }
+  return "";
+}
+
+function clearVideo() {
+  $("video-panel").hidden = true;
+  $("video-result").hidden = true;
+  $("video-result").removeAttribute("src");
+  $("video-download").hidden = true;
+  $("job-progress").hidden = true;
+  hint("job-status", "");
+}
+
+async function stylizeVideo() {
+  const problem = validateVideo();
+  if (problem) { setStatus(problem, "error"); return; }
+  if ($("api-key").value) localStorage.setItem("adain-api-key", $("api-key").value);
+  await Promise.all(state.styles.map((s) => s.registering));
+  clearVideo();
+  busy(true);
+  setStatus("Uploading the clip…", "busy");
+  const form = new FormData();
+  form.append("video", state.video.file);
+  appendStyles(form);
+  form.append("content_size", $("video-size").value);
+  try {
+    const xhr = await send(form, (f) => { $("upload-progress").value = Math.round(100 * f); }, "videos");
+    if (xhr.status !== 202) {
+      setStatus(await errorText(xhr), "error");
+      return;
+    }
+    const job = JSON.parse(await xhr.response.text());
+    state.job = { id: job.id, url: job.status_url.replace(/^\//, "") };
+    await followJob(state.job);
+  } catch (e) {
+    if (e.name === "AbortError") setStatus("Cancelled.");
+    else setStatus(`${e.message} Check your connection and try again.`, "error");
+  } finally {
+    state.job = null;
+    busy(false);
+  }
+}
+
+// Poll the job until it ends; the bar shows frames rendered.
+async function followJob(job) {
+  $("video-panel").hidden = false;
+  $("job-progress").hidden = false;
+  setStatus("Rendering…", "busy");
+  for (;;) {
+    const r = await fetch(job.url, { headers: authHeaders() });
+    if (state.job !== job) return; // cancelled meanwhile
+    if (!r.ok) { setStatus(friendly((await r.json().catch(() => ({}))).detail || `The server answered ${r.status}.`), "error"); return; }
+    const s = await r.json();
+    const total = Math.max(1, s.frames_total);
+    $("job-progress").value = Math.round((100 * s.frames_done) / total);
+    const eta = s.eta_seconds != null && s.state === "running" ? ` · about ${seconds(s.eta_seconds)} left` : "";
+    const speed = s.frames_per_second ? ` · ${s.frames_per_second.toFixed(1)} frames/s` : "";
+    hint("job-status", s.state === "queued" ? "Waiting for the server…" : `${s.frames_done} / ${s.frames_total} frames${speed}${eta}`);
+    if (s.state === "done") { await showVideo(s); return; }
+    if (s.state === "failed" || s.state === "cancelled") { setStatus(`The video failed: ${friendly(s.error || s.state)}`, "error"); return; }
+    await sleep(700);
+  }
+}
+
+async function showVideo(s) {
+  let src = s.result_url.replace(/^\//, "");
+  if (Object.keys(authHeaders()).length) { // a <video> cannot send the key: fetch it, play the copy
+    src = URL.createObjectURL(await (await fetch(src, { headers: authHeaders() })).blob());
+  }
+  const name = `${stem(state.video.file.name) || "video"}-in-${state.styles.map((x) => stem(x.name)).slice(0, 3).join("+")}.mp4`;
+  $("video-result").src = src;
+  $("video-result").hidden = false;
+  $("video-download").href = src;
+  $("video-download").download = name;
+  $("video-download").hidden = false;
+  $("job-progress").value = 100;
+  hint("job-status", `${s.width}×${s.height} · ${s.frames_total} frames at ${s.fps.toFixed(3).replace(/\.?0+$/, "")} fps` +
+       (s.audio ? " · with sound" : "") + ` · ${megabytes(s.result_bytes)}`);
+  setStatus("Done.");
+}
+
+function cancelVideo() {
+  if (state.request) state.request.abort();
+  const job = state.job;
+  if (!job) return;
+  state.job = null;
+  fetch(job.url, { method: "DELETE", headers: authHeaders() });
+  $("job-progress").hidden = true;
+  hint("job-status", "");
+  setStatus("Cancelled.");
+}
+
+function setMode(mode) {
+  state.mode = mode;
+  document.body.dataset.mode = mode;
+  for (const [tab, panel, m] of [["tab-photo", "photo-step", "photo"], ["tab-video", "video-step", "video"]]) {
+    $(tab).setAttribute("aria-selected", String(m === mode));
+    $(tab).tabIndex = m === mode ? 0 : -1;
+    $(panel).hidden = m !== mode;
+  }
+  busy(false);
+  setStatus("");
 }
 
 // ---- wiring ------------------------------------------------------------------------------------
@@ -475,6 +637,16 @@ function dropZone(zoneId, buttonId, inputId, take) {
 dropZone("content-drop", "content-pick", "content-file", (files) => setContent(files[0]));
 dropZone("style-drop", "style-pick", "style-files", (files) => addStyleFiles(files));
 dropZone("mask-drop", "mask-pick", "mask-file", (files) => setMask(files[0]));
+dropZone("video-drop", "video-pick", "video-file", (files) => setVideo(files[0]));
+for (const [id, mode] of [["tab-photo", "photo"], ["tab-video", "video"]]) {
+  $(id).addEventListener("click", () => setMode(mode));
+  $(id).addEventListener("keydown", (e) => { // arrow keys move between tabs
+    if (e.key !== "ArrowLeft" && e.key !== "ArrowRight") return;
+    const next = mode === "photo" ? "video" : "photo";
+    setMode(next);
+    $(`tab-${next}`).focus();
+  });
+}
 $("mask-clear").addEventListener("click", () => { clearMask(); live(); });
 
 for (const [id, out] of [["alpha", "alpha-value"], ["color-match", "color-match-value"]]) {
@@ -483,8 +655,11 @@ for (const [id, out] of [["alpha", "alpha-value"], ["color-match", "color-match-
 $("preserve-color").addEventListener("change", live);
 $("format").addEventListener("change", live);
 $("size").addEventListener("change", () => { const p = validate(); if (p) setStatus(p, "error"); else live(); });
-$("stylize").addEventListener("click", () => stylize(false));
-$("cancel").addEventListener("click", () => { if (state.request) state.request.abort(); });
+$("stylize").addEventListener("click", () => (state.mode === "video" ? stylizeVideo() : stylize(false)));
+$("cancel").addEventListener("click", () => {
+  if (state.mode === "video") cancelVideo();
+  else if (state.request) state.request.abort();
+});
 $("compare-slider").addEventListener("input", (e) => {
   $("compare").style.setProperty("--pos", `${e.target.value}%`);
   e.target.setAttribute("aria-valuetext", `${e.target.value} % before`);

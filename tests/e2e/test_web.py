@@ -302,3 +302,59 @@ def test_docs_pages_render_and_ask_nothing_of_other_hosts(site, open_page):
     page = open_page(proxy + "/redoc")
     page.wait_for_selector("h1:has-text('adain-service')", timeout=30_000)
     page.wait_for_load_state("networkidle")  # the side menu's maker logo too: from this host
+
+
+def test_the_video_tab_uploads_follows_the_job_and_plays_the_result(site, open_page, tmp_path, capsys):
+    """Through nginx: a clip (with sound) and a preset style; the bar follows the job; Chromium
+    plays the MP4 from the server (Range requests through nginx), at the clip's size."""
+    import clips
+
+    proxy, _ = site
+    clip = clips.write(tmp_path / "walk.mp4", clips.pan(96, 64, 16), fps=8, audio=True)
+    page = open_page(proxy + "/")
+    page.wait_for_selector("#gallery button")
+    page.click("#tab-video")
+    assert page.get_attribute("#tab-video", "aria-selected") == "true"
+    assert page.locator("#photo-step").is_hidden() and page.locator("#mask-drop").is_hidden()
+    page.set_input_files("#video-file", str(clip))
+    page.wait_for_selector("#video-info:has-text('walk.mp4')")
+    assert "96×64" in page.inner_text("#video-info")  # the browser read the clip's size and length
+    page.click("#gallery button >> nth=0")
+    assert page.inner_text("#stylize") == "Stylize video"
+    assert serious(page) == [], "video tab"
+    page.click("#stylize")
+    page.wait_for_selector("#video-result:not([hidden])", timeout=120_000)
+    assert "16 frames at 8 fps · with sound" in page.inner_text("#job-status")
+    assert page.get_attribute("#video-download", "download") == "walk-in-meadow.mp4"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        ready, w, h = page.evaluate("(() => { const v = document.getElementById('video-result');"
+                                    " return [v.readyState, v.videoWidth, v.videoHeight]; })()")
+        if ready >= 2:
+            break
+        time.sleep(0.1)
+    assert (w, h) == (96, 64) and ready >= 2, "Chromium could not load the MP4"
+    page.evaluate("document.getElementById('video-result').muted = true")
+    page.evaluate("document.getElementById('video-result').play()")
+    time.sleep(0.8)
+    played = page.evaluate("document.getElementById('video-result').currentTime")
+    assert played > 0.2, "the video does not play"
+    assert serious(page) == [], "video result"
+    show(capsys, page, tmp_path, "web-video")
+
+
+def test_the_video_tab_names_a_file_that_is_not_a_video(site, open_page, images):
+    proxy, _ = site
+    page = open_page(proxy + "/")
+    page.wait_for_selector("#gallery button")
+    page.keyboard.press("Tab")
+    page.focus("#tab-photo")
+    page.keyboard.press("ArrowRight")  # the tabs answer the arrow keys
+    assert page.get_attribute("#tab-video", "aria-selected") == "true"
+    page.set_input_files("#video-file", str(images["junk"]))
+    page.click("#gallery button >> nth=0")
+    page.click("#stylize")
+    page.wait_for_selector("#status.error")
+    assert "Not a video this server can read" in page.inner_text("#status")
+    page.click("#tab-photo")
+    assert page.inner_text("#stylize") == "Stylize" and page.locator("#photo-step").is_visible()
