@@ -101,3 +101,51 @@ def test_the_embedded_store_survives_kill_9(env, tmp_path):
     with run_server(tmp_path / "b", **state) as b, b.client() as c:
         assert ok_image(by_id(c, style_id))
         assert c.get("/readyz").json()["store"] == "sqlite"
+
+
+def test_video_jobs_through_nginx_any_replica_answers_and_a_dead_worker_fails(env, tmp_path):
+    """Two replicas on Redis, each with a work folder of its own: a job posted through nginx is
+    followed, fetched (with Range) and deleted on either replica; a replica killed mid-job leaves
+    a job the other reports failed, not running for ever."""
+    import time
+
+    import clips
+
+    short = clips.write(tmp_path / "short.mp4", clips.pan(64, 48, 8), fps=8, audio=True).read_bytes()
+    long = clips.write(tmp_path / "long.mp4", clips.pan(160, 120, 400), fps=24).read_bytes()
+
+    def post(c: httpx.Client, clip: bytes) -> dict:
+        r = c.post("/videos", files={"video": ("c.mp4", clip, "video/mp4"), "style": ("s.png", STYLE, "image/png")})
+        assert r.status_code == 202, r.text
+        return r.json()
+
+    def state(c: httpx.Client, job_id: str, until: tuple[str, ...], timeout: float = 90) -> dict:
+        deadline = time.monotonic() + timeout
+        while (s := c.get(f"/videos/{job_id}").json())["state"] not in until and time.monotonic() < deadline:
+            time.sleep(0.1)
+        return s
+
+    with run_redis(tmp_path / "redis") as redis:
+        shared = {**env, "ADAIN_REDIS_URL": redis.url, "ADAIN_VIDEO_STALE_SECONDS": "3"}
+        with run_server(tmp_path / "a", **shared) as a, run_server(tmp_path / "b", **shared) as b, \
+                run_nginx(tmp_path / "nginx", f"{a.url[7:]}; server {b.url[7:]}") as web, \
+                httpx.Client(base_url=web, timeout=60) as c, a.client() as ac, b.client() as bc:
+            job = post(c, short)
+            assert state(ac, job["id"], ("done",))["state"] == "done"
+            assert state(bc, job["id"], ("done",))["frames_done"] == 8
+            whole = bc.get(job["result_url"]).content
+            assert whole == ac.get(job["result_url"]).content == c.get(job["result_url"]).content
+            part = c.get(job["result_url"], headers={"Range": "bytes=0-99"})
+            assert part.status_code == 206 and part.content == whole[:100]  # Range through nginx
+            assert bc.delete(f"/videos/{job['id']}").status_code == 204
+            assert ac.get(f"/videos/{job['id']}").status_code == 404
+            assert not [p for r in ("a", "b") for p in (tmp_path / r / "state" / "videos").glob("*")]
+
+            running = post(ac, long)
+            assert state(bc, running["id"], ("running",))["state"] == "running"
+            while bc.get(f"/videos/{running['id']}").json()["frames_done"] == 0:
+                time.sleep(0.1)
+            a.proc.kill()  # SIGKILL mid-job: no shutdown code runs
+            a.proc.wait(10)
+            s = state(bc, running["id"], ("failed",), timeout=30)
+            assert s["state"] == "failed" and "stopped" in s["error"]

@@ -131,3 +131,62 @@ def test_a_damaged_value_is_reported_and_skipped(make_store, tmp_path, caplog):
 def test_sqlite_keeps_what_was_committed_across_reopening(tmp_path):
     SQLiteStyles(tmp_path / "s.sqlite3", 10).add(entry(7, "kept"))
     assert SQLiteStyles(tmp_path / "s.sqlite3", 10).get("id007").name == "kept"
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+def make_jobs(request, tmp_path):
+    """make_jobs(ttl) -> a fresh video-job store of the parametrised backend."""
+    if request.param == "sqlite":
+        from service.stores.sqlite import SQLiteJobs
+
+        yield lambda ttl=60: SQLiteJobs(tmp_path / "videos.sqlite3", tmp_path / "work", ttl)
+        return
+    from service.stores.redis import RedisJobs
+
+    with run_redis(tmp_path / "redis") as server:
+        yield lambda ttl=60: RedisJobs(server.url, tmp_path / "work", ttl)
+
+
+def test_job_records_and_results(make_jobs):
+    from service.stores import VideoJob
+
+    store = make_jobs()
+    job = VideoJob("j1", "host:1", frames_total=10)
+    store.put(job)
+    assert store.get("j1") == job
+    job.frames_done = 4
+    assert store.update(job) and store.get("j1").frames_done == 4
+    blob = bytes(range(256)) * 9000  # 2.3 MB: several pieces in Redis
+    path = store.work_path("j1", ".mp4.part")
+    path.write_bytes(blob)
+    assert store.keep_result("j1", path) == len(blob) and store.result_size("j1") == len(blob)
+    assert b"".join(store.read_result("j1", 0, len(blob) - 1)) == blob
+    assert b"".join(store.read_result("j1", 1_000_000, 1_100_000)) == blob[1_000_000:1_100_001]
+    assert store.delete("j1") and store.get("j1") is None and store.result_size("j1") is None
+    assert not store.update(job)  # a deleted job is not written back by its worker
+    assert store.get("never") is None and not store.delete("never")
+
+
+def test_job_records_expire_with_their_results(make_jobs):
+    import time
+
+    from service.stores import VideoJob
+
+    store = make_jobs(ttl=1)
+    store.put(VideoJob("old", "host:1", "done"))
+    path = store.work_path("old", ".mp4.part")
+    path.write_bytes(b"mp4")
+    store.keep_result("old", path)
+    time.sleep(1.3)
+    assert store.get("old") is None and not store.update(VideoJob("old", "host:1", "done"))
+    store.sweep()
+    assert store.result_size("old") is None
+
+
+def test_a_damaged_job_record_is_skipped(make_jobs, caplog):
+    store = make_jobs()
+    if store.backend == "sqlite":
+        store._execute("INSERT INTO jobs VALUES ('bad', ?, 1e12)", (pickle.dumps({"id": "bad"}).hex(),))
+    else:
+        store.client.set(store.key("bad"), pickle.dumps({"id": "bad"}))
+    assert store.get("bad") is None and "not a job record" in caplog.text
