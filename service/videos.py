@@ -21,6 +21,7 @@ import logging
 import os
 import secrets
 import socket
+import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -246,5 +247,7 @@ def _lower_priority() -> None:
     the kernel sees fit: a frame's threads (torch's, started from this thread, inherit the value)
     get a tenth of an image request's share while both want the CPU, and all of it otherwise.
     Measured with a 640x480 clip rendering: /stylize 256² went from 0.34-0.49 s idle to 0.41-0.42 s
-    (at nice 0: 0.39 -> 0.61 s; waiting for the current frame to end instead: 0.44 -> 2.66 s)."""
-    os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
+    (at nice 0: 0.39 -> 0.61 s; waiting for the current frame to end instead: 0.44 -> 2.66 s).
+    Linux only: elsewhere the call would lower the whole process."""
+    if sys.platform == "linux":
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
