@@ -4,8 +4,8 @@ nothing. Run it alone on the machine.
     .venv/bin/python bench/video.py [--frames 48] [--speed-frames 24] [--device auto]
 
 Quality, on generated 320x240 clips (tests/clips.py) with the shipped decoder and a preset style:
-Lai et al.'s warping error (model/temporal.py) and the style distance (training/evaluate.py; on
-whole frames, and away from their edges) of per-frame stylization, of the grid alignment alone, and of the full method (alignment + blending).
+Lai et al.'s warping error (model/temporal.py) and the style distance (training/evaluate.py, with
+the model card's channel scales) of per-frame stylization, of the grid alignment alone, and of the full method (alignment + blending).
 Speed: ``stylize_video`` end to end (decode, stylize, stabilize, encode H.264) on pans at 256p,
 480p and 720p, with and without stabilization.
 """
@@ -26,16 +26,15 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "tests")]
 import clips  # noqa: E402
 from model.images import to_tensor  # noqa: E402
+from model.paths import WEIGHTS_DIR  # noqa: E402
 from model.plan import Options  # noqa: E402
 from model.stylizer import Stylizer  # noqa: E402
 from model.temporal import Stabilizer, warping_error  # noqa: E402
-from model.video import stylize_video  # noqa: E402
+from model.video import Frames, stylize_video  # noqa: E402
 from training.evaluate import style_distance  # noqa: E402
+from training.losses import load_style_scales  # noqa: E402
 
 STYLE = REPO / "weights" / "presets" / "swamp.jpg"
-# The frame's edges are where the network's own padding shows, and the aligned canvas (which
-# renders past them) changes that alone, even on a still clip: measured apart.
-MARGIN = 16
 
 
 def quality(stylizer: Stylizer, n: int) -> None:
@@ -43,31 +42,28 @@ def quality(stylizer: Stylizer, n: int) -> None:
     code = stylizer.encode_style(style, 512)
     s = stylizer.net_input(to_tensor(style.resize((512, round(512 * style.height / style.width)))))
 
-    def render(frame: np.ndarray) -> np.ndarray:
-        return np.asarray(stylizer.stylize(Image.fromarray(frame), [code], content_size=0))
+    scales = load_style_scales(WEIGHTS_DIR / "heldout_style_scales.safetensors")
 
-    def distance(outs: list[np.ndarray], margin: int = 0) -> float:
-        h, w = outs[0].shape[:2]
+    def distance(outs: list[np.ndarray]) -> float:
         with torch.inference_mode():
-            return style_distance(stylizer.encoder, [stylizer.net_input(to_tensor(Image.fromarray(
-                o[margin:h - margin, margin:w - margin]))) for o in outs], s)
+            return style_distance(stylizer.encoder, [stylizer.net_input(to_tensor(Image.fromarray(o))) for o in outs],
+                                  s, scales)
 
     cases = {"pan 2 px/frame": clips.pan(320, 240, n), "pan 3.3 px/frame": clips.pan(320, 240, n, step=3.3),
              "moving object": clips.moving_shape(320, 240, n), "cut": clips.cut(320, 240, n)}
     print(f"\nquality: 320x240, {n} frames, {stylizer.device}/{stylizer.precision}; warping error (lower = "
           "steadier) and style distance (lower = closer to the style)\n")
-    print("| clip | method | warping error | vs per-frame | style distance | vs per-frame | away from the edges "
-          f"({MARGIN} px) | vs per-frame |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|")
+    print("| clip | method | warping error | vs per-frame | style distance | vs per-frame |")
+    print("|---|---|---:|---:|---:|---:|")
     for name, frames in cases.items():
-        per = [render(f) for f in frames]
-        e0, d0, i0 = warping_error(frames, per), distance(per), distance(per, MARGIN)
-        print(f"| {name} | per-frame | {e0:.5f} | | {d0:.3f} | | {i0:.3f} | |")
+        per = [render(f) for render in [Frames(stylizer, [code], Options(content_size=0), None)] for f in frames]
+        e0, d0 = warping_error(frames, per), distance(per)
+        print(f"| {name} | per-frame | {e0:.5f} | | {d0:.4f} | |")
         for label, stab in (("alignment only", Stabilizer(keep=0)), ("ours (alignment + blending)", Stabilizer())):
-            outs = [stab(f, render) for f in frames]
-            e, d, i = warping_error(frames, outs), distance(outs), distance(outs, MARGIN)
-            print(f"| {name} | {label} | {e:.5f} | {100 * (e / e0 - 1):+.0f} % | {d:.3f} | {100 * (d / d0 - 1):+.1f} % "
-                  f"| {i:.3f} | {100 * (i / i0 - 1):+.1f} % |")
+            render = Frames(stylizer, [code], Options(content_size=0), stab)
+            outs = [render(f) for f in frames]
+            e, d = warping_error(frames, outs), distance(outs)
+            print(f"| {name} | {label} | {e:.5f} | {100 * (e / e0 - 1):+.0f} % | {d:.4f} | {100 * (d / d0 - 1):+.1f} % |")
 
 
 def speed(stylizer: Stylizer, n: int) -> None:

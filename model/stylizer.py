@@ -155,11 +155,11 @@ class Stylizer:
                 masked_adain(f, p.codes[0], p.codes[1], resize_mask(m, feat.shape[-2:])), f, p.alpha)
                 for p, m, f in zip(plans, masks, feat.split(1))])
         out = self.decoder(target.to(self.dtype).contiguous(memory_format=torch.channels_last))
-        return [to_image(self._recolor(out[i, :, :h, :w].float().clamp(0, 1), p, m))
+        return [to_image(self.recolor(out[i, :, :h, :w].float().clamp(0, 1), p, m))
                 for i, (p, m) in enumerate(zip(plans, masks))]
 
     @staticmethod
-    def _recolor(pixels: torch.Tensor, plan: Plan, mask: torch.Tensor | None) -> torch.Tensor:
+    def recolor(pixels: torch.Tensor, plan: Plan, mask: torch.Tensor | None = None) -> torch.Tensor:
         """The colour step (``match_colors``) towards the style's colours, each mask region towards
         its own style's; unchanged for a code without colours."""
         strength = plan.alpha * plan.color_match

@@ -18,7 +18,7 @@ from service import errors
 from service.engine import Engine
 from service.limits import BodyLimitMiddleware, EarlyBusyMiddleware
 from service.metrics import MetricsMiddleware
-from service.routes import ops, styles, stylize, videos
+from service.routes import live, ops, styles, stylize, videos
 from service.settings import Settings
 
 DESCRIPTION = """Arbitrary artistic style transfer (AdaIN, Huang & Belongie 2017).
@@ -27,7 +27,8 @@ DESCRIPTION = """Arbitrary artistic style transfer (AdaIN, Huang & Belongie 2017
 preset styles) answers the stylized image, streamed. `POST /styles` registers a style image once
 and answers an id, so later requests send a few bytes instead of the painting. `POST /videos`
 stylizes a clip as a background job (202 + an id; poll `GET /videos/{id}`, fetch the MP4 from
-`GET /videos/{id}/result`).
+`GET /videos/{id}/result`). `GET /ws/stylize` is a WebSocket for live camera streams: JSON
+settings, then JPEG/WebP frames in, stylized JPEG frames out (docs/live.md).
 Errors are JSON `{"detail": ...}`: 400 bad combination, 401 API key, 413 too large, 415 not an
 image, 422 malformed field, 503 busy (honour `Retry-After`), 504 timeout."""
 
@@ -56,6 +57,7 @@ def create_app(settings: Settings | None = None, stylizer: Stylizer | None = Non
     app.include_router(stylize.router)
     app.include_router(styles.router)
     app.include_router(videos.router)
+    app.include_router(live.router)
     app.include_router(ops.router)
     install_docs(app, settings.root_path)
     if settings.frontend_dir.is_dir():

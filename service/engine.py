@@ -75,6 +75,7 @@ class Engine:
         self.queue = ModelQueue(settings.workers, settings.queue_depth, settings.request_timeout)
         self.videos = VideoJobs(settings, open_job_store(settings))
         self.batcher: Batcher | None = None
+        self.streams = 0  # live WebSocket streams open (service/live.py)
         self.ready = False
         self.load_seconds = 0.0
 
@@ -124,6 +125,7 @@ class Engine:
             "cache_hits": self.registry.hits, "cache_misses": self.registry.misses,
             "cache_entries": len(self.registry), "load_seconds": self.load_seconds, "ready": float(self.ready),
             "video_jobs": self.videos.active - self.videos.waiting, "video_jobs_waiting": self.videos.waiting,
+            "live_streams": self.streams,
         }
 
     # requests
@@ -154,7 +156,7 @@ class Engine:
         if not any(isinstance(s, str) for s in given):
             return given  # type: ignore[return-value]
         # the store may be remote: off the event loop
-        return await asyncio.to_thread(lambda: [self._registered(s) if isinstance(s, str) else s for s in given])
+        return await asyncio.to_thread(lambda: [self.registered(s) if isinstance(s, str) else s for s in given])
 
     def _timeout(self, form: StylizeForm, options: Options) -> float:
         """The queue's deadline, longer for a large output (its size read from the upload's header)."""
@@ -184,7 +186,7 @@ class Engine:
         if not await asyncio.to_thread(self.registry.delete, style_id):
             raise NotFound(f"no style with id {style_id!r}")
 
-    def _registered(self, style_id: str) -> StyleEntry:
+    def registered(self, style_id: str) -> StyleEntry:
         entry = self.registry.get(style_id.strip())
         if entry is None:
             raise BadRequest(f"style_id {style_id!r} is not registered (GET /styles lists them)")

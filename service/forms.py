@@ -108,6 +108,8 @@ class VideoForm(StyleFields):
                                          "ADAIN_MAX_VIDEO_SECONDS)")
     content_size: Side = Field(None, description="shorter side of the frames in px, 0 = keep; default 0 (the "
                                                  "clip's own size)", examples=[480])
+    stabilize: bool = Field(True, description="make strokes follow the scene from frame to frame (false: each "
+                                              "frame on its own: crisper, but it flickers)")
 
     def default_content_size(self, settings: Settings) -> int:
         return 0

@@ -33,6 +33,7 @@ class LiveState(Collector):
         yield GaugeMetricFamily("adain_ready", "1 once weights are loaded and warm", value=v["ready"])
         yield GaugeMetricFamily("adain_video_jobs_running", "video jobs rendering on this replica",
                                 value=v["video_jobs"])
+        yield GaugeMetricFamily("adain_live_streams", "WebSocket streams open", value=v["live_streams"])
         yield GaugeMetricFamily("adain_video_jobs_waiting", "video jobs accepted by this replica, not started",
                                 value=v["video_jobs_waiting"])
 

@@ -89,6 +89,15 @@ class Settings(BaseSettings):
     video_stale_seconds: float = Field(60.0, gt=0, description="a queued or running job not heard from for this long "
                                        "is failed (its replica stopped)")
 
+    # live streams (WebSocket /ws/stylize)
+    max_streams: int = Field(4, ge=1, description="live streams at once per replica; more are refused (close 1013)")
+    stream_max_fps: float = Field(30.0, gt=0, description="frames a stream may send per second; faster ones are "
+                                  "dropped unread")
+    stream_idle_seconds: float = Field(30.0, gt=0, description="a stream that sends nothing this long is closed")
+    max_stream_frame_bytes: int = Field(2 * MB, gt=0, description="largest frame a stream may send")
+    max_stream_pixels: int = Field(1280 * 720, gt=0, description="largest frame a stream may send, and largest "
+                                   "answer (at its content_size), in pixels")
+
     # output
     png_compress_level: int = Field(1, ge=0, le=9, description="zlib level; 1 is ~5x faster than 6")
     jpeg_quality: int = Field(92, ge=1, le=100)

@@ -122,7 +122,7 @@ class VideoJobs:
         with self._lock:
             self._cancel[job.id] = threading.Event()
             self._queued[job.id] = job
-        self._pool.submit(self._run, job, src, sources, options)
+        self._pool.submit(self._run, job, src, sources, options, form.stabilize)
         log.info("video %s queued: %dx%d, %d frames", job.id, w, h, job.frames_total)
         return job
 
@@ -159,7 +159,8 @@ class VideoJobs:
 
     # on a video thread
 
-    def _run(self, job: VideoJob, src: Path, sources: list[Image.Image | StyleCode], options: Options) -> None:
+    def _run(self, job: VideoJob, src: Path, sources: list[Image.Image | StyleCode], options: Options,
+             stabilize: bool) -> None:
         cancel = self._cancel[job.id]
         out = src.with_suffix(".mp4.part")
         try:
@@ -184,7 +185,8 @@ class VideoJobs:
                     if not self.store.update(job):  # deleted from some replica
                         raise Cancelled()
 
-            stylize_video(self.stylizer, src, out, sources, options, limits=self.limits, progress=progress)
+            stylize_video(self.stylizer, src, out, sources, options, stabilize=stabilize, limits=self.limits,
+                          progress=progress)
             size = self.store.keep_result(job.id, out)
             self._finish(replace(job, frames_total=job.frames_done, result_bytes=size), "done")
             log.info("video %s done: %d frames at %.2f frames/s", job.id, job.frames_done, job.rate)

@@ -95,3 +95,15 @@ def set_rotation(path: Path, clockwise: int) -> Path:
     blob[matrix:matrix + 36] = b"".join(v.to_bytes(4, "big", signed=True) for v in values)
     path.write_bytes(bytes(blob))
     return path
+
+
+def write_y4m(path: Path, frames: list[np.ndarray], fps: int = 15) -> Path:
+    """Frames as a raw YUV4MPEG2 file (4:2:0): what Chromium's fake camera plays
+    (``--use-file-for-fake-video-capture``)."""
+    h, w = frames[0].shape[:2]
+    with open(path, "wb") as f:
+        f.write(f"YUV4MPEG2 W{w} H{h} F{fps}:1 Ip A1:1 C420jpeg\n".encode())
+        for frame in frames:
+            y, u, v = Image.fromarray(frame).convert("YCbCr").split()
+            f.write(b"FRAME\n" + y.tobytes() + u.resize((w // 2, h // 2)).tobytes() + v.resize((w // 2, h // 2)).tobytes())
+    return path

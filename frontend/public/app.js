@@ -16,6 +16,7 @@ const state = {
   content: null,       // { file, w, h, url }
   video: null,         // { file, w?, h?, seconds? } (what the browser could read of it)
   job: null,           // { id, url } of the video job being followed
+  live: null,          // { ws, stream, timer, url } while the camera is on
   styles: [],          // { name, thumb, weight, id?, file?, registering? }
   mask: null,          // { file, w, h, url }
   result: null,        // { url, name }
@@ -169,6 +170,7 @@ function stylesChanged() {
   hint("preserve-help", preset ? "Not with preset styles: it recolours uploaded style images."
                                : "Works with uploaded styles only.");
   checkMask();
+  if (state.mode === "live") liveSettings();
 }
 
 function addStyle(style) {
@@ -460,6 +462,7 @@ function showResult(xhr, ms, live) {
 
 // Once a result is on screen, a change re-renders it by itself, a moment after the last change.
 function live() {
+  if (state.mode === "live") { liveSettings(); return; }
   if (!state.result || state.mode !== "photo") return;
   clearTimeout(state.liveTimer);
   state.liveTimer = setTimeout(() => stylize(true), LIVE_DELAY_MS);
@@ -539,6 +542,7 @@ async function stylizeVideo() {
   form.append("video", state.video.file);
   appendStyles(form);
   form.append("content_size", $("video-size").value);
+  form.append("stabilize", $("video-steady").checked ? "true" : "false");
   try {
     const xhr = await send(form, (f) => { $("upload-progress").value = Math.round(100 * f); }, "videos");
     if (xhr.status !== 202) {
@@ -606,10 +610,99 @@ function cancelVideo() {
   setStatus("Cancelled.");
 }
 
+// ---- live: the camera through GET /ws/stylize ----------------------------------------------------
+const LIVE_FPS = 15; // frames offered per second; the server answers as fast as it draws (latest wins)
+
+function liveSettingsMessage() {
+  const ids = state.styles.map((s) => s.id);
+  const message = { style_id: ids, alpha: Number($("alpha").value), color_match: Number($("color-match").value),
+                    content_size: Number($("live-size").value), stabilize: $("live-steady").checked };
+  if (ids.length > 1) message.weights = state.styles.map((s) => s.weight);
+  const key = authHeaders()["X-API-Key"];
+  if (key) message.api_key = key; // a browser cannot set headers on a WebSocket
+  return JSON.stringify(message);
+}
+
+async function liveSettings() {
+  const l = state.live;
+  if (!l || !state.styles.length || !checkWeights()) return;
+  await Promise.all(state.styles.map((s) => s.registering));
+  if (l.ws.readyState === WebSocket.OPEN && state.styles.every((s) => s.id)) l.ws.send(liveSettingsMessage());
+}
+
+async function startLive() {
+  if (!state.styles.length) { setStatus("Choose at least one style.", "error"); return; }
+  if (!checkWeights()) { setStatus("Give at least one style a weight above 0.", "error"); return; }
+  await Promise.all(state.styles.map((s) => s.registering)); // streams take styles by id
+  if (state.styles.some((s) => !s.id)) { setStatus("A style could not be registered; remove it and try again.", "error"); return; }
+  let stream;
+  try {
+    stream = await navigator.mediaDevices.getUserMedia({ video: { width: 640, height: 480 }, audio: false });
+  } catch (e) {
+    setStatus(`The camera cannot be used: ${e.message || e.name}.`, "error");
+    return;
+  }
+  $("camera").srcObject = stream;
+  const url = new URL("ws/stylize", location.href);
+  url.protocol = location.protocol === "https:" ? "wss:" : "ws:";
+  const ws = new WebSocket(url);
+  ws.binaryType = "blob";
+  const l = { ws, stream, timer: 0, url: null, ready: false, busy: false };
+  state.live = l;
+  $("live-start").textContent = "Stop the camera";
+  $("live-panel").hidden = false;
+  setStatus("Connecting…", "busy");
+  ws.onopen = () => ws.send(liveSettingsMessage());
+  ws.onmessage = (e) => {
+    if (typeof e.data !== "string") { // a stylized frame
+      if (l.url) URL.revokeObjectURL(l.url);
+      l.url = URL.createObjectURL(e.data);
+      $("live-out").src = l.url;
+      l.busy = false;
+      return;
+    }
+    const m = JSON.parse(e.data);
+    if (m.type === "ready") { l.ready = true; setStatus("Live."); }
+    else if (m.type === "status") {
+      $("live-stats").textContent = `${m.fps} frames/s · ${m.latency_ms_p50 ?? "–"} ms per frame · ` +
+                                    `${m.frames_dropped} dropped (the newest frame always wins)`;
+    } else if (m.type === "error") setStatus(friendly(m.detail), "error");
+  };
+  ws.onclose = (e) => {
+    if (state.live !== l) return;
+    stopLive();
+    if (e.code !== 1000) setStatus(e.reason || "The live stream ended (the server closed it).", "error");
+  };
+  const canvas = document.createElement("canvas");
+  l.timer = setInterval(() => { // offer a frame when the last one has left the browser
+    const v = $("camera");
+    if (!l.ready || ws.readyState !== WebSocket.OPEN || ws.bufferedAmount > 0 || !v.videoWidth) return;
+    const size = Number($("live-size").value), k = size / Math.min(v.videoWidth, v.videoHeight);
+    canvas.width = Math.round(v.videoWidth * k);
+    canvas.height = Math.round(v.videoHeight * k);
+    canvas.getContext("2d").drawImage(v, 0, 0, canvas.width, canvas.height);
+    canvas.toBlob((b) => { if (b && ws.readyState === WebSocket.OPEN) ws.send(b); }, "image/jpeg", 0.8);
+  }, 1000 / LIVE_FPS);
+}
+
+function stopLive() {
+  const l = state.live;
+  if (!l) return;
+  state.live = null;
+  clearInterval(l.timer);
+  l.stream.getTracks().forEach((t) => t.stop());
+  if (l.ws.readyState <= WebSocket.OPEN) l.ws.close(1000);
+  $("camera").srcObject = null;
+  $("live-start").textContent = "Start the camera";
+  setStatus("");
+}
+
 function setMode(mode) {
+  if (mode !== "live") stopLive();
   state.mode = mode;
   document.body.dataset.mode = mode;
-  for (const [tab, panel, m] of [["tab-photo", "photo-step", "photo"], ["tab-video", "video-step", "video"]]) {
+  for (const [tab, panel, m] of [["tab-photo", "photo-step", "photo"], ["tab-video", "video-step", "video"],
+                                 ["tab-live", "live-step", "live"]]) {
     $(tab).setAttribute("aria-selected", String(m === mode));
     $(tab).tabIndex = m === mode ? 0 : -1;
     $(panel).hidden = m !== mode;
@@ -638,15 +731,19 @@ dropZone("content-drop", "content-pick", "content-file", (files) => setContent(f
 dropZone("style-drop", "style-pick", "style-files", (files) => addStyleFiles(files));
 dropZone("mask-drop", "mask-pick", "mask-file", (files) => setMask(files[0]));
 dropZone("video-drop", "video-pick", "video-file", (files) => setVideo(files[0]));
-for (const [id, mode] of [["tab-photo", "photo"], ["tab-video", "video"]]) {
-  $(id).addEventListener("click", () => setMode(mode));
-  $(id).addEventListener("keydown", (e) => { // arrow keys move between tabs
+const MODES = ["photo", "video", "live"];
+for (const mode of MODES) {
+  $(`tab-${mode}`).addEventListener("click", () => setMode(mode));
+  $(`tab-${mode}`).addEventListener("keydown", (e) => { // arrow keys move between tabs
     if (e.key !== "ArrowLeft" && e.key !== "ArrowRight") return;
-    const next = mode === "photo" ? "video" : "photo";
+    const next = MODES[(MODES.indexOf(mode) + (e.key === "ArrowRight" ? 1 : MODES.length - 1)) % MODES.length];
     setMode(next);
     $(`tab-${next}`).focus();
   });
 }
+$("live-start").addEventListener("click", () => (state.live ? stopLive() : startLive()));
+$("live-size").addEventListener("change", liveSettings);
+$("live-steady").addEventListener("change", liveSettings);
 $("mask-clear").addEventListener("click", () => { clearMask(); live(); });
 
 for (const [id, out] of [["alpha", "alpha-value"], ["color-match", "color-match-value"]]) {

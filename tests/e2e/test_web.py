@@ -43,14 +43,21 @@ def site(server_env, tmp_path_factory):
             yield proxy, server.url
 
 
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+
+
 @pytest.fixture(scope="module")
-def browser():
+def playwright():
     with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=[
-            "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync", "--no-first-run"])
-        yield b
-        b.close()
+        yield p
+
+
+@pytest.fixture(scope="module")
+def browser(playwright):
+    b = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    yield b
+    b.close()
 
 
 @pytest.fixture
@@ -358,3 +365,41 @@ def test_the_video_tab_names_a_file_that_is_not_a_video(site, open_page, images)
     assert "Not a video this server can read" in page.inner_text("#status")
     page.click("#tab-photo")
     assert page.inner_text("#stylize") == "Stylize" and page.locator("#photo-step").is_visible()
+
+
+def test_the_live_tab_streams_a_camera_through_nginx(site, playwright, tmp_path, capsys):
+    """Chromium with a fake camera (a generated .y4m pan) through real nginx (WebSocket upgrade):
+    the Live tab shows stylized frames beside the camera, with frames/s."""
+    import clips
+
+    proxy, _ = site
+    y4m = clips.write_y4m(tmp_path / "camera.y4m", clips.pan(320, 240, 30))
+    b = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS + [
+        "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+        f"--use-file-for-fake-video-capture={y4m}"])
+    try:
+        page = b.new_page(viewport=DESKTOP)
+        page.context.grant_permissions(["camera"], origin=proxy)
+        page.goto(proxy + "/")
+        page.wait_for_selector("#gallery button")
+        page.click("#tab-live")
+        page.click("#gallery button >> nth=0")
+        page.select_option("#live-size", "192")
+        assert page.locator("#stylize").is_hidden() and page.locator("#mask-drop").is_hidden()
+        page.click("#live-start")
+        page.wait_for_selector("#live-out[src^='blob:']", timeout=60_000)
+        first = page.get_attribute("#live-out", "src")
+        page.wait_for_selector(f"#live-out:not([src='{first}'])", timeout=30_000)  # it keeps coming
+        page.wait_for_selector("#live-stats:has-text('frames/s')", timeout=10_000)
+        w, h = page.evaluate("[document.getElementById('live-out').naturalWidth,"
+                             " document.getElementById('live-out').naturalHeight]")
+        assert (w, h) == (256, 192)  # the camera's 4:3 at the chosen shorter side
+        assert serious(page) == [], "live tab"
+        show(capsys, page, tmp_path, "web-live")
+        with capsys.disabled():
+            print("\nlive:", page.inner_text("#live-stats"))
+        page.click("#live-start")  # stop: the camera is released
+        assert page.inner_text("#live-start") == "Start the camera"
+        assert page.evaluate("document.getElementById('camera').srcObject") is None
+    finally:
+        b.close()

@@ -1,0 +1,14 @@
+"""GET /ws/stylize: a live stream over a WebSocket (service/live.py has the protocol)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, WebSocket
+
+from service.live import Stream
+
+router = APIRouter()
+
+
+@router.websocket("/ws/stylize")
+async def live(ws: WebSocket) -> None:
+    await Stream(ws.app.state.engine, ws).run()
