@@ -103,8 +103,8 @@ class VideoJobs:
             if self.retry_after_if_full() is not None:
                 raise Busy(f"{self.active} video jobs are in progress or waiting on this server; retry later",
                            headers={"Retry-After": "30"})
+            info = await asyncio.to_thread(self._probe, upload)  # the clip first: it is what the job is
             sources = await asyncio.to_thread(self._sources, styles, options)
-            info = await asyncio.to_thread(self._probe, upload)
             w, h = output_size(info, options.content_size, self.limits.pixels)
             now = time.time()
             job = VideoJob(secrets.token_urlsafe(16), self.owner, "queued", now, now, 0, info.frames, 0.0, w, h,
