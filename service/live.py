@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import json
+import logging
 import statistics
 import time
 from collections import deque
@@ -36,6 +37,7 @@ from model.video import Frames
 from service.errors import BadRequest, Busy, ServiceError, TimedOut
 from service.stores import StoreDown
 
+log = logging.getLogger("adain.live")
 TRY_AGAIN_LATER, POLICY, GOING_AWAY = 1013, 1008, 1001  # WebSocket close codes
 JPEG_QUALITY = 85  # answers are for a screen, many times a second
 
@@ -201,6 +203,10 @@ class Stream:
                 continue
             except (InputError, ServiceError, StoreDown) as e:
                 await self.error(f"frame {number}: {e.detail if isinstance(e, ServiceError) else e}")
+                continue
+            except Exception:  # a bug: logged, said, and the stream goes on with the next frame
+                log.exception("live stream: frame %d failed", number)
+                await self.error(f"frame {number}: internal error; it has been logged")
                 continue
             async with self.send_lock:
                 await self.ws.send_bytes(out)
