@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
 
 import cv2
 import numpy as np
@@ -31,12 +32,19 @@ def gray(frame: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
 
 
+@lru_cache(maxsize=4)
+def _grid(h: int, w: int) -> np.ndarray:
+    """(2, H, W) float32 pixel coordinates (y, x): made once per frame size, not per warp."""
+    grid = np.mgrid[0:h, 0:w].astype(np.float32)
+    grid.flags.writeable = False
+    return grid
+
+
 def warp(image: np.ndarray, flow: np.ndarray, interpolation: int = cv2.INTER_LINEAR) -> np.ndarray:
     """``image`` sampled at x + flow(x): the frame the flow points into, brought to the flow's
     frame (bilinear; outside the image the border is repeated, and masked off by the caller)."""
-    h, w = flow.shape[:2]
-    grid = np.mgrid[0:h, 0:w].astype(np.float32)
-    return cv2.remap(image, grid[1] + flow[..., 0], grid[0] + flow[..., 1], interpolation,
+    ys, xs = _grid(*flow.shape[:2])
+    return cv2.remap(image, xs + flow[..., 0], ys + flow[..., 1], interpolation,
                      borderMode=cv2.BORDER_REPLICATE)
 
 
@@ -48,7 +56,7 @@ def consistent(forward: np.ndarray, backward: np.ndarray) -> np.ndarray:
     back = warp(backward, forward)
     total = forward + back
     ok = (total ** 2).sum(-1) <= 0.01 * ((forward ** 2).sum(-1) + (back ** 2).sum(-1)) + 0.5
-    ys, xs = np.mgrid[0:h, 0:w]
+    ys, xs = _grid(h, w)
     tx, ty = xs + forward[..., 0], ys + forward[..., 1]
     return ok & (tx >= 0) & (tx <= w - 1) & (ty >= 0) & (ty <= h - 1)
 
@@ -103,12 +111,11 @@ class Stabilizer:
        revealed or changed pixels take the new frame. Below ``cut`` trusted pixels the frame is a
        new scene: no blending, so nothing of the old scene ghosts into the new one.
 
-    ``keep`` 0 leaves only the alignment; ``align`` False leaves only the blending."""
+    ``keep`` 0 leaves only the alignment."""
 
     keep: float = 0.6
     tolerance: float = 12.0
     cut: float = 0.5
-    align: bool = True
 
     def __post_init__(self) -> None:
         self.flow = Flow()
@@ -138,10 +145,10 @@ class Stabilizer:
             if self.trusted < self.cut:
                 self.cuts += 1
                 self.reset()
-            elif self.align:
+            else:
                 self.motion += np.median(fwd[::4, ::4].reshape(-1, 2), axis=0)  # robust to moving objects
-        offset = (-self.motion) % 8 if self.align else np.zeros(2, np.float32)
-        canvas = shift(frame, offset, (w + 8, h + 8)) if self.align else frame
+        offset = (-self.motion) % 8
+        canvas = shift(frame, offset, (w + 8, h + 8))
         cg, new = gray(canvas), render(canvas).astype(np.float32)
         out = new
         if self._canvas is not None and self.keep > 0:
@@ -152,7 +159,7 @@ class Stabilizer:
             out = weight * warp(self._out, back, cv2.INTER_NEAREST) + (1 - weight) * new
         self._frame, self._canvas, self._out = g, cg, out
         out = np.clip(out + 0.5, 0, 255).astype(np.uint8)
-        return shift(out, -offset, (w, h)) if self.align else out
+        return shift(out, -offset, (w, h))
 
     def _trust(self, g: np.ndarray, prev: np.ndarray, back: np.ndarray, fwd: np.ndarray) -> np.ndarray:
         """Pixels of ``g`` seen in ``prev`` (consistent flow) and alike there after warping."""

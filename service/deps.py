@@ -26,14 +26,19 @@ def ready_engine(engine: Annotated[Engine, Depends(get_engine)]) -> Engine:
     return engine
 
 
+def key_matches(keys: list[str], key: str | None) -> bool:
+    """Whether ``key`` is one of ``keys``, compared against every key in constant time, so timing
+    reveals neither which key nor how much matched."""
+    given = (key or "").encode()
+    return any([hmac.compare_digest(given, k.encode()) for k in keys])
+
+
 def require_api_key(engine: Annotated[Engine, Depends(get_engine)],
                     key: Annotated[str | None, Security(api_key_header)] = None) -> None:
     keys = engine.settings.api_keys
     if not keys:
         return
-    given = (key or "").encode()
-    # compare against every key in constant time, so timing reveals neither which key nor how much matched
-    if not any([hmac.compare_digest(given, k.encode()) for k in keys]):
+    if not key_matches(keys, key):
         raise Unauthorized("missing or wrong API key: send it in the X-API-Key header",
                            headers={"WWW-Authenticate": "X-API-Key"})
 

@@ -9,12 +9,11 @@ a frame that arrives while another waits replaces it (latest frame wins: no back
 one frame), so the answer to the last frame sent comes one frame time plus processing after it.
 Frames go through the model queue like image requests, one per stream at a time, so streams and
 ``/stylize`` share the model first come, first served. About once a second the server sends a
-status message (frames/s, latency p50, frames dropped, the most frames that waited)."""
+status message (frames/s, latency p50, frames received, answered and dropped)."""
 
 from __future__ import annotations
 
 import asyncio
-import hmac
 import json
 import logging
 import statistics
@@ -28,12 +27,13 @@ from fastapi import WebSocket, WebSocketDisconnect
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from starlette.websockets import WebSocketState
 
-from model.adain import mix, normalise_weights
+from model.adain import COLOR_MATCH, mix, normalise_weights
 from model.errors import InputError
 from model.images import encode_image, open_image, resize_shorter
 from model.plan import Options
 from model.temporal import Stabilizer
 from model.video import Frames
+from service.deps import key_matches
 from service.errors import BadRequest, Busy, ServiceError, TimedOut
 from service.stores import StoreDown
 
@@ -48,7 +48,7 @@ class LiveSettings(BaseModel):
     style_id: list[str] = Field(min_length=1)
     weights: list[float] | None = None
     alpha: float = 1.0
-    color_match: float | None = None
+    color_match: float = COLOR_MATCH
     content_size: int = Field(256, ge=16)
     stabilize: bool = True
     api_key: str | None = None
@@ -69,18 +69,14 @@ class Stream:
         self.engine, self.ws, self.s = engine, ws, engine.settings
         self.frames: Frames | None = None  # the current settings, ready to render
         self.size = 0
-        self.authorized = not self.s.api_keys or self._key_ok(ws.headers.get("x-api-key"))
+        self.authorized = not self.s.api_keys or key_matches(self.s.api_keys, ws.headers.get("x-api-key"))
         self.pending: tuple[bytes, float] | None = None  # the one frame waiting
         self.wake = asyncio.Event()
         self.send_lock = asyncio.Lock()
-        self.received = self.answered = self.dropped = self.waiting_max = 0
+        self.received = self.answered = self.dropped = 0
         self.latencies: deque[float] = deque(maxlen=120)
         self.answer_times: deque[float] = deque(maxlen=120)
         self.last_frame_at = 0.0
-
-    def _key_ok(self, key: str | None) -> bool:
-        given = (key or "").encode()
-        return any([hmac.compare_digest(given, k.encode()) for k in self.s.api_keys])
 
     async def send_json(self, message: dict[str, Any]) -> None:
         async with self.send_lock:
@@ -142,7 +138,7 @@ class Stream:
             await self.error(f"settings: {_why(e)}")
             return True
         if not self.authorized:
-            self.authorized = bool(self.s.api_keys) and self._key_ok(settings.api_key)
+            self.authorized = key_matches(self.s.api_keys, settings.api_key)
             if not self.authorized:
                 await self.close(POLICY, "missing or wrong API key: send it as api_key in the settings")
                 return False
@@ -161,8 +157,7 @@ class Stream:
         if settings.content_size ** 2 > self.s.max_stream_pixels:
             raise BadRequest(f"content_size {settings.content_size} is too large for a stream: frames up to "
                              f"{self.s.max_stream_pixels} pixels")
-        options = Options(alpha=settings.alpha, content_size=0, color_match=(
-            settings.color_match if settings.color_match is not None else Options().color_match))
+        options = Options(alpha=settings.alpha, color_match=settings.color_match, content_size=0)
         codes = [self.engine.registered(i).code for i in settings.style_id]
         code = mix(codes, normalise_weights(settings.weights, len(codes)))
         return Frames(self.engine.stylizer, [code], options, Stabilizer() if settings.stabilize else None)
@@ -183,7 +178,6 @@ class Stream:
         if self.pending is not None:
             self.dropped += 1  # the waiting frame is stale: the newest wins
         self.pending = (data, now)
-        self.waiting_max = max(self.waiting_max, 1)
         self.wake.set()
 
     # working: one frame at a time through the model queue
@@ -228,7 +222,7 @@ class Stream:
             p50 = statistics.median(self.latencies) * 1000 if self.latencies else None
             await self.send_json({"type": "status", "fps": fps, "latency_ms_p50": p50 and round(p50, 1),
                                   "frames_received": self.received, "frames_answered": self.answered,
-                                  "frames_dropped": self.dropped, "waiting_max": self.waiting_max})
+                                  "frames_dropped": self.dropped})
 
 
 def _why(e: Exception) -> str:

@@ -103,6 +103,12 @@ class Settings(BaseSettings):
     jpeg_quality: int = Field(92, ge=1, le=100)
     webp_quality: int = Field(90, ge=1, le=100)
 
+    @property
+    def videos_dir(self) -> Path:
+        """This replica's video work space: uploads being rendered, MP4s being written (and, with
+        the SQLite store, the results)."""
+        return self.state_dir / "videos"
+
     @field_validator("cors_origins", "api_keys", mode="before")
     @classmethod
     def _split_commas(cls, v: object) -> object:

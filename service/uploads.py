@@ -50,11 +50,11 @@ PIECE = 1024 * 1024
 
 
 async def save(upload: UploadFile, name: str, settings: Settings) -> SavedUpload:
-    """Copy the upload into ``state_dir/videos`` (413 past ``max_video_bytes``, nothing kept)."""
+    """Copy the upload into ``settings.videos_dir`` (413 past ``max_video_bytes``, nothing kept)."""
     limit = settings.max_video_bytes
     if upload.size is not None and upload.size > limit:
         raise TooLarge(f"{name} is {upload.size} bytes; the limit is {limit} (ADAIN_MAX_VIDEO_BYTES)")
-    folder = settings.state_dir / "videos"
+    folder = settings.videos_dir
     folder.mkdir(parents=True, exist_ok=True)
     path, size = folder / f"upload-{secrets.token_hex(8)}.part", 0
     try:

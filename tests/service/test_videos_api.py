@@ -13,7 +13,7 @@ import av
 import pytest
 
 import clips
-from helpers import CONTENT, STYLE_A, files, noise_image, png
+from helpers import STYLE_A, files, noise_image, png
 from service.stores import VideoJob
 
 
@@ -230,7 +230,3 @@ def test_video_routes_need_the_api_key_when_keys_are_set(make_client):
     assert r.status_code == 202
     assert client.get(r.json()["status_url"], headers={"X-API-Key": "k1"}).status_code == 200
 
-
-def test_a_style_request_and_a_video_share_the_content_fields(client):
-    """/stylize keeps its contract: the shared style fields did not change it."""
-    assert client.post("/stylize", files=files(CONTENT, STYLE_A), data={"alpha": "0.5"}).status_code == 200
