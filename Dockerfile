@@ -2,7 +2,7 @@
 # Multi-stage image for adain-service.
 #   docker build --target serve -t adain-service .     # the API + web page (CPU; see README for CUDA)
 #   docker build --target train -t adain-train .       # the training job (adds training/)
-#   docker build --target web -t adain-web .           # nginx with the page and its config (Kubernetes) (adds training/)
+#   docker build --target web -t adain-web .           # nginx with the page and its config (Kubernetes)
 # CUDA: build with --build-arg TORCH_INDEX=https://download.pytorch.org/whl/cu128 on a host with the
 # NVIDIA container toolkit, and run with --gpus all (docker-compose.yml reserves a GPU when asked).
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
@@ -19,15 +19,21 @@ WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY model ./model
 COPY service ./service
-RUN pip install --index-url ${TORCH_INDEX} --extra-index-url https://pypi.org/simple torch torchvision \
-    && pip install .
+# torch alone from TORCH_INDEX (the CPU build by default: ~0.7 GB instead of CUDA's ~5 GB); the rest
+# from PyPI. torchvision is not needed to serve or train.
+RUN pip install --index-url ${TORCH_INDEX} --extra-index-url https://pypi.org/simple torch \
+    && pip install . && rm -rf build *.egg-info
 
 FROM base AS serve
 COPY weights ./weights
 COPY frontend/public ./frontend/public
-RUN useradd --system --uid 10001 --no-create-home adain
+# The state folder (registered styles in SQLite, video jobs) belongs to the service's user, so a
+# named volume mounted there starts out writable (Docker and podman copy the owner into it).
+RUN useradd --system --uid 10001 --no-create-home adain \
+    && mkdir -p /var/lib/adain && chown adain /var/lib/adain
 USER adain
-ENV ADAIN_HOST=0.0.0.0 ADAIN_PORT=8000 ADAIN_WEIGHTS_DIR=/app/weights \
+VOLUME ["/var/lib/adain"]
+ENV ADAIN_HOST=0.0.0.0 ADAIN_PORT=8000 ADAIN_WEIGHTS_DIR=/app/weights ADAIN_STATE_DIR=/var/lib/adain \
     ADAIN_DECODER=/app/weights/decoder.safetensors ADAIN_PRESETS_DIR=/app/weights/presets \
     ADAIN_FRONTEND_DIR=/app/frontend/public
 EXPOSE 8000

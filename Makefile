@@ -9,7 +9,7 @@ CHECKOV := $(VENV)/checkov/bin/checkov
 JEMALLOC := $(firstword $(wildcard /usr/lib/x86_64-linux-gnu/libjemalloc.so.2 /usr/lib/aarch64-linux-gnu/libjemalloc.so.2))
 RUN_ENV := $(if $(JEMALLOC),LD_PRELOAD=$(JEMALLOC) MALLOC_CONF=dirty_decay_ms:-1$(,)muzzy_decay_ms:-1$(,)retain:true)
 
-.PHONY: install run test calibrate corpus train bench load audit clean
+.PHONY: install run test container-test calibrate corpus train bench load audit clean
 
 install: $(STAMP)
 
@@ -31,6 +31,11 @@ run: $(STAMP)
 
 test: $(STAMP) $(CHECKOV)
 	$(RUN_ENV) $(PY) -m pytest -q
+
+# the Dockerfile's images built with podman and run as docker-compose.yml runs them (root, ~6 min;
+# needs podman, runc and debootstrap from Debian; see tests/containers/check.py)
+container-test: $(STAMP)
+	$(PY) tests/containers/check.py $(ARGS)
 
 calibrate: $(STAMP)
 	$(PY) -m training.calibrate

@@ -1,0 +1,425 @@
+"""Build the Dockerfile's images with podman and run them as docker-compose.yml does (`make container-test`).
+
+    python tests/containers/check.py [--keep] [--fresh-base]
+
+No registry can be reached from these machines, so the images the Dockerfile and the compose file
+start FROM are made here: a Debian bookworm root file system (debootstrap), then stand-ins for
+python:3.11-slim-bookworm, nginx:stable and redis:7.4 (tests/containers/*.Containerfile), passed in
+through the same build arguments and compose variables a user would set. The serve, train and web
+targets are built unchanged; torch is the CPU wheel on this machine's disk, mounted into the build
+with a pip.conf naming it (nothing of either stays in the image). Then, step by step:
+
+  serve    run as compose runs it (non-root, read-only root, tmpfs /tmp, capabilities dropped, the
+           state volume): HEALTHCHECK passes, /readyz, a /stylize PNG of the right size, a style
+           registered into the volume, the page; no training code and no tests in the image
+  train    a few steps on generated images with /data and /runs mounted, killed, resumed; the
+           checkpoint read back on the host
+  compose  `podman-compose up` with the stand-in images: page, readiness and a stylization through
+           nginx on the published port; `--scale api=2` behind the same nginx, a style registered
+           once used through both replicas (Redis)
+
+Sizes and times are printed; the exit status says whether every step passed. Images stay in podman's
+store (later runs reuse their layers); --keep leaves the containers and volumes for inspection.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+import numpy as np
+import torch
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[2]
+HERE = Path(__file__).resolve().parent
+WORK = REPO / "build" / "containers"
+CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
+WHEELS = Path("/opt/wheels")             # torch's CPU wheel lies here on these machines
+TORCH_CPU = "torch==2.13.0+cpu"
+BASE, PYTHON, NGINX, REDIS = ("localhost/adain-bookworm", "localhost/adain-python",
+                              "localhost/adain-nginx", "localhost/adain-redis")
+SERVE, TRAIN, WEB = "localhost/adain-service:latest", "localhost/adain-train:latest", "localhost/adain-web:latest"
+PROJECT = "adain-ct"
+UID = "10001"                            # the images' `adain` user
+# crun, podman's default ulimits and systemd cgroups are refused on these VMs (ENVIRONMENT.md)
+CONTAINERS_CONF = """[containers]
+default_ulimits = []
+
+[engine]
+runtime = "runc"
+cgroup_manager = "cgroupfs"
+"""
+# pip inside the build: the host's CA bundle, the local wheel folder, torch pinned to its CPU build
+PIP_CONF = """[global]
+cert = /run/adain-host/ca.crt
+find-links = /run/adain-host/wheels
+constraint = /run/adain-host/constraints.txt
+"""
+
+results: list[tuple[str, bool, str]] = []
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def sh(*cmd: str | Path, check: bool = True, quiet: bool = False, **kw) -> subprocess.CompletedProcess:
+    """Run a command; its output goes to the log unless quiet (then it is returned)."""
+    args = [str(c) for c in cmd]
+    out = subprocess.run(args, text=True, capture_output=quiet, **kw)
+    if check and out.returncode:
+        detail = f"\n{out.stdout}\n{out.stderr}" if quiet else ""
+        raise RuntimeError(f"{' '.join(args)} exited {out.returncode}{detail}")
+    return out
+
+
+def podman(*args: str | Path, **kw) -> subprocess.CompletedProcess:
+    return sh("podman", *args, **kw)
+
+
+def step(name: str, fn: Callable[[], str]) -> bool:
+    log(f"--- {name}")
+    t0 = time.monotonic()
+    try:
+        detail = fn()
+        ok = True
+    except Exception as e:  # a failed step is reported and the next ones still run
+        detail, ok = f"{type(e).__name__}: {e}", False
+    detail = f"{detail} ({time.monotonic() - t0:.0f} s)"
+    results.append((name, ok, detail))
+    log(f"{'PASS' if ok else 'FAIL'} {name}: {detail}")
+    return ok
+
+
+def check(cond: bool, what: str) -> None:
+    if not cond:
+        raise AssertionError(what)
+
+
+def exists(image: str) -> bool:
+    return podman("image", "exists", image, check=False).returncode == 0
+
+
+def size_mb(image: str) -> float:
+    return int(podman("image", "inspect", "--format", "{{.Size}}", image, quiet=True).stdout) / 1e6
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(url: str, seconds: float, ok: Callable[[httpx.Response], bool] = lambda r: r.status_code == 200,
+             ) -> float:
+    """Seconds until url answers as wanted."""
+    t0 = time.monotonic()
+    last = "no answer"
+    while time.monotonic() - t0 < seconds:
+        try:
+            r = httpx.get(url, timeout=5)
+            if ok(r):
+                return time.monotonic() - t0
+            last = f"{r.status_code} {r.text[:200]}"
+        except httpx.HTTPError as e:
+            last = repr(e)
+        time.sleep(0.5)
+    raise TimeoutError(f"{url} not ready after {seconds:.0f} s: {last}")
+
+
+def png(width: int, height: int, seed: int) -> bytes:
+    pixels = np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(pixels).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def stylize(base: str, **fields: str) -> tuple[int, int]:
+    """A 160x120 content, content_size 0 (kept): the PNG that comes back must be 160x120."""
+    files = {"content": ("c.png", png(160, 120, 1), "image/png")}
+    if "style_id" not in fields:
+        files["style"] = ("s.png", png(96, 96, 2), "image/png")
+    r = httpx.post(f"{base}/stylize", files=files, data={"content_size": "0", **fields}, timeout=120)
+    check(r.status_code == 200, f"/stylize: {r.status_code} {r.text[:300]}")
+    check(r.headers["content-type"] == "image/png", f"/stylize content-type {r.headers['content-type']}")
+    image = Image.open(io.BytesIO(r.content))
+    image.load()
+    check(image.size == (160, 120), f"/stylize returned {image.size}, wanted (160, 120)")
+    return image.size
+
+
+def register(base: str) -> str:
+    r = httpx.post(f"{base}/styles", files={"style": ("s.png", png(80, 80, 3), "image/png")},
+                   data={"name": "container check"}, timeout=60)
+    check(r.status_code == 201, f"POST /styles: {r.status_code} {r.text[:300]}")
+    return r.json()["id"]
+
+
+# ---------------------------------------------------------------------------------------- images
+
+def debian_mirror() -> str:
+    """The mirror apt uses on this host (debootstrap needs one), else Debian's own."""
+    for source in [Path("/etc/apt/sources.list.d/debian.sources"), Path("/etc/apt/sources.list")]:
+        if source.exists():
+            m = re.search(r"(?:URIs:|deb)\s+(https?://\S+/debian)\b", source.read_text())
+            if m:
+                return m.group(1)
+    return "http://deb.debian.org/debian"
+
+
+def build_base(fresh: bool) -> str:
+    if fresh or not exists(BASE):
+        rootfs = WORK / "rootfs"
+        shutil.rmtree(rootfs, ignore_errors=True)
+        sh("debootstrap", "--variant=minbase", "bookworm", rootfs, debian_mirror(), quiet=True)
+        tar = subprocess.Popen(["tar", "-C", str(rootfs), "-c", "."], stdout=subprocess.PIPE)
+        podman("import", "-", BASE, stdin=tar.stdout, quiet=True)
+        check(tar.wait() == 0, "tar of the root file system failed")
+        shutil.rmtree(rootfs)
+    for name, image in [("python", PYTHON), ("nginx", NGINX), ("redis", REDIS)]:
+        podman("build", "-q", "--format", "docker", "-t", image, "-f", HERE / f"{name}.Containerfile", HERE,
+               quiet=True)
+    return f"{BASE} {size_mb(BASE):.0f} MB, {PYTHON} {size_mb(PYTHON):.0f} MB"
+
+
+def build_target(target: str, tag: str) -> str:
+    """docker build --target TARGET with only the image arguments changed, torch from the local wheel."""
+    mounts = ["-v", f"{WORK / 'pip.conf'}:/etc/pip.conf:ro",
+              "-v", f"{WORK / 'constraints.txt'}:/run/adain-host/constraints.txt:ro",
+              "-v", f"{CA_BUNDLE}:/run/adain-host/ca.crt:ro",
+              "-v", f"{WHEELS}:/run/adain-host/wheels:ro"]
+    t0 = time.monotonic()
+    out = podman("build", "--format", "docker", "--target", target, "-t", tag,  # docker format keeps HEALTHCHECK
+                 "--build-arg", f"PYTHON_IMAGE={PYTHON}", "--build-arg", f"NGINX_IMAGE={NGINX}",
+                 "--build-arg", "TORCH_INDEX=https://pypi.org/simple", *mounts, REPO, quiet=True, check=False)
+    (WORK / f"build-{target}.log").write_text(out.stdout + out.stderr)
+    check(out.returncode == 0, f"build failed, see {WORK / f'build-{target}.log'}:\n{out.stderr[-2000:]}")
+    return f"{tag} {size_mb(tag):.0f} MB, built in {time.monotonic() - t0:.0f} s"
+
+
+# ----------------------------------------------------------------------------------------- serve
+
+def image_holds(image: str) -> tuple[list[str], list[str]]:
+    """/app's entries and the adain-service distribution's files outside model/ and service/."""
+    probe = ("import importlib.metadata as m, json, pathlib; "
+             "files = [str(f) for f in m.files('adain-service') if f.parts[0] not in ('model', 'service')]; "
+             "print(json.dumps([sorted(p.name for p in pathlib.Path('/app').iterdir()), files]))")
+    out = podman("run", "--rm", "--entrypoint", "python", image, "-c", probe, quiet=True).stdout
+    return tuple(json.loads(out.splitlines()[-1]))
+
+
+def serve() -> str:
+    """The serve image as compose's api service runs it, and the web image (Kubernetes') in front of it."""
+    port, web_port = free_port(), free_port()
+    cleanup = [("rm", "-f", "ct-web"), ("rm", "-f", "ct-serve"), ("volume", "rm", "-f", "ct-serve-state"),
+               ("network", "rm", "-f", "ct-net")]
+    for args in cleanup:
+        podman(*args, quiet=True, check=False)
+    podman("network", "create", "ct-net", quiet=True)
+    t0 = time.monotonic()
+    # the api service's settings in docker-compose.yml, flag for flag
+    podman("run", "-d", "--name", "ct-serve", "--network", "ct-net", "--read-only", "--tmpfs", "/tmp",
+           "--user", UID, "--cap-drop", "ALL", "--security-opt", "no-new-privileges", "--pids-limit", "256",
+           "--memory", "6g", "-v", "ct-serve-state:/var/lib/adain", "-e", "TMPDIR=/var/lib/adain",
+           "-p", f"127.0.0.1:{port}:8000", SERVE, quiet=True)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        wait_for(f"{base}/readyz", 180)
+        ready = time.monotonic() - t0  # from `podman run`
+        health = podman("healthcheck", "run", "ct-serve", quiet=True, check=False)
+        check(health.returncode == 0, f"HEALTHCHECK failed: {health.stdout} {health.stderr}")
+        readiness = httpx.get(f"{base}/readyz").json()
+        check(readiness["ready"] and readiness["store_ok"], f"/readyz {readiness}")
+        stylize(base)
+        register(base)  # into SQLite on the volume: the non-root user can write it
+        page = httpx.get(f"{base}/")
+        check(page.status_code == 200 and "<html" in page.text, f"page: {page.status_code}")
+        app, extra = image_holds(SERVE)
+        check(app == ["README.md", "frontend", "model", "pyproject.toml", "service", "weights"], f"/app holds {app}")
+        check(not [f for f in extra if f.startswith(("training", "tests"))], f"installed beyond the service: {extra}")
+
+        # as deploy/k8s/base/web.yaml runs it: an unprivileged user, read-only, its three writable folders
+        # (emptyDirs: world-writable folders; podman's --tmpfs would take the image folder's mode)
+        empty_dirs = []
+        for name, target in [("conf", "/etc/nginx/conf.d"), ("cache", "/var/cache/nginx"), ("run", "/var/run")]:
+            folder = Path(tempfile.mkdtemp(prefix=f"web-{name}-", dir=WORK))
+            folder.chmod(0o1777)
+            empty_dirs += ["-v", f"{folder}:{target}"]
+        podman("run", "-d", "--name", "ct-web", "--network", "ct-net", "--user", "10101:10101", "--read-only",
+               "--cap-drop", "ALL", "--security-opt", "no-new-privileges", *empty_dirs,
+               "-e", "ADAIN_API_UPSTREAM=ct-serve:8000", "-p", f"127.0.0.1:{web_port}:8080", WEB, quiet=True)
+        web = f"http://127.0.0.1:{web_port}"
+        wait_for(f"{web}/readyz", 60)
+        check("<html" in httpx.get(f"{web}/").text, "the web image does not serve the page")
+        stylize(web)
+        return (f"ready {ready:.1f} s after `podman run`, healthcheck ok, {readiness['store']} store on the volume; "
+                f"the web image serves the page and proxies /stylize")
+    finally:
+        (WORK / "serve.log").write_text(podman("logs", "ct-serve", quiet=True, check=False).stdout)
+        for args in cleanup:
+            podman(*args, quiet=True, check=False)
+        for folder in WORK.glob("web-*"):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+# ----------------------------------------------------------------------------------------- train
+
+def checkpoint_step(path: Path) -> int:
+    return int(torch.load(path, map_location="cpu", weights_only=True)["step"])
+
+
+def train() -> str:
+    folder = Path(tempfile.mkdtemp(prefix="train-", dir=WORK))
+    data, runs = folder / "data", folder / "runs"
+    rng = np.random.default_rng(0)
+    for kind in ("content", "style"):
+        (data / kind).mkdir(parents=True)
+        for i in range(6):
+            Image.fromarray(rng.integers(0, 256, (80, 96, 3), dtype=np.uint8)).save(data / kind / f"{i}.jpg")
+    runs.mkdir()
+    os.chown(runs, int(UID), -1)  # the image's user writes /runs (README: chown or --user)
+    ckpt = runs / "smoke" / "checkpoint.pt"
+    args = ["training.train", "--content-dir", "/data/content", "--style-dir", "/data/style", "--out", "/runs/smoke",
+            "--image-size", "64", "--crop-size", "64", "--batch-size", "2", "--save-every", "2", "--eval-every", "0",
+            "--no-tensorboard"]
+    mounts = ["-v", f"{data}:/data:ro", "-v", f"{runs}:/runs"]
+    podman("rm", "-f", "ct-train", quiet=True, check=False)
+    podman("run", "-d", "--name", "ct-train", "--shm-size", "1g", *mounts, TRAIN, *args, "--max-iter", "100000",
+           quiet=True)
+    try:
+        t0 = time.monotonic()
+        while not ckpt.exists() or checkpoint_step(ckpt) < 6:
+            check(time.monotonic() - t0 < 180, "no checkpoint on the host after 180 s")
+            check(podman("container", "exists", "ct-train", check=False).returncode == 0, "trainer exited")
+            time.sleep(1)
+        podman("kill", "ct-train", quiet=True)  # SIGKILL: no chance to save, the last atomic checkpoint stays
+    finally:
+        (WORK / "train.log").write_text(podman("logs", "ct-train", quiet=True, check=False).stdout)
+        podman("rm", "-f", "ct-train", quiet=True, check=False)
+    killed_at = checkpoint_step(ckpt)
+    out = podman("run", "--rm", "--shm-size", "1g", *mounts, TRAIN, *args, "--max-iter", str(killed_at + 4),
+                 "--resume", "/runs/smoke/checkpoint.pt", quiet=True)
+    check(f"resumed from /runs/smoke/checkpoint.pt at step {killed_at}" in out.stdout + out.stderr,
+          f"no resume line: {out.stdout[-500:]} {out.stderr[-500:]}")
+    final = checkpoint_step(ckpt)
+    check(final == killed_at + 4, f"checkpoint at step {final} after resuming from {killed_at} for 4 steps")
+    shutil.rmtree(folder, ignore_errors=True)
+    return f"killed at step {killed_at}, resumed to {final}; checkpoint read on the host"
+
+
+# --------------------------------------------------------------------------------------- compose
+
+def compose_env(port: int) -> dict[str, str]:
+    """The variables a user sets to run the compose file on local images."""
+    return {**os.environ, "PYTHON_IMAGE": PYTHON, "NGINX_IMAGE": NGINX, "REDIS_IMAGE": REDIS,
+            "ADAIN_WEB_PORT": str(port), "COMPOSE_PROJECT_NAME": PROJECT}
+
+
+def compose(env: dict[str, str], *args: str, **kw) -> subprocess.CompletedProcess:
+    exe = shutil.which("podman-compose") or str(Path(sys.executable).with_name("podman-compose"))
+    return sh(exe, "-f", REPO / "docker-compose.yml", *args, env=env, cwd=REPO, quiet=True, **kw)
+
+
+def api_containers() -> list[str]:
+    out = podman("ps", "--filter", f"label=com.docker.compose.project={PROJECT}",
+                 "--filter", "label=com.docker.compose.service=api", "--format", "{{.Names}}", quiet=True)
+    return sorted(out.stdout.split())
+
+
+def served_stylize(container: str) -> int:
+    logs = podman("logs", container, quiet=True, check=False)
+    return (logs.stdout + logs.stderr).count('"POST /stylize HTTP/1.1" 200')
+
+
+def compose_stack(keep: bool) -> str:
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    env = compose_env(port)
+    compose(env, "down", "-v", check=False)
+    try:
+        t0 = time.monotonic()
+        compose(env, "up", "-d")
+        # podman 4.3 cannot wait for `service_healthy`: podman-compose starts all three at once, so
+        # readiness is polled through nginx (the api retries Redis by itself)
+        wait_for(f"{base}/readyz", 240, lambda r: r.status_code == 200 and r.json().get("store_ok"))
+        ready = time.monotonic() - t0
+        page = httpx.get(f"{base}/")
+        check(page.status_code == 200 and "<html" in page.text, f"page through nginx: {page.status_code}")
+        check("nosniff" in page.headers.get("x-content-type-options", ""), "nginx's headers missing")
+        check(httpx.get(f"{base}/readyz").json()["store"] == "redis", "the api is not on Redis")
+        stylize(base)
+        style_id = register(base)
+
+        compose(env, "up", "-d", "--scale", "api=2")
+        names = api_containers()
+        check(len(names) == 2, f"api containers after --scale api=2: {names}")
+        compose(env, "restart", "web")  # nginx resolves `api` when it starts (as the compose file says)
+        wait_for(f"{base}/readyz", 240)
+        for name in names:  # each replica ready before counting where requests land
+            health = podman("healthcheck", "run", name, quiet=True, check=False)
+            t1 = time.monotonic()
+            while health.returncode and time.monotonic() - t1 < 180:
+                time.sleep(1)
+                health = podman("healthcheck", "run", name, quiet=True, check=False)
+            check(health.returncode == 0, f"{name} never healthy")
+        before = {n: served_stylize(n) for n in names}
+        for _ in range(6):
+            stylize(base, style_id=style_id)  # registered once, before the second replica existed
+        served = {n: served_stylize(n) - before[n] for n in names}
+        check(all(v > 0 for v in served.values()), f"stylizations per replica {served}: one replica got none")
+        return (f"stack ready {ready:.0f} s after `up`; scaled to {len(names)} api replicas, "
+                f"6 stylizations with a shared style through nginx: {sorted(served.values())} per replica")
+    finally:
+        logs = compose(env, "logs", check=False)
+        (WORK / "compose.log").write_text(logs.stdout + logs.stderr)
+        if not keep:
+            compose(env, "down", "-v", check=False)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--keep", action="store_true", help="leave the compose stack running")
+    parser.add_argument("--fresh-base", action="store_true", help="debootstrap the base again")
+    args = parser.parse_args()
+    if not shutil.which("podman"):
+        print("podman is not installed (apt-get install podman runc debootstrap)", file=sys.stderr)
+        return 2
+    WORK.mkdir(parents=True, exist_ok=True)
+    (WORK / "containers.conf").write_text(CONTAINERS_CONF)
+    (WORK / "pip.conf").write_text(PIP_CONF)
+    (WORK / "constraints.txt").write_text(TORCH_CPU + "\n")
+    os.environ["CONTAINERS_CONF"] = str(WORK / "containers.conf")
+    t0 = time.monotonic()
+
+    if step("base images", lambda: build_base(args.fresh_base)):
+        built = [step(f"build {target}", lambda t=target, tag=tag: build_target(t, tag))
+                 for target, tag in [("serve", SERVE), ("train", TRAIN), ("web", WEB)]]
+        if built[0]:
+            step("serve", serve)
+        if built[1]:
+            step("train", train)
+        if built[0]:
+            step("compose", lambda: compose_stack(args.keep))
+
+    print(f"\ncontainer check, {time.monotonic() - t0:.0f} s in all:")
+    for name, ok, detail in results:
+        print(f"  {'PASS' if ok else 'FAIL'}  {name}: {detail}")
+    print(json.dumps({name: ok for name, ok, _ in results}))
+    return 0 if results and all(ok for _, ok, _ in results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
