@@ -393,6 +393,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--keep", action="store_true", help="leave the compose stack running")
     parser.add_argument("--fresh-base", action="store_true", help="debootstrap the base again")
+    parser.add_argument("--build-only", action="store_true",
+                        help="only build the images (CI builds them at low priority while the tests run)")
     args = parser.parse_args()
     if not shutil.which("podman"):
         print("podman is not installed (apt-get install podman runc debootstrap)", file=sys.stderr)
@@ -407,12 +409,14 @@ def main() -> int:
     if step("base images", lambda: build_base(args.fresh_base)):
         built = [step(f"build {target}", lambda t=target, tag=tag: build_target(t, tag))
                  for target, tag in [("serve", SERVE), ("train", TRAIN), ("web", WEB)]]
-        if built[0]:
-            step("serve", serve)
-        if built[1]:
-            step("train", train)
-        if built[0]:
-            step("compose", lambda: compose_stack(args.keep))
+        serve_ok, train_ok, _ = built
+        if not args.build_only:
+            if serve_ok:
+                step("serve", serve)
+            if train_ok:
+                step("train", train)
+            if serve_ok:
+                step("compose", lambda: compose_stack(args.keep))
 
     print(f"\ncontainer check, {time.monotonic() - t0:.0f} s in all:")
     for name, ok, detail in results:
