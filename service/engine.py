@@ -89,7 +89,8 @@ class Engine:
             torch.set_num_threads(s.torch_threads)
         if self.stylizer is None:
             self.stylizer = Stylizer.load(s.decoder, vgg_path=s.vgg, device=s.device, precision=s.precision,
-                                          tile=s.tile_size)
+                                          tile=s.tile_size, backend=s.backend,
+                                          onnx_dir=s.onnx_dir or s.state_dir / "onnx")
         if s.warmup:
             self.stylizer.warmup()
         if s.batch_max > 1:
@@ -100,8 +101,9 @@ class Engine:
         self.videos.start(self.stylizer)
         self.load_seconds = time.perf_counter() - start
         self.ready = True
-        log.info("ready in %.2f s on %s/%s with %d presets (decoder %s, %s style store)", self.load_seconds,
-                 self.stylizer.device, self.stylizer.precision, n, s.decoder, self.registry.store.backend)
+        log.info("ready in %.2f s on %s/%s (%s) with %d presets (decoder %s, %s style store)", self.load_seconds,
+                 self.stylizer.device, self.stylizer.precision, self.stylizer.backend, n, s.decoder,
+                 self.registry.store.backend)
 
     def close(self) -> None:
         self.ready = False

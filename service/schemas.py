@@ -30,6 +30,7 @@ class Readiness(BaseModel):
     ready: bool
     device: str | None = Field(None, examples=["cpu"])
     precision: str | None = Field(None, examples=["bf16"])
+    backend: str | None = Field(None, description="what runs the networks: torch or onnxruntime", examples=["torch"])
     decoder: str | None = Field(None, description="decoder weights file in use")
     load_seconds: float | None = None
     presets: int = 0

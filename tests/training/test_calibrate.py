@@ -8,7 +8,8 @@ from safetensors.torch import load_file
 
 from model.paths import VGG_SCALES
 from model.vgg import Encoder, load_encoder
-from training.calibrate import calibration_images, compute_scales
+from model.calibration import calibration_images
+from training.calibrate import compute_scales
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,173 @@
+"""ONNX export of the two networks, and ONNX Runtime as a backend for the Stylizer.
+
+Two graphs, both with dynamic batch, height and width (opset ``OPSET``, torch.onnx's exporter):
+``encoder.onnx`` (RGB in [0, 1], (N, 3, H, W) -> relu4_1, (N, 512, ceil(H/8), ceil(W/8))) and
+``decoder.onnx`` (relu4_1 -> RGB). AdaIN, style codes, masks, tiling and the colour step stay in
+the runtime code (model/adain.py): they are a few element-wise operations on channel statistics,
+shared with the PyTorch backend so the style math lives in one place, while the graphs hold all of
+the convolutions. A user of another runtime reproduces AdaIN in four lines (docs/onnx.md).
+
+int8: both graphs statically quantized by ONNX Runtime (QDQ, weights int8 per channel, activations
+uint8 per tensor), calibrated on a fixed set: the scikit-image photos and textures of
+model/calibration.py through the encoder, and each of them restyled with the preset styles
+(AdaIN targets) through the decoder.
+
+The backend keeps the graphs in a folder keyed by the weights they came from (``graphs``), so
+``ADAIN_BACKEND=onnxruntime`` exports them on first start and reuses them after.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import warnings
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from model.atomic import write_atomic
+
+OPSET = 18
+PRECISIONS = ("fp32", "int8")
+FILES = {"fp32": ("encoder.onnx", "decoder.onnx"), "int8": ("encoder.int8.onnx", "decoder.int8.onnx")}
+MANIFEST = "manifest.json"
+CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "adain-service" / "onnx"
+
+
+def export(encoder: nn.Module, decoder: nn.Module, folder: Path) -> tuple[Path, Path]:
+    """Write encoder.onnx and decoder.onnx (fp32, dynamic N/H/W, weights inside the file)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    dim = torch.export.Dim
+    # batch 2 in the examples: the exporter would fix a dimension traced at size 1; sides >= 2
+    # because reflection padding needs them
+    shapes = ({0: dim("n"), 2: dim("h", min=2), 3: dim("w", min=2)},)
+    x = torch.rand(2, 3, 64, 96)
+    with torch.no_grad():
+        feat = encoder.float().eval()(x)
+    paths = folder / FILES["fp32"][0], folder / FILES["fp32"][1]
+    for net, example, path, names in [(encoder, x, paths[0], (["image"], ["features"])),
+                                      (decoder.float().eval(), feat, paths[1], (["features"], ["image"]))]:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the exporter's notes on its own internals
+            program = torch.onnx.export(net, (example,), input_names=names[0], output_names=names[1],
+                                        dynamic_shapes=shapes, opset_version=OPSET, dynamo=True, verbose=False)
+        write_atomic(path, lambda tmp: program.save(str(tmp), external_data=False))
+    return paths
+
+
+def quantize(folder: Path, styles: Sequence[torch.Tensor]) -> tuple[Path, Path]:
+    """encoder.int8.onnx and decoder.int8.onnx from the fp32 graphs in ``folder``, calibrated on
+    model/calibration.py's images (encoder) and on them restyled with ``styles`` (decoder), all as
+    256² centre crops. Ranges: the 99.999th percentile of each tensor's histogram (min-max let the
+    rare peaks of VGG's activations spend the 256 levels: 2-4 dB worse)."""
+    import onnxruntime as ort
+    from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
+                                          quantize_static)
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    from model.adain import adain, mean_std
+    from model.calibration import CALIBRATION_SIZE, calibration_images
+
+    def crop(x: torch.Tensor, side: int = CALIBRATION_SIZE) -> torch.Tensor:  # histograms need one shape
+        top, left = (x.shape[-2] - side) // 2, (x.shape[-1] - side) // 2
+        return x[..., top:top + side, left:left + side].contiguous()
+
+    images = [crop(x) for x in calibration_images()]
+    styles = [crop(s) for s in styles]
+    fp32 = [folder / f for f in FILES["fp32"]]
+    encoder = ort.InferenceSession(str(fp32[0]), providers=["CPUExecutionProvider"])
+    features = [encoder.run(None, {"image": x.numpy()})[0] for x in images]
+    codes = [mean_std(torch.from_numpy(encoder.run(None, {"image": s.numpy()})[0])) for s in styles]
+    # each image restyled with one of the styles in turn: histogram calibration is slow in the number of inputs
+    targets = [adain(torch.from_numpy(f), *codes[i % len(codes)]).numpy() for i, f in enumerate(features)]
+
+    class Reader(CalibrationDataReader):
+        def __init__(self, name: str, batches: list) -> None:
+            self.items: Iterator = iter([{name: b} for b in batches])
+
+        def get_next(self) -> dict | None:
+            return next(self.items, None)
+
+    inputs = [("image", [x.numpy() for x in images + styles]), ("features", targets)]
+    out = []
+    for src, dst, (name, batches) in zip(fp32, (folder / f for f in FILES["int8"]), inputs):
+        with tempfile.TemporaryDirectory(dir=folder) as tmp:
+            prepared = Path(tmp) / "prepared.onnx"
+            quant_pre_process(str(src), str(prepared), skip_symbolic_shape=True)
+            write_atomic(dst, lambda t: quantize_static(
+                str(prepared), str(t), Reader(name, batches), quant_format=QuantFormat.QDQ, per_channel=True,
+                activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                calibrate_method=CalibrationMethod.Percentile, extra_options={"CalibPercentile": 99.999}))
+        out.append(dst)
+    return out[0], out[1]
+
+
+def _digest(path: Path | None) -> str | None:
+    return None if path is None else hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def graphs(decoder_path: Path, scales_path: Path | None, vgg_path: Path | None, precision: str,
+           folder: Path = CACHE) -> tuple[Path, Path]:
+    """The (encoder, decoder) graphs for these weights in this precision, exported into ``folder``
+    (and quantized, for int8) unless a manifest there says they came from the same weight files."""
+    from model.paths import PRESETS_DIR, VGG_SCALES
+    from model.vgg import load_encoder
+
+    if precision not in PRECISIONS:
+        raise ValueError(f"the onnxruntime backend runs {', '.join(PRECISIONS)}; got {precision!r}")
+    folder = Path(folder)
+    key = {"opset": OPSET, "decoder": _digest(decoder_path), "vgg": _digest(vgg_path),
+           "scales": _digest(None if vgg_path else scales_path or VGG_SCALES)}
+    try:
+        manifest = json.loads((folder / MANIFEST).read_text())
+    except (OSError, ValueError):
+        manifest = {}
+    paths = tuple(folder / f for f in FILES[precision])
+    if manifest.get("key") == key and precision in manifest.get("made", []) and all(p.exists() for p in paths):
+        return paths
+    if manifest.get("key") != key:
+        manifest = {"key": key, "made": []}
+    from model.decoder import load_decoder
+
+    if "fp32" not in manifest["made"] or not all((folder / f).exists() for f in FILES["fp32"]):
+        export(load_encoder(scales_path, vgg_path), load_decoder(decoder_path), folder)
+        manifest["made"] = ["fp32"]
+    if precision == "int8":
+        from model.images import open_image, resize_shorter, to_tensor
+
+        styles = [to_tensor(resize_shorter(open_image(p), 256)) for p in sorted(PRESETS_DIR.glob("*.jpg"))]
+        quantize(folder, styles)
+        manifest["made"].append("int8")
+    write_atomic(folder / MANIFEST, lambda t: t.write_text(json.dumps(manifest, indent=1)))
+    return paths
+
+
+def providers() -> list[str]:
+    """CUDA's execution provider when this onnxruntime build has one, then the CPU's."""
+    import onnxruntime as ort
+
+    available = ort.get_available_providers()
+    return [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
+
+
+class OrtNetwork(nn.Module):
+    """An ONNX Runtime session behind the call the Stylizer makes of a network: a float32 (N, C, H, W)
+    tensor in, one out. No parameters, so the Stylizer's ``.to`` / ``.eval`` leave it as it is."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__()
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self.session = ort.InferenceSession(str(path), options, providers=providers())
+        self.input = self.session.get_inputs()[0].name
+        self.path = Path(path)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        array = x.detach().to("cpu", torch.float32).contiguous().numpy()
+        return torch.from_numpy(self.session.run(None, {self.input: array})[0])
