@@ -38,3 +38,15 @@ def content() -> Image.Image:
 @pytest.fixture
 def style() -> Image.Image:
     return noise_image(80, 80, seed=2)
+
+
+@pytest.fixture(scope="session")
+def onnx_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The shipped weights' fp32 ONNX graphs, exported once per session (model/ort.py)."""
+    pytest.importorskip("onnxruntime")
+    from model import ort
+    from model.paths import DECODER
+
+    folder = tmp_path_factory.mktemp("onnx")
+    ort.graphs(DECODER, None, None, "fp32", folder)
+    return folder

@@ -29,13 +29,6 @@ def psnr(a: Image.Image, b: Image.Image) -> float:
 
 
 @pytest.fixture(scope="module")
-def onnx_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("onnx")
-    ort.graphs(DECODER, None, None, "fp32", folder)
-    return folder
-
-
-@pytest.fixture(scope="module")
 def torch_fp32() -> Stylizer:
     return Stylizer.load(device="cpu", precision="fp32")
 
