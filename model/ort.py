@@ -38,25 +38,18 @@ MANIFEST = "manifest.json"
 CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "adain-service" / "onnx"
 
 
-def export(encoder: nn.Module, decoder: nn.Module, folder: Path) -> tuple[Path, Path]:
-    """Write encoder.onnx and decoder.onnx (fp32, dynamic N/H/W, weights inside the file)."""
-    folder.mkdir(parents=True, exist_ok=True)
+def export(net: nn.Module, example: torch.Tensor, path: Path, names: tuple[str, str]) -> Path:
+    """One network as an ONNX graph (fp32, dynamic N/H/W, weights inside the file)."""
     dim = torch.export.Dim
     # batch 2 in the examples: the exporter would fix a dimension traced at size 1; sides >= 2
     # because reflection padding needs them
     shapes = ({0: dim("n"), 2: dim("h", min=2), 3: dim("w", min=2)},)
-    x = torch.rand(2, 3, 64, 96)
-    with torch.no_grad():
-        feat = encoder.float().eval()(x)
-    paths = folder / FILES["fp32"][0], folder / FILES["fp32"][1]
-    for net, example, path, names in [(encoder, x, paths[0], (["image"], ["features"])),
-                                      (decoder.float().eval(), feat, paths[1], (["features"], ["image"]))]:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # the exporter's notes on its own internals
-            program = torch.onnx.export(net, (example,), input_names=names[0], output_names=names[1],
-                                        dynamic_shapes=shapes, opset_version=OPSET, dynamo=True, verbose=False)
-        write_atomic(path, lambda tmp: program.save(str(tmp), external_data=False))
-    return paths
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the exporter's notes on its own internals
+        program = torch.onnx.export(net.float().eval(), (example,), input_names=[names[0]], output_names=[names[1]],
+                                    dynamic_shapes=shapes, opset_version=OPSET, dynamo=True, verbose=False)
+    write_atomic(path, lambda tmp: program.save(str(tmp), external_data=False))
+    return path
 
 
 def quantize(folder: Path, styles: Sequence[torch.Tensor]) -> tuple[Path, Path]:
@@ -112,38 +105,44 @@ def _digest(path: Path | None) -> str | None:
 
 def graphs(decoder_path: Path, scales_path: Path | None, vgg_path: Path | None, precision: str,
            folder: Path = CACHE) -> tuple[Path, Path]:
-    """The (encoder, decoder) graphs for these weights in this precision, exported into ``folder``
-    (and quantized, for int8) unless a manifest there says they came from the same weight files."""
+    """The (encoder, decoder) graphs for these weights in this precision, made in ``folder`` unless
+    its manifest says each came from the same weight files: a new decoder re-exports only the
+    decoder; int8 graphs, calibrated through both networks, follow either."""
+    from model.decoder import load_decoder
     from model.paths import PRESETS_DIR, VGG_SCALES
     from model.vgg import load_encoder
 
     if precision not in PRECISIONS:
         raise ValueError(f"the onnxruntime backend runs {', '.join(PRECISIONS)}; got {precision!r}")
     folder = Path(folder)
-    key = {"opset": OPSET, "decoder": _digest(decoder_path), "vgg": _digest(vgg_path),
-           "scales": _digest(None if vgg_path else scales_path or VGG_SCALES)}
+    folder.mkdir(parents=True, exist_ok=True)
+    enc_key = {"opset": OPSET, "vgg": _digest(vgg_path), "scales": _digest(None if vgg_path else scales_path or VGG_SCALES)}
+    dec_key = {"opset": OPSET, "decoder": _digest(decoder_path)}
+    keys = dict(zip(FILES["fp32"], (enc_key, dec_key)))
+    keys.update(dict.fromkeys(FILES["int8"], {"encoder": enc_key, "decoder": dec_key}))
     try:
         manifest = json.loads((folder / MANIFEST).read_text())
     except (OSError, ValueError):
         manifest = {}
-    paths = tuple(folder / f for f in FILES[precision])
-    if manifest.get("key") == key and precision in manifest.get("made", []) and all(p.exists() for p in paths):
-        return paths
-    if manifest.get("key") != key:
-        manifest = {"key": key, "made": []}
-    from model.decoder import load_decoder
 
-    if "fp32" not in manifest["made"] or not all((folder / f).exists() for f in FILES["fp32"]):
-        export(load_encoder(scales_path, vgg_path), load_decoder(decoder_path), folder)
-        manifest["made"] = ["fp32"]
-    if precision == "int8":
+    def stale(name: str) -> bool:
+        return manifest.get(name) != keys[name] or not (folder / name).exists()
+
+    enc_file, dec_file = FILES["fp32"]
+    if stale(enc_file):
+        export(load_encoder(scales_path, vgg_path), torch.rand(2, 3, 64, 96), folder / enc_file, ("image", "features"))
+        manifest[enc_file] = keys[enc_file]
+    if stale(dec_file):
+        export(load_decoder(decoder_path), torch.rand(2, 512, 8, 12), folder / dec_file, ("features", "image"))
+        manifest[dec_file] = keys[dec_file]
+    if precision == "int8" and any(stale(name) for name in FILES["int8"]):
         from model.images import open_image, resize_shorter, to_tensor
 
         styles = [to_tensor(resize_shorter(open_image(p), 256)) for p in sorted(PRESETS_DIR.glob("*.jpg"))]
         quantize(folder, styles)
-        manifest["made"].append("int8")
+        manifest.update({name: keys[name] for name in FILES["int8"]})
     write_atomic(folder / MANIFEST, lambda t: t.write_text(json.dumps(manifest, indent=1)))
-    return paths
+    return folder / FILES[precision][0], folder / FILES[precision][1]
 
 
 def providers() -> list[str]:
