@@ -220,7 +220,7 @@ def main() -> None:
     p.add_argument("--decoder", type=Path, default=DECODER)
     p.add_argument("--no-http", action="store_true")
     p.add_argument("--onnx", type=lambda v: [x for x in v.split(",") if x], default=[],
-                   help="also time the onnxruntime backend in these precisions, e.g. fp32,int8 (bench/onnx.py: per network)")
+                   help="also time the onnxruntime backend in these precisions, e.g. fp32,int8 (bench/backends.py: per network)")
     p.add_argument("--onnx-dir", type=Path, default=None, help="the onnxruntime backend's graphs (default: its cache)")
     args = p.parse_args()
     device = resolve_device(args.device)

@@ -18,7 +18,9 @@ The backend keeps the graphs in a folder keyed by the weights they came from (``
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
 import json
 import os
 import tempfile
@@ -91,10 +93,11 @@ def quantize(folder: Path, styles: Sequence[torch.Tensor]) -> tuple[Path, Path]:
         with tempfile.TemporaryDirectory(dir=folder) as tmp:
             prepared = Path(tmp) / "prepared.onnx"
             quant_pre_process(str(src), str(prepared), skip_symbolic_shape=True)
-            write_atomic(dst, lambda t: quantize_static(
-                str(prepared), str(t), Reader(name, batches), quant_format=QuantFormat.QDQ, per_channel=True,
-                activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                calibrate_method=CalibrationMethod.Percentile, extra_options={"CalibPercentile": 99.999}))
+            with contextlib.redirect_stdout(io.StringIO()):  # the calibrator prints its progress
+                write_atomic(dst, lambda t: quantize_static(
+                    str(prepared), str(t), Reader(name, batches), quant_format=QuantFormat.QDQ, per_channel=True,
+                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                    calibrate_method=CalibrationMethod.Percentile, extra_options={"CalibPercentile": 99.999}))
         out.append(dst)
     return out[0], out[1]
 

@@ -2,7 +2,7 @@
 PSNR against PyTorch fp32, and the model card's held-out objective of each. Prints tables; asserts
 nothing. Run it alone on the machine.
 
-    .venv/bin/python bench/onnx.py [--size 512] [--n 7] [--pairs 16] [--data data] [--onnx-dir DIR]
+    .venv/bin/python bench/backends.py [--size 512] [--n 7] [--pairs 16] [--data data] [--onnx-dir DIR]
 
 Held-out objective: the card's (weights/MODEL_CARD.md, "Held-out quality"): every pair of the first
 ``--pairs`` held-out contents × styles (DATA/val, `make corpus`) at 256² centre crops, content +
@@ -65,7 +65,8 @@ def heldout_objective(st: Stylizer, judge: torch.nn.Module, contents: torch.Tens
             out = st.decoder(st.net_input(adain(st.encoder(st.net_input(c)).float(), st_mean, st_std))).float()
             out_feats = judge.features(out)
             lc += content_loss(out_feats[-1], target).item() * len(c)
-            ls += float(sum(x.float() for x in style_losses(out_feats, style_feats, scales))) * len(c)
+            batch = [f.expand(len(c), -1, -1, -1) for f in style_feats]
+            ls += float(sum(x.float() for x in style_losses(out_feats, batch, scales))) * len(c)
             n += len(c)
     return lc / n, ls / n
 
