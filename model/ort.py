@@ -117,6 +117,11 @@ def graphs(decoder_path: Path, scales_path: Path | None, vgg_path: Path | None, 
 
     if precision not in PRECISIONS:
         raise ValueError(f"the onnxruntime backend runs {', '.join(PRECISIONS)}; got {precision!r}")
+    try:
+        import onnxruntime  # noqa: F401
+        import onnxscript  # noqa: F401  (torch.onnx's exporter)
+    except ImportError as e:
+        raise ImportError(f"the onnxruntime backend needs the onnx extra: pip install 'adain-service[onnx]' ({e})") from e
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     enc_key = {"opset": OPSET, "vgg": _digest(vgg_path), "scales": _digest(None if vgg_path else scales_path or VGG_SCALES)}
