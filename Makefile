@@ -33,7 +33,7 @@ test: $(STAMP) $(CHECKOV)
 	$(RUN_ENV) $(PY) -m pytest -q
 
 # the Dockerfile's images built with podman and run as docker-compose.yml runs them (root, ~6 min;
-# needs podman, runc and debootstrap from Debian; see tests/containers/check.py)
+# needs podman, runc and debootstrap from Debian; see tests/containers/images.py and check.py)
 container-test: $(STAMP)
 	$(PY) tests/containers/check.py $(ARGS)
 

@@ -13,7 +13,11 @@ from model.atomic import write_atomic
 
 def save_atomic(state: dict[str, Any], path: str | Path) -> None:
     """A crash at any point leaves either the old file or the new one, never a torn one."""
-    write_atomic(path, lambda tmp: torch.save(state, tmp))
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as f:
+            torch.save(state, f)
+
+    write_atomic(path, write)
 
 
 def load(path: str | Path) -> dict[str, Any]:
