@@ -151,10 +151,7 @@ class Engine:
     async def _styles(self, form: StyleFields) -> list[Upload | StyleEntry]:
         """The form's styles in order, ids looked up (400 for none, too many or an unknown id)."""
         given = form.styles
-        if not given:
-            raise BadRequest("give at least one style: a 'style' file or a 'style_id'")
-        if len(given) > self.settings.max_styles:
-            raise BadRequest(f"{len(given)} styles given; at most {self.settings.max_styles} per request")
+        self.check_style_count(len(given))
         if not any(isinstance(s, str) for s in given):
             return given  # type: ignore[return-value]
         # the store may be remote: off the event loop
@@ -187,6 +184,13 @@ class Engine:
             raise Forbidden(f"{style_id!r} is a preset; presets come from the server's presets folder")
         if not await asyncio.to_thread(self.registry.delete, style_id):
             raise NotFound(f"no style with id {style_id!r}")
+
+    def check_style_count(self, n: int) -> None:
+        """400 for no style or more than ADAIN_MAX_STYLES (requests, video jobs, live settings)."""
+        if not n:
+            raise BadRequest("give at least one style: a 'style' file or a 'style_id'")
+        if n > self.settings.max_styles:
+            raise BadRequest(f"{n} styles given; at most {self.settings.max_styles} per request")
 
     def registered(self, style_id: str) -> StyleEntry:
         entry = self.registry.get(style_id.strip())

@@ -152,8 +152,7 @@ class Stream:
         return True
 
     def _prepare(self, settings: LiveSettings) -> Frames:
-        if len(settings.style_id) > self.s.max_styles:
-            raise BadRequest(f"{len(settings.style_id)} styles given; at most {self.s.max_styles}")
+        self.engine.check_style_count(len(settings.style_id))
         if settings.content_size ** 2 > self.s.max_stream_pixels:
             raise BadRequest(f"content_size {settings.content_size} is too large for a stream: frames up to "
                              f"{self.s.max_stream_pixels} pixels")
@@ -169,7 +168,7 @@ class Stream:
             asyncio.ensure_future(self.error("send the settings (a JSON text message) before frames"))
             return
         if len(data) > self.s.max_stream_frame_bytes or now - self.last_frame_at < 1 / self.s.stream_max_fps:
-            self.dropped += 1  # too big is reported when rendered; too fast is simply dropped
+            self.dropped += 1  # too big is also said to the client; too fast is simply dropped
             if len(data) > self.s.max_stream_frame_bytes:
                 asyncio.ensure_future(self.error(f"frame {self.received}: {len(data)} bytes; the limit is "
                                                  f"{self.s.max_stream_frame_bytes}"))

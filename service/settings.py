@@ -116,7 +116,9 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _precision_fits_backend(self) -> Settings:
-        allowed = {"torch": ("auto", "fp32", "bf16", "fp16"), "onnxruntime": ("auto", "fp32", "int8")}[self.backend]
+        from model import ort, runtime  # the backends' own lists
+
+        allowed = ("auto", *(runtime.PRECISIONS if self.backend == "torch" else ort.PRECISIONS))
         if self.precision not in allowed:
             raise ValueError(f"precision {self.precision} does not run on the {self.backend} backend "
                              f"({', '.join(allowed)})")

@@ -243,7 +243,6 @@ class VideoJobs:
                 pass
 
 
-
 def _lower_priority() -> None:
     """Run this video thread at nice 10. Image requests and video frames then share the cores as
     the kernel sees fit: a frame's threads (torch's, started from this thread, inherit the value)

@@ -34,6 +34,14 @@ return 1
 """
 
 
+def call(fn):
+    """fn(), any Redis error as StoreDown (the service's 503)."""
+    try:
+        return fn()
+    except redis.RedisError as e:
+        raise StoreDown(f"redis: {type(e).__name__}") from None
+
+
 def connect(url: str) -> redis.Redis:
     return redis.Redis.from_url(url, socket_connect_timeout=0.5, socket_timeout=1.0, retry=Retry(NoBackoff(), 1),
                                 health_check_interval=15)
@@ -53,10 +61,7 @@ class RedisStyles(StyleStore):
 
     def _call(self, op: str, fn):
         with self.timed(op):
-            try:
-                return fn()
-            except redis.RedisError as e:
-                raise StoreDown(f"redis: {type(e).__name__}") from None
+            return call(fn)
 
     def add(self, entry: StyleEntry) -> StyleEntry:
         result = self._call("add", lambda: self._add(keys=[self.key(entry.id), self.index],
@@ -127,50 +132,47 @@ class RedisJobs(JobStore):
     def key(self, job_id: str) -> str:
         return f"{PREFIX}video:{job_id}"
 
-    def _call(self, fn):
-        try:
-            return fn()
-        except redis.RedisError as e:
-            raise StoreDown(f"redis: {type(e).__name__}") from None
+    def result_key(self, job_id: str) -> str:
+        return self.key(job_id) + ":mp4"
 
     def put(self, job: VideoJob) -> None:
-        self._call(lambda: self.client.set(self.key(job.id), job.to_json(), ex=self.ex))
+        call(lambda: self.client.set(self.key(job.id), job.to_json(), ex=self.ex))
 
     def update(self, job: VideoJob) -> bool:
         def run() -> bool:
             pipe = self.client.pipeline(transaction=True)
             pipe.set(self.key(job.id), job.to_json(), ex=self.ex, xx=True)
-            pipe.expire(self.key(job.id) + ":mp4", self.ex)
+            pipe.expire(self.result_key(job.id), self.ex)
             return bool(pipe.execute()[0])
 
-        return self._call(run)
+        return call(run)
 
     def get(self, job_id: str) -> VideoJob | None:
-        return VideoJob.from_json(job_id, self._call(lambda: self.client.get(self.key(job_id))))
+        return VideoJob.from_json(job_id, call(lambda: self.client.get(self.key(job_id))))
 
     def delete(self, job_id: str) -> bool:
-        return bool(self._call(lambda: self.client.delete(self.key(job_id), self.key(job_id) + ":mp4")))
+        return bool(call(lambda: self.client.delete(self.key(job_id), self.result_key(job_id))))
 
     def keep_result(self, job_id: str, path: Path) -> int:
-        key, size = self.key(job_id) + ":mp4", 0
-        self._call(lambda: self.client.delete(key))
+        key, size = self.result_key(job_id), 0
+        call(lambda: self.client.delete(key))
         with open(path, "rb") as f:
             while piece := f.read(PIECE):
-                self._call(lambda: self.client.append(key, piece))
+                call(lambda: self.client.append(key, piece))
                 size += len(piece)
-        self._call(lambda: self.client.expire(key, self.ex))
+        call(lambda: self.client.expire(key, self.ex))
         path.unlink()
         return size
 
     def result_size(self, job_id: str) -> int | None:
-        key = self.key(job_id) + ":mp4"
-        exists, size = self._call(lambda: self.client.pipeline().exists(key).strlen(key).execute())
+        key = self.result_key(job_id)
+        exists, size = call(lambda: self.client.pipeline().exists(key).strlen(key).execute())
         return int(size) if exists else None
 
     def read_result(self, job_id: str, start: int, end: int) -> Iterator[bytes]:
-        key = self.key(job_id) + ":mp4"
+        key = self.result_key(job_id)
         for at in range(start, end + 1, PIECE):
-            yield self._call(lambda: self.client.getrange(key, at, min(end, at + PIECE - 1)))
+            yield call(lambda: self.client.getrange(key, at, min(end, at + PIECE - 1)))
 
     def close(self) -> None:
         self.client.close()

@@ -50,10 +50,13 @@ class SQLiteFile:
             self._conn = db
         return self._conn
 
-    def _execute(self, sql: str, args: tuple = ()) -> sqlite3.Cursor:
+    def _execute(self, sql: str, args: tuple = ()) -> tuple[list[tuple], int]:
+        """(rows, rowcount), both read under the lock: the connection is shared by threads, and a
+        cursor still steps through it while its rows are fetched."""
         with self._lock:
             try:
-                return self._db.execute(sql, args)
+                cursor = self._db.execute(sql, args)
+                return cursor.fetchall(), cursor.rowcount
             except sqlite3.OperationalError as e:  # locked for too long, disk full, file gone ...
                 raise StoreDown(f"sqlite: {e}") from None
 
@@ -74,7 +77,7 @@ class SQLiteStyles(SQLiteFile, StyleStore):
 
     def _run(self, op: str, sql: str, args: tuple = ()) -> list[tuple]:
         with self.timed(op):
-            return self._execute(sql, args).fetchall()
+            return self._execute(sql, args)[0]
 
     def add(self, entry: StyleEntry) -> StyleEntry:
         with self.timed("add"), self._lock:
@@ -107,7 +110,7 @@ class SQLiteStyles(SQLiteFile, StyleStore):
 
     def delete(self, style_id: str) -> bool:
         with self.timed("delete"):
-            return self._execute("DELETE FROM styles WHERE id = ?", (style_id,)).rowcount > 0
+            return self._execute("DELETE FROM styles WHERE id = ?", (style_id,))[1] > 0
 
     def page(self, after: str | None, limit: int) -> list[tuple[str, StyleEntry | None]]:
         rows = self._run("list", "SELECT sort_key, id, value FROM styles WHERE sort_key > ? ORDER BY sort_key "
@@ -148,14 +151,14 @@ class SQLiteJobs(SQLiteFile, JobStore):
 
     def update(self, job: VideoJob) -> bool:
         return self._execute("UPDATE jobs SET value = ?, expires = ? WHERE id = ? AND expires > ?",
-                             (job.to_json(), now() + self.ttl, job.id, now())).rowcount > 0
+                             (job.to_json(), now() + self.ttl, job.id, now()))[1] > 0
 
     def get(self, job_id: str) -> VideoJob | None:
-        rows = self._execute("SELECT value FROM jobs WHERE id = ? AND expires > ?", (job_id, now())).fetchall()
+        rows = self._execute("SELECT value FROM jobs WHERE id = ? AND expires > ?", (job_id, now()))[0]
         return VideoJob.from_json(job_id, rows[0][0]) if rows else None
 
     def delete(self, job_id: str) -> bool:
-        found = self._execute("DELETE FROM jobs WHERE id = ?", (job_id,)).rowcount > 0
+        found = self._execute("DELETE FROM jobs WHERE id = ?", (job_id,))[1] > 0
         self._result(job_id).unlink(missing_ok=True)
         return found
 
@@ -179,7 +182,7 @@ class SQLiteJobs(SQLiteFile, JobStore):
                 yield piece
 
     def sweep(self) -> int:
-        ids = [r[0] for r in self._execute("SELECT id FROM jobs WHERE expires <= ?", (now(),)).fetchall()]
+        ids = [r[0] for r in self._execute("SELECT id FROM jobs WHERE expires <= ?", (now(),))[0]]
         for job_id in ids:
             self.delete(job_id)
         return len(ids)

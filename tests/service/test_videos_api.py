@@ -200,8 +200,8 @@ def test_a_full_replica_answers_503_with_retry_after(make_client):
 
 
 def test_a_long_video_does_not_starve_image_requests(make_client):
-    """A single /stylize during a video job completes within 3x its idle latency: image requests
-    take their turn before the next video frame."""
+    """A /stylize during a video job completes within 3x its idle latency: the video's threads run
+    at a lower priority (service/videos.py), so image requests keep most of the CPU."""
     client = make_client()
     photo = png(noise_image(256, 256, seed=3))
 
