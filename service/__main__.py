@@ -7,12 +7,15 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 
 import uvicorn
 
 from service.app import create_app
+from service.context import LOG_FORMAT, install_log_fields
 from service.protocol import guarded_protocol
 from service.settings import Settings
+from service.tenants import KeysFileError
 
 
 def parser() -> argparse.ArgumentParser:
@@ -29,8 +32,15 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> None:
     args = parser().parse_args(argv)
     settings = Settings(**{k: v for k, v in vars(args).items() if v is not None})
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=settings.log_level,
+    install_log_fields()
+    # one format for our lines and uvicorn's (log_config=None below: its loggers reach this handler),
+    # each with the request id and tenant of the request that caused it
+    logging.basicConfig(level=settings.log_level.upper(), format=LOG_FORMAT)
+    try:
+        app = create_app(settings)
+    except KeysFileError as e:
+        sys.exit(f"adain-service: not starting: {e}")
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level, log_config=None,
                 http=guarded_protocol(settings.header_timeout), limit_concurrency=settings.max_connections,
                 timeout_graceful_shutdown=int(settings.request_timeout) + 5, server_header=False)
 

@@ -15,6 +15,7 @@ from starlette.formparsers import MultiPartParser
 
 from model.stylizer import Stylizer
 from service import errors
+from service.context import RequestContextMiddleware
 from service.engine import Engine
 from service.limits import BodyLimitMiddleware, EarlyBusyMiddleware
 from service.metrics import MetricsMiddleware
@@ -29,8 +30,12 @@ and answers an id, so later requests send a few bytes instead of the painting. `
 stylizes a clip as a background job (202 + an id; poll `GET /videos/{id}`, fetch the MP4 from
 `GET /videos/{id}/result`). `GET /ws/stylize` is a WebSocket for live camera streams: JSON
 settings, then JPEG/WebP frames in, stylized JPEG frames out (docs/live.md).
-Errors are JSON `{"detail": ...}`: 400 bad combination, 401 API key, 413 too large, 415 not an
-image, 422 malformed field, 503 busy (honour `Retry-After`), 504 timeout."""
+Who is calling is the `X-API-Key` header's tenant (when the server has keys): registered styles and
+video jobs are the tenant's own, another tenant's id answers as an unknown one, and tenants take
+turns at the model. Every answer carries `X-Request-ID` (yours if you sent a sane one).
+Errors are JSON `{"detail": ...}`: 400 bad combination, 401 API key, 404 unknown id, 413 too large,
+415 not an image, 422 malformed field, 429 over the tenant's rate or queue share (honour
+`Retry-After`; `RateLimit-*` headers), 503 busy (honour `Retry-After`), 504 timeout."""
 
 
 def create_app(settings: Settings | None = None, stylizer: Stylizer | None = None) -> FastAPI:
@@ -66,16 +71,18 @@ def create_app(settings: Settings | None = None, stylizer: Stylizer | None = Non
         app.router.default = StaticFiles(directory=settings.frontend_dir, html=True)
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST", "DELETE"],
-                           allow_headers=["X-API-Key", "Content-Type"],
+                           allow_headers=["X-API-Key", "X-Request-ID", "Content-Type"],
                            expose_headers=["Server-Timing", "X-Image-Width", "X-Image-Height", "Retry-After", "Location",
-                                           "Content-Range", "Accept-Ranges"])
+                                           "Content-Range", "Accept-Ranges", "X-Request-ID", "RateLimit-Limit",
+                                           "RateLimit-Remaining", "RateLimit-Reset"])
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_total_bytes, body_timeout=settings.body_timeout,
                        per_path={"/videos": (settings.max_video_bytes + settings.max_total_bytes,
                                              "ADAIN_MAX_VIDEO_BYTES + ADAIN_MAX_TOTAL_BYTES")})
     model_paths = ("/stylize", "/styles")  # the POSTs that queue for the model
     app.add_middleware(EarlyBusyMiddleware, retry_after=engine.queue.retry_after_if_full, paths=model_paths)
     app.add_middleware(EarlyBusyMiddleware, retry_after=engine.videos.retry_after_if_full, paths=("/videos",))
-    app.add_middleware(MetricsMiddleware, metrics=engine.metrics, paths=model_paths)  # outermost: sees every status
+    app.add_middleware(MetricsMiddleware, metrics=engine.metrics, paths=model_paths)  # sees every status
+    app.add_middleware(RequestContextMiddleware)  # outermost: every answer carries its request id
     return app
 
 

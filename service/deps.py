@@ -1,23 +1,31 @@
-"""Dependencies injected into routes: the engine (503 until loaded), the API key check, the forms."""
+"""Dependencies injected into routes: the engine (503 until loaded), who is calling, the forms.
+
+``CurrentCaller`` is the one way in for HTTP routes; the WebSocket takes ``StreamCaller`` (the
+same resolution, ``Tenants.resolve``, except that a browser cannot set headers on a WebSocket, so
+a stream without the header resolves from its first settings message). Rate limits are counted
+once per request and per stream (``Engine.admit``). The aliases end in ``Dep`` or name a role, so they cannot be
+mistaken for the classes in service.forms."""
 
 from __future__ import annotations
 
-import hmac
 from typing import Annotated
 
-from fastapi import Depends, Request, Security
+from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader
+from starlette.requests import HTTPConnection
 
 from service import forms
 from service.engine import Engine
-from service.errors import Busy, Unauthorized
+from service.errors import Busy
+from service.tenants import Caller
 
 api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False,
-                              description="required when the server sets ADAIN_API_KEYS")
+                              description="required when the server has keys (ADAIN_API_KEYS, ADAIN_KEYS_FILE); "
+                                          "the key says which tenant is calling")
 
 
-def get_engine(request: Request) -> Engine:
-    return request.app.state.engine
+def get_engine(conn: HTTPConnection) -> Engine:
+    return conn.app.state.engine
 
 
 def ready_engine(engine: Annotated[Engine, Depends(get_engine)]) -> Engine:
@@ -26,21 +34,31 @@ def ready_engine(engine: Annotated[Engine, Depends(get_engine)]) -> Engine:
     return engine
 
 
-def key_matches(keys: list[str], key: str | None) -> bool:
-    """Whether ``key`` is one of ``keys``, compared against every key in constant time, so timing
-    reveals neither which key nor how much matched."""
-    given = (key or "").encode()
-    return any([hmac.compare_digest(given, k.encode()) for k in keys])
+class HeaderKey(APIKeyHeader):
+    """The X-API-Key header on an HTTP request or a WebSocket handshake (FastAPI's own reads only
+    HTTP requests); documented in OpenAPI as the API's security scheme."""
+
+    async def __call__(self, conn: HTTPConnection) -> str | None:  # type: ignore[override]
+        return conn.headers.get(self.model.name)
 
 
-def require_api_key(engine: Annotated[Engine, Depends(get_engine)],
-                    key: Annotated[str | None, Security(api_key_header)] = None) -> None:
-    keys = engine.settings.api_keys
-    if not keys:
-        return
-    if not key_matches(keys, key):
-        raise Unauthorized("missing or wrong API key: send it in the X-API-Key header",
-                           headers={"WWW-Authenticate": "X-API-Key"})
+header_key = HeaderKey(name="X-API-Key", auto_error=False, scheme_name="APIKeyHeader",
+                       description=api_key_header.model.description)
+
+
+def current_caller(conn: HTTPConnection, engine: Annotated[Engine, Depends(get_engine)],
+                   key: Annotated[str | None, Depends(header_key)] = None) -> Caller:
+    """Who is calling (401 for a missing or wrong key), counted against its rate (429)."""
+    caller = engine.caller(key)
+    engine.admit(caller, conn.scope.setdefault("state", {}))
+    return caller
+
+
+def stream_caller(engine: Annotated[Engine, Depends(get_engine)],
+                  key: Annotated[str | None, Depends(header_key)] = None) -> Caller | None:
+    """A stream's caller from its handshake's header; None when it sent none or a wrong one: the
+    key may still come in its first settings message (service.live counts the stream's rate)."""
+    return engine.tenants.resolve(key)
 
 
 async def stylize_form(request: Request, engine: Annotated[Engine, Depends(ready_engine)]) -> forms.StylizeForm:
@@ -57,6 +75,8 @@ async def style_form(request: Request, engine: Annotated[Engine, Depends(ready_e
 
 AnyEngine = Annotated[Engine, Depends(get_engine)]
 ReadyEngine = Annotated[Engine, Depends(ready_engine)]
-StylizeForm = Annotated[forms.StylizeForm, Depends(stylize_form)]
-StyleForm = Annotated[forms.StyleForm, Depends(style_form)]
-VideoForm = Annotated[forms.VideoForm, Depends(video_form)]
+CurrentCaller = Annotated[Caller, Depends(current_caller)]
+StreamCaller = Annotated[Caller | None, Depends(stream_caller)]
+StylizeFormDep = Annotated[forms.StylizeForm, Depends(stylize_form)]
+StyleFormDep = Annotated[forms.StyleForm, Depends(style_form)]
+VideoFormDep = Annotated[forms.VideoForm, Depends(video_form)]

@@ -1,11 +1,12 @@
-"""The service layer: everything the routes ask of the model, the style registry and the queue.
+"""The service layer: everything the routes and streams ask of the model, the style registry and
+the queue.
 
 ``Engine`` is built once per app from the Settings; ``load`` (at startup) loads the weights once,
-warms up and encodes the presets. Its request methods take parsed forms and return results; the
-model work runs on the queue's worker threads, never on the event loop. Every image goes one
-way: uploads decoded once (``service.uploads``), styles encoded through the cache,
-``Stylizer.prepare`` makes the plan and ``Stylizer.render`` draws it (through the micro-batcher
-when it is on)."""
+warms up and encodes the presets. Its request methods take the caller and parsed forms and return
+results; the model work runs on the queue's threads in the caller's turns, never on the event
+loop. Every image goes one way: uploads decoded once (``service.uploads``), styles encoded through
+the cache, ``Stylizer.prepare`` makes the plan and ``Stylizer.render`` draws it (through the
+micro-batcher when it is on; a large image a tile per turn)."""
 
 from __future__ import annotations
 
@@ -14,30 +15,41 @@ import logging
 import threading
 import time
 from contextlib import contextmanager
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, MutableMapping
 from dataclasses import dataclass, field
 from functools import partial
+from typing import TypeVar
+
+import numpy as np
 
 import torch
 from PIL import Image
 
-from model.adain import StyleCode
-from model.images import OUTPUT_FORMATS, encode_image, png_chunks, scaled_size
+from model.adain import StyleCode, mix, normalise_weights
+from model.images import OUTPUT_FORMATS, encode_image, open_image, png_chunks, resize_shorter, scaled_size
 from model.plan import Options
 from model.stylizer import Stylizer
+from model.temporal import Stabilizer
 from model.tiling import needs_tiles
+from model.video import Frames
+from service import context
 from service.batching import Batcher
-from service.errors import BadRequest, Cancelled, Forbidden, NotFound
-from service.forms import StyleFields, StyleForm, StylizeForm, VideoForm
+from service.errors import BadRequest, Busy, Cancelled, Forbidden, NotFound, TooManyRequests, Unauthorized
+from service.forms import LiveSettings, StyleFields, StyleForm, StylizeForm, VideoForm
 from service.metrics import Metrics
-from service.queue import ModelQueue
+from service.queue import ModelQueue, Turn
+from service.ratelimit import RateLimiter
 from service.registry import StyleRegistry
 from service.settings import Settings
 from service.stores import StoreDown, StyleEntry, VideoJob, open_job_store, open_style_store
+from service.tenants import Caller, Tenants
 from service.uploads import Upload, declared_size, decode
 from service.videos import VideoJobs
 
 log = logging.getLogger("adain.service")
+T = TypeVar("T")
+STREAM_JPEG_QUALITY = 85  # stream answers are for a screen, many times a second
+STREAM_FRAME_TIMEOUT = 10.0  # s; a frame later than this is dropped, the stream goes on
 
 
 @dataclass
@@ -70,12 +82,15 @@ class Engine:
     def __init__(self, settings: Settings, stylizer: Stylizer | None = None) -> None:
         self.settings = settings
         self.stylizer = stylizer
-        self.metrics = Metrics(self.live_values)
+        self.tenants = Tenants.from_settings(settings.api_keys, settings.keys_file, settings.tenant_defaults())
+        self.metrics = Metrics(self.gauges, self.tenants.names)
+        self.rates = RateLimiter(settings.redis_url, on_error=self.metrics.rate_limit_errors.inc)
         self.registry = StyleRegistry(open_style_store(settings, self.metrics.store_call), settings.style_cache_size)
-        self.queue = ModelQueue(settings.workers, settings.queue_depth, settings.request_timeout)
+        self.queue = ModelQueue(settings.workers, settings.queue_depth, settings.request_timeout,
+                                on_model_seconds=self.metrics.model_time)
         self.videos = VideoJobs(settings, open_job_store(settings))
         self.batcher: Batcher | None = None
-        self.streams = 0  # live WebSocket streams open (service/live.py)
+        self.streams: dict[str, int] = {}  # live streams open, per tenant
         self.ready = False
         self.load_seconds = 0.0
 
@@ -101,9 +116,9 @@ class Engine:
         self.videos.start(self.stylizer)
         self.load_seconds = time.perf_counter() - start
         self.ready = True
-        log.info("ready in %.2f s on %s/%s (%s) with %d presets (decoder %s, %s style store)", self.load_seconds,
-                 self.stylizer.device, self.stylizer.precision, self.stylizer.backend, n, s.decoder,
-                 self.registry.store.backend)
+        log.info("ready in %.2f s on %s/%s (%s) with %d presets (decoder %s, %s style store, %d tenants%s)",
+                 self.load_seconds, self.stylizer.device, self.stylizer.precision, self.stylizer.backend, n, s.decoder,
+                 self.registry.store.backend, len(self.tenants.names), "" if self.tenants.required else ": no keys")
 
     def close(self) -> None:
         self.ready = False
@@ -121,41 +136,75 @@ class Engine:
         except StoreDown as e:
             return False, e.detail
 
-    def live_values(self) -> dict[str, float]:
+    def gauges(self) -> dict[str, float]:
+        """The live values /metrics reads when scraped."""
         return {
             "queue_depth": self.queue.waiting, "in_flight": self.queue.in_flight,
             "cache_hits": self.registry.hits, "cache_misses": self.registry.misses,
             "cache_entries": len(self.registry), "load_seconds": self.load_seconds, "ready": float(self.ready),
             "video_jobs": self.videos.active - self.videos.waiting, "video_jobs_waiting": self.videos.waiting,
-            "live_streams": self.streams,
+            "live_streams": sum(self.streams.values()),
         }
+
+    # callers
+
+    def caller(self, key: str | None) -> Caller:
+        """The caller a key stands for; 401 for a missing or wrong one."""
+        caller = self.tenants.resolve(key)
+        if caller is None:
+            raise Unauthorized("missing or wrong API key: send it in the X-API-Key header",
+                               headers={"WWW-Authenticate": "X-API-Key"})
+        return caller
+
+    def admit(self, caller: Caller, state: MutableMapping) -> None:
+        """Count a request (or stream) against ``caller``'s rate: 429 over it. The tenant and the
+        rate-limit headers go into the request's state for the metrics and every response."""
+        context.tenant.set(caller.tenant)
+        state["tenant"] = caller.tenant
+        verdict = self.rates.hit(caller)
+        if verdict is None:
+            return
+        state["rate_headers"] = verdict.headers()
+        if not verdict.allowed:
+            self.metrics.throttled.labels(caller.tenant, "rate").inc()
+            raise TooManyRequests(f"tenant {caller.tenant!r} is over its rate limit ({caller.limits.rate_limit}); "
+                                  f"retry in {verdict.reset} s", headers=verdict.headers())
+
+    async def _run(self, caller: Caller, job: Callable[[Turn], T], timeout: float | None = None) -> T:
+        try:
+            return await self.queue.run(caller, job, timeout)
+        except TooManyRequests:
+            self.metrics.throttled.labels(caller.tenant, "queue").inc()
+            raise
 
     # requests
 
-    async def stylize(self, form: StylizeForm) -> StylizeResult:
+    async def stylize(self, caller: Caller, form: StylizeForm) -> StylizeResult:
         options = form.options(self.settings)
-        styles = await self._styles(form)
-        result = await self.queue.run(partial(self._stylize, form, options, styles), self._timeout(form, options))
+        styles = await self._styles(caller, form)
+        result = await self._run(caller, partial(self._stylize, caller, form, options, styles),
+                                 self._timeout(form, options))
         for stage, seconds in result.timings.items():
             self.metrics.stages.labels(stage).observe(seconds)
         return result
 
-    async def submit_video(self, form: VideoForm) -> VideoJob:
+    async def submit_video(self, caller: Caller, form: VideoForm) -> VideoJob:
         try:
-            styles = await self._styles(form)
+            styles = await self._styles(caller, form)
         except BaseException:
             form.video.path.unlink(missing_ok=True)
             raise
-        return await self.videos.submit(form, styles)
+        return await self.videos.submit(caller, form, styles)
 
-    async def _styles(self, form: StyleFields) -> list[Upload | StyleEntry]:
+    async def _styles(self, caller: Caller, form: StyleFields) -> list[Upload | StyleEntry]:
         """The form's styles in order, ids looked up (400 for none, too many or an unknown id)."""
         given = form.styles
         self.check_style_count(len(given))
         if not any(isinstance(s, str) for s in given):
             return given  # type: ignore[return-value]
         # the store may be remote: off the event loop
-        return await asyncio.to_thread(lambda: [self.registered(s) if isinstance(s, str) else s for s in given])
+        return await asyncio.to_thread(lambda: [self.registered(caller, s) if isinstance(s, str) else s
+                                                for s in given])
 
     def _timeout(self, form: StylizeForm, options: Options) -> float:
         """The queue's deadline, longer for a large output (its size read from the upload's header)."""
@@ -165,24 +214,28 @@ class Engine:
         w, h = scaled_size(size, options.content_size)
         return max(s.request_timeout, w * h / 1e6 * s.timeout_per_megapixel)
 
-    async def register(self, form: StyleForm) -> StyleEntry:
+    async def register(self, caller: Caller, form: StyleForm) -> StyleEntry:
         size = form.options(self.settings).style_size
         encode = self._encoder(form.style, size)
-        return await self.queue.run(lambda cancel: self.registry.register(form.style.data, size, encode, form.name))
+        return await self._run(caller, lambda turn: self.registry.register(caller, form.style.data, size, encode,
+                                                                            form.name, form.ttl))
 
-    async def style(self, style_id: str) -> StyleEntry:
-        entry = await asyncio.to_thread(self.registry.get, style_id)
+    async def style(self, caller: Caller, style_id: str) -> StyleEntry:
+        entry = await asyncio.to_thread(self.registry.get, caller, style_id)
         if entry is None:
             raise NotFound(f"no style with id {style_id!r}")
         return entry
 
-    async def styles(self, limit: int, cursor: str | None) -> tuple[list[StyleEntry], str | None]:
-        return await asyncio.to_thread(self.registry.page, limit, cursor)
+    async def styles(self, caller: Caller, limit: int, cursor: str | None,
+                     tenant: str | None = None) -> tuple[list[StyleEntry], str | None]:
+        if tenant is not None and not caller.is_admin and tenant != caller.tenant:
+            raise Forbidden("only an admin lists another tenant's styles")
+        return await asyncio.to_thread(self.registry.page, caller, limit, cursor, tenant)
 
-    async def delete(self, style_id: str) -> None:
+    async def delete(self, caller: Caller, style_id: str) -> None:
         if style_id in self.registry.presets:
             raise Forbidden(f"{style_id!r} is a preset; presets come from the server's presets folder")
-        if not await asyncio.to_thread(self.registry.delete, style_id):
+        if not await asyncio.to_thread(self.registry.delete, caller, style_id):
             raise NotFound(f"no style with id {style_id!r}")
 
     def check_style_count(self, n: int) -> None:
@@ -192,11 +245,51 @@ class Engine:
         if n > self.settings.max_styles:
             raise BadRequest(f"{n} styles given; at most {self.settings.max_styles} per request")
 
-    def registered(self, style_id: str) -> StyleEntry:
-        entry = self.registry.get(style_id.strip())
+    def registered(self, caller: Caller, style_id: str) -> StyleEntry:
+        entry = self.registry.get(caller, style_id.strip())
         if entry is None:
             raise BadRequest(f"style_id {style_id!r} is not registered (GET /styles lists them)")
         return entry
+
+    # live streams (service/live.py speaks the protocol)
+
+    @contextmanager
+    def open_stream(self, caller: Caller) -> Iterator[None]:
+        """Hold one of the replica's and the tenant's stream places while the stream is open;
+        Busy / TooManyRequests when there is none."""
+        total, mine = sum(self.streams.values()), self.streams.get(caller.tenant, 0)
+        if not self.ready:
+            raise Busy("the model is still loading; try again shortly")
+        if total >= self.settings.max_streams:
+            raise Busy(f"{total} live streams are open, the most this server takes; try again shortly")
+        if mine >= caller.limits.max_streams:
+            raise TooManyRequests(f"tenant {caller.tenant!r} already has {mine} live streams open on this server, "
+                                  "its limit; close one first")
+        self.streams[caller.tenant] = mine + 1
+        try:
+            yield
+        finally:
+            self.streams[caller.tenant] -= 1
+
+    def stream_frames(self, caller: Caller, settings: LiveSettings) -> Frames:
+        """A stream's settings made ready to render frames (styles looked up as ``caller``)."""
+        self.check_style_count(len(settings.style_id))
+        if settings.content_size ** 2 > self.settings.max_stream_pixels:
+            raise BadRequest(f"content_size {settings.content_size} is too large for a stream: frames up to "
+                             f"{self.settings.max_stream_pixels} pixels")
+        options = Options(alpha=settings.alpha, color_match=settings.color_match, content_size=0)
+        codes = [self.registered(caller, i).code for i in settings.style_id]
+        code = mix(codes, normalise_weights(settings.weights, len(codes)))
+        return Frames(self.stylizer, [code], options, Stabilizer() if settings.stabilize else None)
+
+    async def render_frame(self, caller: Caller, frames: Frames, size: int, data: bytes) -> bytes:
+        """One stream frame through the model queue, in ``caller``'s turn: a JPEG."""
+        def job(turn: Turn) -> bytes:
+            img = open_image(data, max_pixels=self.settings.max_stream_pixels)
+            out = frames(np.asarray(resize_shorter(img, size)))
+            return encode_image(Image.fromarray(out), "jpeg", jpeg_quality=STREAM_JPEG_QUALITY)
+
+        return await self._run(caller, job, timeout=STREAM_FRAME_TIMEOUT)
 
     # on a worker thread
 
@@ -204,9 +297,9 @@ class Engine:
         """Encoding a style upload (decoded within the limits), for the registry to call on a miss."""
         return lambda: self.stylizer.encode_style(decode(upload, self.settings, style_size), style_size)
 
-    def _stylize(self, form: StylizeForm, options: Options, styles: list[Upload | StyleEntry],
-                 cancel: threading.Event) -> StylizeResult:
-        s, t, hits = self.settings, Timer(cancel), 0
+    def _stylize(self, caller: Caller, form: StylizeForm, options: Options, styles: list[Upload | StyleEntry],
+                 turn: Turn) -> StylizeResult:
+        s, t, hits = self.settings, Timer(turn.cancel), 0
         with t.stage("decode"):
             content = decode(form.content, s, options.content_size)
             mask = decode(form.mask, s, None) if form.mask is not None else None
@@ -217,16 +310,20 @@ class Engine:
                     sources.append(style.code)
                 elif options.preserve_color:  # recoloured to this content: nothing to cache
                     sources.append(decode(style, s, options.style_size))
-                else:  # an inline upload: through the cache (bytes + style size)
-                    code, hit = self.registry.code(style.data, options.style_size,
+                else:  # an inline upload: through the cache (tenant + bytes + style size)
+                    code, hit = self.registry.code(caller, style.data, options.style_size,
                                                    self._encoder(style, options.style_size))
                     sources.append(code)
                     hits += hit
         with t.stage("stylize"):
             plan = self.stylizer.prepare(content, sources, options, mask)
-            # a tiled image renders alone (minutes at 8K): it would hold every batch behind it
+            # a tiled image renders alone, a tile per turn: another tenant may go between two tiles,
+            # and a request nobody waits for stops at the next one
             tiled = needs_tiles(plan.size, self.stylizer.tile)
-            out = self.batcher.submit(plan) if self.batcher and not tiled else self.stylizer.render([plan])[0]
+            if self.batcher and not tiled:
+                out = self.batcher.submit(plan)
+            else:
+                out = self.stylizer.render([plan], progress=lambda done, total: turn.checkpoint())[0]
         with t.stage("encode-image"):
             if form.format == "png" and tiled:
                 data: bytes | Iterator[bytes] = png_chunks(out, s.png_compress_level)  # encoded while sent

@@ -49,6 +49,10 @@ class TooLarge(ServiceError):
     status = 413
 
 
+class TooManyRequests(ServiceError):
+    status = 429
+
+
 class Busy(ServiceError):
     status = 503
 
@@ -73,16 +77,19 @@ class Cancelled(Exception):
 RESPONSES: dict[int | str, dict[str, Any]] = {code: {"model": ErrorBody, "description": text} for code, text in {
     400: "bad combination (e.g. a mask without exactly two styles, unknown style_id, bad weights)",
     401: "API key missing or wrong (only when the server requires keys)",
-    404: "no such id",
+    404: "no such id (another tenant's id answers the same)",
     409: "the video job has not finished (or failed): no result yet",
     413: "a file, the body, an image's pixel count, or a video's length or frame size is over the limit",
     415: "an upload is not an image (or not a video that can be decoded)",
     416: "the Range asked for is outside the result",
     422: "a field is malformed or out of range",
+    429: "over the tenant's request rate (RateLimit-* headers) or its share of the queue: retry after the "
+         "Retry-After header's seconds",
     503: "the server is busy, still loading, or its style store is down: retry after the Retry-After header's "
          "seconds",
     504: "the request took longer than the server's timeout",
-    507: "the style store is full (ADAIN_MAX_REGISTERED_STYLES): delete styles before registering more",
+    507: "the style store, or the tenant's quota of registered styles, is full: delete styles before registering "
+         "more",
 }.items()}
 
 

@@ -11,7 +11,8 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal, get_origin
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, InstanceOf, ValidationError, WithJsonSchema
+from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, InstanceOf, ValidationError, WithJsonSchema,
+                      field_validator)
 from pydantic.json_schema import SkipJsonSchema
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
@@ -115,6 +116,9 @@ class VideoForm(StyleFields):
         return 0
 
 
+MAX_TTL = 10 * 365 * 86400.0  # s: ten years, as good as no expiry
+
+
 class StyleForm(BaseModel):
     """POST /styles: one style image to register."""
 
@@ -123,9 +127,36 @@ class StyleForm(BaseModel):
     style: File = Field(description="the style image (painting, texture ...)")
     name: Name = Field(None, max_length=100, description="a label for listings", examples=["my watercolour"])
     style_size: Side = Field(None, description="shorter side in px to encode at, 0 = keep; default 512", examples=[512])
+    ttl: float | None = Field(None, gt=0, le=MAX_TTL, description="seconds until the style is deleted by itself; "
+                              "default: kept until DELETE. Registering the same image again never shortens it",
+                              examples=[604800])
 
     def options(self, settings: Settings) -> Options:
         return Options(style_size=settings.default_style_size if self.style_size is None else self.style_size)
+
+
+class LiveSettings(BaseModel):
+    """A live stream's settings message (GET /ws/stylize): /stylize's names, registered styles only."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    style_id: list[str] = Field(min_length=1)
+    weights: list[float] | None = None
+    alpha: float = 1.0
+    color_match: float = COLOR_MATCH
+    content_size: int = Field(256, ge=16)
+    stabilize: bool = True
+    api_key: str | None = Field(None, repr=False)  # a browser cannot set headers on a WebSocket
+
+    @field_validator("style_id", mode="before")
+    @classmethod
+    def _one_or_many(cls, v: Any) -> Any:
+        return [v] if isinstance(v, str) else v
+
+    @field_validator("weights", mode="before")
+    @classmethod
+    def _commas(cls, v: Any) -> Any:
+        return [x for x in v.split(",") if x.strip()] if isinstance(v, str) else v
 
 
 def request_body(form: type[BaseModel]) -> dict[str, Any]:

@@ -7,9 +7,12 @@ since a browser cannot set headers on a WebSocket, ``api_key``), then binary JPE
 a new JSON message changes the settings mid-stream. Each connection holds one waiting slot:
 a frame that arrives while another waits replaces it (latest frame wins: no backlog, memory of
 one frame), so the answer to the last frame sent comes one frame time plus processing after it.
-Frames go through the model queue like image requests, one per stream at a time, so streams and
-``/stylize`` share the model first come, first served. About once a second the server sends a
-status message (frames/s, latency p50, frames received, answered and dropped)."""
+Each frame is one piece of work in the model queue, in the stream's tenant's turns (service.queue),
+one per stream at a time. About once a second the server sends a status message (frames/s,
+latency p50, frames received, answered and dropped).
+
+This module is the protocol only: who is calling, stream places, styles and rendering are the
+engine's (``Engine.caller``, ``open_stream``, ``stream_frames``, ``render_frame``)."""
 
 from __future__ import annotations
 
@@ -19,57 +22,32 @@ import logging
 import statistics
 import time
 from collections import deque
+from contextlib import ExitStack
 from typing import Any
 
-import numpy as np
-from PIL import Image
 from fastapi import WebSocket, WebSocketDisconnect
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import ValidationError
 from starlette.websockets import WebSocketState
 
-from model.adain import COLOR_MATCH, mix, normalise_weights
 from model.errors import InputError
-from model.images import encode_image, open_image, resize_shorter
-from model.plan import Options
-from model.temporal import Stabilizer
 from model.video import Frames
-from service.deps import key_matches
-from service.errors import BadRequest, Busy, ServiceError, TimedOut
+from service.engine import Engine
+from service.errors import Busy, ServiceError, TimedOut, TooManyRequests
+from service.forms import LiveSettings
 from service.stores import StoreDown
+from service.tenants import Caller
 
 log = logging.getLogger("adain.live")
 TRY_AGAIN_LATER, POLICY, GOING_AWAY = 1013, 1008, 1001  # WebSocket close codes
-JPEG_QUALITY = 85  # answers are for a screen, many times a second
-
-
-class LiveSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    style_id: list[str] = Field(min_length=1)
-    weights: list[float] | None = None
-    alpha: float = 1.0
-    color_match: float = COLOR_MATCH
-    content_size: int = Field(256, ge=16)
-    stabilize: bool = True
-    api_key: str | None = None
-
-    @field_validator("style_id", mode="before")
-    @classmethod
-    def _one_or_many(cls, v: Any) -> Any:
-        return [v] if isinstance(v, str) else v
-
-    @field_validator("weights", mode="before")
-    @classmethod
-    def _commas(cls, v: Any) -> Any:
-        return [x for x in v.split(",") if x.strip()] if isinstance(v, str) else v
 
 
 class Stream:
-    def __init__(self, engine: Any, ws: WebSocket) -> None:
+    def __init__(self, engine: Engine, ws: WebSocket, caller: Caller | None) -> None:
         self.engine, self.ws, self.s = engine, ws, engine.settings
+        self.given = caller  # from the handshake's header, if it had a good key
+        self.caller: Caller | None = None  # once counted and holding its places
         self.frames: Frames | None = None  # the current settings, ready to render
         self.size = 0
-        self.authorized = not self.s.api_keys or key_matches(self.s.api_keys, ws.headers.get("x-api-key"))
         self.pending: tuple[bytes, float] | None = None  # the one frame waiting
         self.wake = asyncio.Event()
         self.send_lock = asyncio.Lock()
@@ -77,6 +55,7 @@ class Stream:
         self.latencies: deque[float] = deque(maxlen=120)
         self.answer_times: deque[float] = deque(maxlen=120)
         self.last_frame_at = 0.0
+        self.places = ExitStack()  # the stream's places (the replica's, its tenant's), held while it is open
 
     async def send_json(self, message: dict[str, Any]) -> None:
         async with self.send_lock:
@@ -86,15 +65,11 @@ class Stream:
         await self.send_json({"type": "error", "detail": detail})
 
     async def run(self) -> None:
-        """Serve the connection until it closes; refused (1013) when the server is loading or
-        already serves ``ADAIN_MAX_STREAMS``."""
+        """Serve the connection until it closes; refused (1013) when the server is loading or has
+        no stream place left for this tenant."""
         await self.ws.accept()
-        if not self.engine.ready or self.engine.streams >= self.s.max_streams:
-            why = "the model is still loading" if not self.engine.ready else \
-                f"{self.engine.streams} live streams are open, the most this server takes"
-            await self.close(TRY_AGAIN_LATER, f"{why}; try again shortly")
+        if self.given is not None and not await self._enter(self.given):
             return
-        self.engine.streams += 1
         worker = status = None
         try:
             worker, status = asyncio.create_task(self._work()), asyncio.create_task(self._report())
@@ -106,7 +81,18 @@ class Stream:
                 if task is not None:
                     task.cancel()
             await asyncio.gather(*[t for t in (worker, status) if t], return_exceptions=True)
-            self.engine.streams -= 1
+            self.places.close()
+
+    async def _enter(self, caller: Caller) -> bool:
+        """Count the stream against the caller's rate and take its places; False (closed) if not."""
+        try:
+            self.engine.admit(caller, self.ws.scope.setdefault("state", {}))
+            self.places.enter_context(self.engine.open_stream(caller))
+        except (Busy, TooManyRequests) as e:
+            await self.close(TRY_AGAIN_LATER, e.detail)
+            return False
+        self.caller = caller
+        return True
 
     async def close(self, code: int, detail: str) -> None:
         if self.ws.client_state == WebSocketState.CONNECTED:
@@ -131,35 +117,28 @@ class Stream:
                 self._frame(message["bytes"])
 
     async def _settings(self, text: str) -> bool:
-        """Apply a settings message; False when the stream must end (a wrong key)."""
+        """Apply a settings message; False when the stream must end (a wrong key, no place)."""
         try:
             settings = LiveSettings.model_validate(json.loads(text))
         except (ValueError, ValidationError) as e:
             await self.error(f"settings: {_why(e)}")
             return True
-        if not self.authorized:
-            self.authorized = key_matches(self.s.api_keys, settings.api_key)
-            if not self.authorized:
+        if self.caller is None:  # the key comes with the first settings message
+            caller = self.engine.tenants.resolve(settings.api_key)
+            if caller is None:
                 await self.close(POLICY, "missing or wrong API key: send it as api_key in the settings")
                 return False
+            if not await self._enter(caller):
+                return False
         try:
-            self.frames, self.size = await asyncio.to_thread(self._prepare, settings), settings.content_size
+            frames = await asyncio.to_thread(self.engine.stream_frames, self.caller, settings)
         except (InputError, ServiceError) as e:
             await self.error(f"settings: {e.detail if isinstance(e, ServiceError) else e}")
             return True
+        self.frames, self.size = frames, settings.content_size
         await self.send_json({"type": "ready", "content_size": settings.content_size,
                               "styles": settings.style_id, "stabilize": settings.stabilize})
         return True
-
-    def _prepare(self, settings: LiveSettings) -> Frames:
-        self.engine.check_style_count(len(settings.style_id))
-        if settings.content_size ** 2 > self.s.max_stream_pixels:
-            raise BadRequest(f"content_size {settings.content_size} is too large for a stream: frames up to "
-                             f"{self.s.max_stream_pixels} pixels")
-        options = Options(alpha=settings.alpha, color_match=settings.color_match, content_size=0)
-        codes = [self.engine.registered(i).code for i in settings.style_id]
-        code = mix(codes, normalise_weights(settings.weights, len(codes)))
-        return Frames(self.engine.stylizer, [code], options, Stabilizer() if settings.stabilize else None)
 
     def _frame(self, data: bytes) -> None:
         now = time.monotonic()
@@ -179,19 +158,19 @@ class Stream:
         self.pending = (data, now)
         self.wake.set()
 
-    # working: one frame at a time through the model queue
+    # working: one frame at a time through the model queue, in the tenant's turns
 
     async def _work(self) -> None:
         while True:
             await self.wake.wait()
             self.wake.clear()
-            if self.pending is None:
+            if self.pending is None or self.caller is None:
                 continue
             (data, arrived), self.pending = self.pending, None
             frames, size, number = self.frames, self.size, self.received
             try:
-                out = await self.engine.queue.run(lambda cancel: self._render(frames, size, data), timeout=10)
-            except (Busy, TimedOut):
+                out = await self.engine.render_frame(self.caller, frames, size, data)
+            except (Busy, TooManyRequests, TimedOut):
                 self.dropped += 1
                 continue
             except (InputError, ServiceError, StoreDown) as e:
@@ -207,11 +186,6 @@ class Stream:
             self.answered += 1
             self.latencies.append(now - arrived)
             self.answer_times.append(now)
-
-    def _render(self, frames: Frames, size: int, data: bytes) -> bytes:
-        img = open_image(data, max_pixels=self.s.max_stream_pixels)
-        rgb = np.asarray(resize_shorter(img, size))
-        return encode_image(Image.fromarray(frames(rgb)), "jpeg", jpeg_quality=JPEG_QUALITY)
 
     async def _report(self) -> None:
         while True:

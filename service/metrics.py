@@ -39,8 +39,20 @@ class LiveState(Collector):
 
 
 class Metrics:
-    def __init__(self, read_state: Callable[[], dict[str, float]]) -> None:
+    """``tenants``: the configured tenants' names, the only values the tenant label takes (so its
+    cardinality is the configuration's, whatever callers send)."""
+
+    def __init__(self, read_state: Callable[[], dict[str, float]], tenants: list[str] = ()) -> None:
         self.registry = CollectorRegistry()
+        self.tenants = set(tenants)
+        self.tenant_requests = Counter("adain_tenant_requests", "HTTP requests and streams by tenant",
+                                       ["tenant", "status"], registry=self.registry)
+        self.throttled = Counter("adain_tenant_throttled", "429 answers by tenant: over its rate, or its share of "
+                                 "the queue", ["tenant", "reason"], registry=self.registry)
+        self.model_seconds = Counter("adain_tenant_model_seconds", "seconds the model worked for each tenant",
+                                     ["tenant"], registry=self.registry)
+        self.rate_limit_errors = Counter("adain_rate_limit_errors", "rate checks let through because their store "
+                                         "(Redis) could not be reached", registry=self.registry)
         self.requests = Counter("adain_requests", "HTTP requests", ["route", "method", "status"], registry=self.registry)
         self.latency = Histogram("adain_request_seconds", "HTTP request latency", ["route"],
                                  buckets=LATENCY_BUCKETS, registry=self.registry)
@@ -53,6 +65,10 @@ class Metrics:
         self.store_errors = Counter("adain_store_errors", "style store calls that failed", ["op"],
                                     registry=self.registry)
         self.registry.register(LiveState(read_state))
+
+    def model_time(self, tenant: str, seconds: float) -> None:
+        if tenant in self.tenants:
+            self.model_seconds.labels(tenant).inc(seconds)
 
     def store_call(self, op: str, seconds: float, ok: bool) -> None:
         self.store_seconds.labels(op).observe(seconds)
@@ -92,4 +108,7 @@ class MetricsMiddleware:
             route = getattr(scope.get("route"), "path", None) or (scope["path"] if scope["path"] in self.paths
                                                                   else "other")
             self.metrics.requests.labels(route, scope["method"], str(status)).inc()
+            tenant = scope.get("state", {}).get("tenant")
+            if tenant in self.metrics.tenants:
+                self.metrics.tenant_requests.labels(tenant, str(status)).inc()
             self.metrics.latency.labels(route).observe(time.perf_counter() - start)

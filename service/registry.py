@@ -2,10 +2,14 @@
 folder), the registered styles (a durable store shared by every replica: service/stores), and a
 bounded per-process cache of the codes of styles sent inline to /stylize.
 
-The two kinds of state stay apart: the cache is keyed by a hash of the image bytes and the style
-size and evicts by LRU, and nothing in it is registered; a registered style lives in the store
-until it is deleted. Only codes are kept (mean, std of relu4_1 and the RGB mean and covariance:
-4 KB each), never a user's image."""
+The two kinds of state stay apart: the cache is keyed by a hash of the tenant, the image bytes and
+the style size and evicts by LRU, and nothing in it is registered; a registered style lives in the
+store until it is deleted or expires. Only codes are kept (mean, std of relu4_1 and the RGB mean
+and covariance: 4 KB each), never a user's image.
+
+Registered styles belong to a tenant: this is where every lookup, listing and deletion applies
+``may_access``, so another tenant's id is exactly an unknown id. Ids are hashes that include the
+tenant, so the same image registered by two tenants gets two ids and an id reveals nothing."""
 
 from __future__ import annotations
 
@@ -13,6 +17,7 @@ import hashlib
 import logging
 import re
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
@@ -24,12 +29,15 @@ from model.errors import InputError
 from model.images import IMAGE_SUFFIXES, encode_image, open_image
 from service.stores import StyleEntry, StyleStore
 from service.stores.base import BadCursor, decode_cursor, encode_cursor
+from service.tenants import LOCAL, Caller, may_access
 
 log = logging.getLogger("adain.registry")
 
 
-def style_key(data: bytes, style_size: int) -> str:
-    return hashlib.sha256(data + b"|%d" % style_size).hexdigest()[:24]
+def style_key(data: bytes, style_size: int, tenant: str = LOCAL) -> str:
+    # the local tenant's ids are those from before tenants, so re-registering finds them
+    salt = b"" if tenant == LOCAL else tenant.encode() + b"\0"
+    return hashlib.sha256(salt + data + b"|%d" % style_size).hexdigest()[:24]
 
 
 def _slug(text: str) -> str:
@@ -49,9 +57,11 @@ class StyleRegistry:
     def __len__(self) -> int:
         return len(self._cache)
 
-    def code(self, data: bytes, style_size: int, encode: Callable[[], StyleCode]) -> tuple[StyleCode, bool]:
-        """The code of an inline upload through the cache, encoding on a miss: (code, hit)."""
-        key = style_key(data, style_size)
+    def code(self, caller: Caller, data: bytes, style_size: int,
+             encode: Callable[[], StyleCode]) -> tuple[StyleCode, bool]:
+        """The code of an inline upload through the cache, encoding on a miss: (code, hit). Per
+        tenant: a hit must not tell one tenant what another sent."""
+        key = style_key(data, style_size, caller.tenant)
         with self._lock:
             code = self._cache.get(key)
             if code is not None:
@@ -67,22 +77,32 @@ class StyleRegistry:
                 self._cache.popitem(last=False)
         return code, False
 
-    def register(self, data: bytes, style_size: int, encode: Callable[[], StyleCode],
-                 name: str | None = None) -> StyleEntry:
-        """Register an upload in the store (the same bytes at the same size: the same id)."""
-        code, _ = self.code(data, style_size, encode)
-        return self.store.add(StyleEntry(style_key(data, style_size), code, style_size, "uploaded", name))
+    def register(self, caller: Caller, data: bytes, style_size: int, encode: Callable[[], StyleCode],
+                 name: str | None = None, ttl: float | None = None) -> StyleEntry:
+        """Register an upload as ``caller``'s (the same bytes at the same size: the same id; a
+        registration never shortens a style's life)."""
+        code, _ = self.code(caller, data, style_size, encode)
+        entry = StyleEntry(style_key(data, style_size, caller.tenant), code, style_size, "uploaded", name,
+                           owner=caller.tenant, expires=None if ttl is None else time.time() + ttl)
+        return self.store.add(entry, caller.limits.max_styles)
 
-    def get(self, style_id: str) -> StyleEntry | None:
-        """A preset or a registered style; None when neither (StoreDown when the store is down)."""
-        return self.presets.get(style_id) or self.store.get(style_id)
+    def get(self, caller: Caller, style_id: str) -> StyleEntry | None:
+        """A preset or a registered style ``caller`` may use; None when neither (StoreDown when
+        the store is down)."""
+        if style_id in self.presets:
+            return self.presets[style_id]
+        entry = self.store.get(style_id)
+        return entry if entry is not None and may_access(caller, entry.owner) else None
 
-    def delete(self, style_id: str) -> bool:
-        return self.store.delete(style_id)
+    def delete(self, caller: Caller, style_id: str) -> bool:
+        return self.get(caller, style_id) is not None and self.store.delete(style_id)
 
-    def page(self, limit: int, cursor: str | None = None) -> tuple[list[StyleEntry], str | None]:
-        """Presets, then registered styles in registration order: ``limit`` of them after
-        ``cursor``, and the cursor of the next page (None after the last)."""
+    def page(self, caller: Caller, limit: int, cursor: str | None = None,
+             tenant: str | None = None) -> tuple[list[StyleEntry], str | None]:
+        """Presets, then ``caller``'s registered styles in registration order (an admin's: every
+        tenant's, or ``tenant``'s): ``limit`` of them after ``cursor``, and the cursor of the next
+        page (None after the last)."""
+        owner = tenant if caller.is_admin else caller.tenant
         where = decode_cursor(cursor) if cursor else "p:0"
         kind, _, pos = where.partition(":")
         out: list[StyleEntry] = []
@@ -100,7 +120,7 @@ class StyleRegistry:
         room = limit - len(out)
         if room == 0:
             return out, encode_cursor("s:")
-        rows = self.store.page(after, room + 1)  # one more says whether a next page exists
+        rows = self.store.page(owner, after, room + 1)  # one more says whether a next page exists
         out += [e for _, e in rows[:room] if e is not None]
         return out, encode_cursor(f"s:{rows[room - 1][0]}") if len(rows) > room else None
 

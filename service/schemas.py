@@ -14,6 +14,10 @@ class StyleInfo(BaseModel):
     kind: str = Field(description="preset (bundled with the server) or uploaded", examples=["uploaded"])
     style_size: int = Field(description="shorter side in px the style was encoded at", examples=[512])
     created: datetime
+    expires: datetime | None = Field(None, description="when the style deletes itself (registered with a ttl); "
+                                     "null = kept until DELETE")
+    tenant: str | None = Field(None, description="the tenant that registered it (null for presets)",
+                               examples=["acme"])
     thumbnail_url: str | None = Field(None, description="small JPEG preview (presets only)")
 
 
@@ -52,14 +56,16 @@ class Limits(BaseModel):
     default_content_size: int = Field(description="content shorter side when a request gives none", examples=[512])
     default_style_size: int = Field(description="style shorter side when a request gives none", examples=[512])
     formats: list[str] = Field(description="output formats", examples=[["png", "jpeg", "webp"]])
-    api_key_required: bool = Field(description="whether /stylize, /styles and /videos need X-API-Key")
+    api_key_required: bool = Field(description="whether /stylize, /styles, /videos and the stream need X-API-Key")
+    page_style_ttl: float = Field(description="seconds the web page asks its style uploads to be kept (ttl)",
+                                  examples=[604800.0])
     max_video_bytes: int = Field(description="largest video upload", examples=[209715200])
     max_video_seconds: float = Field(description="longest video", examples=[300.0])
     max_video_pixels: int = Field(description="largest output video frame, in pixels", examples=[2073600])
 
 
 class VideoAccepted(BaseModel):
-    id: str = Field(description="the job's id (a secret: whoever has it can read and delete the job)",
+    id: str = Field(description="the job's id (only its tenant, and admins, can read or delete the job)",
                     examples=["bq1x0V9yYtq0k6b1Ck1b2A"])
     status_url: str = Field(examples=["/videos/bq1x0V9yYtq0k6b1Ck1b2A"])
     result_url: str = Field(examples=["/videos/bq1x0V9yYtq0k6b1Ck1b2A/result"])

@@ -10,6 +10,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from typing_extensions import Annotated, Literal
 
 from model.paths import DECODER, PRESETS_DIR, REPO_ROOT
+from service.tenants import TenantLimits, check_rate_limit
 
 MB = 1024 * 1024
 # XDG's place for state that should outlive the process (the container mounts a volume here instead)
@@ -26,7 +27,23 @@ class Settings(BaseSettings):
     cors_origins: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="comma-separated origins allowed by CORS; empty = closed")
     api_keys: Annotated[list[str], NoDecode] = Field(
-        default_factory=list, description="comma-separated keys; when set, /stylize and /styles need X-API-Key")
+        default_factory=list, description="comma-separated keys, each its own tenant; when keys are set every "
+        "model, style and video route and the stream need X-API-Key")
+    keys_file: Path | None = Field(None, description="TOML file of tenants: names, roles, SHA-256 digests of their "
+                                   "keys, per-tenant limits (service/tenants.py; `adain keys add NAME`)")
+
+    # tenants: the defaults of every tenant's limits (a keys file may set them per tenant)
+    rate_limit: str = Field("", description="requests per tenant, in the limits library's notation, e.g. "
+                            "'10/second;300/minute'; empty = none. Held in Redis when redis_url is set, so it "
+                            "holds across replicas")
+    tenant_queue_depth: int = Field(4, ge=0, description="requests one tenant may have waiting for the model; "
+                                    "more get 429 while other tenants still get in")
+    max_styles_per_tenant: int = Field(1000, ge=0, description="registered styles one tenant may hold; more: 507")
+    max_streams_per_tenant: int = Field(2, ge=0, description="live streams one tenant may have open per replica")
+    max_video_jobs_per_tenant: int = Field(2, ge=0, description="video jobs one tenant may have queued or running "
+                                           "per replica; more: 429")
+    page_style_ttl: float = Field(7 * 86400.0, gt=0, description="seconds a style uploaded on the web page stays "
+                                  "registered (the page sends it as ttl), so page uploads never fill the store")
 
     log_level: str = Field("info", description="uvicorn and service log level: debug, info, warning, error")
 
@@ -123,6 +140,16 @@ class Settings(BaseSettings):
             raise ValueError(f"precision {self.precision} does not run on the {self.backend} backend "
                              f"({', '.join(allowed)})")
         return self
+
+    @field_validator("rate_limit")
+    @classmethod
+    def _rate(cls, v: str) -> str:
+        return check_rate_limit(v, "ADAIN_RATE_LIMIT")
+
+    def tenant_defaults(self) -> TenantLimits:
+        """Every tenant's limits unless the keys file says otherwise."""
+        return TenantLimits(self.rate_limit, self.max_styles_per_tenant, self.tenant_queue_depth, 1,
+                            self.max_streams_per_tenant, self.max_video_jobs_per_tenant)
 
     @field_validator("cors_origins", "api_keys", mode="before")
     @classmethod

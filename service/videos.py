@@ -24,8 +24,11 @@ import socket
 import sys
 import threading
 import time
+from collections import OrderedDict, deque
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 
 from PIL import Image
@@ -35,11 +38,12 @@ from model.errors import InputError
 from model.plan import Options, check_combination
 from model.stylizer import Stylizer
 from model.video import VideoLimits, output_size, probe, stylize_video
-from service.errors import Busy, Cancelled, NotFound
+from service.errors import Busy, Cancelled, NotFound, TooManyRequests
 from service.forms import VideoForm
 from service.settings import Settings
 from service.stores import JobStore, StoreDown, StyleEntry, VideoJob
 from service.stores.jobs import ACTIVE
+from service.tenants import Caller, may_access
 from service.uploads import SavedUpload, Upload, decode
 
 log = logging.getLogger("adain.videos")
@@ -50,13 +54,15 @@ class VideoJobs:
     def __init__(self, settings: Settings, store: JobStore) -> None:
         self.settings = settings
         self.store = store
-        self.owner = f"{socket.gethostname()}:{os.getpid()}"
+        self.replica = f"{socket.gethostname()}:{os.getpid()}"
         self.limits = VideoLimits(settings.max_video_seconds, settings.max_video_pixels, settings.max_image_pixels)
         self.stylizer: Stylizer | None = None
         self._pool = ThreadPoolExecutor(settings.video_jobs, thread_name_prefix="video", initializer=_lower_priority)
         self._lock = threading.Lock()
         self._cancel: dict[str, threading.Event] = {}  # this replica's unfinished jobs
         self._queued: dict[str, VideoJob] = {}  # those not started: the keeper reports them alive
+        self._lines: OrderedDict[str, deque[Callable[[], None]]] = OrderedDict()  # queued work, per tenant
+        self._tenants: dict[str, str] = {}  # unfinished job id -> tenant
         self._closing = threading.Event()
         self._keeper: threading.Thread | None = None
 
@@ -93,22 +99,27 @@ class VideoJobs:
 
     # requests
 
-    async def submit(self, form: VideoForm, styles: list[Upload | StyleEntry]) -> VideoJob:
-        """Check the request, the styles and the clip (header and first frame), record the job,
-        queue it. The upload is the job's from here (removed when it ends), or removed now if the
-        job is refused."""
+    async def submit(self, caller: Caller, form: VideoForm, styles: list[Upload | StyleEntry]) -> VideoJob:
+        """Check the request, the styles and the clip (header and first frame), record the job as
+        ``caller``'s, queue it. The upload is the job's from here (removed when it ends), or
+        removed now if the job is refused."""
         upload = form.video
         try:
             options = form.options(self.settings)
             if self.retry_after_if_full() is not None:
                 raise Busy(f"{self.active} video jobs are in progress or waiting on this server; retry later",
                            headers={"Retry-After": "30"})
+            mine = sum(1 for t in self._tenants.values() if t == caller.tenant)
+            if mine >= caller.limits.max_video_jobs:
+                raise TooManyRequests(f"tenant {caller.tenant!r} has {mine} video jobs queued or running on this "
+                                      "server, its limit; wait for one to finish", headers={"Retry-After": "30"})
             info = await asyncio.to_thread(self._probe, upload)  # the clip first: it is what the job is
             sources = await asyncio.to_thread(self._sources, styles, options)
             w, h = output_size(info, options.content_size, self.limits.pixels)
             now = time.time()
-            job = VideoJob(secrets.token_urlsafe(16), self.owner, "queued", now, now, 0, info.frames, 0.0, w, h,
-                           float(info.fps), info.seconds, info.audio is not None)
+            job = VideoJob(secrets.token_urlsafe(16), tenant=caller.tenant, replica=self.replica, created=now,
+                           updated=now, frames_total=info.frames, width=w, height=h, fps=float(info.fps),
+                           seconds=info.seconds, audio=info.audio is not None)
             src = self.store.work_path(job.id, ".input")
             upload.path.replace(src)
         except BaseException:
@@ -122,7 +133,10 @@ class VideoJobs:
         with self._lock:
             self._cancel[job.id] = threading.Event()
             self._queued[job.id] = job
-        self._pool.submit(self._run, job, src, sources, options, form.stabilize)
+            self._tenants[job.id] = caller.tenant
+            self._lines.setdefault(caller.tenant, deque()).append(
+                partial(self._run, job, src, sources, options, form.stabilize))
+        self._pool.submit(self._next)
         log.info("video %s queued: %dx%d, %d frames", job.id, w, h, job.frames_total)
         return job
 
@@ -140,9 +154,10 @@ class VideoJobs:
         except InputError as e:
             raise type(e)(f"{upload.label}: {e}") from None
 
-    async def status(self, job_id: str) -> VideoJob:
+    async def status(self, caller: Caller, job_id: str) -> VideoJob:
+        """``caller``'s job (404 for an unknown id and for another tenant's alike)."""
         job = await asyncio.to_thread(self.store.get, job_id)
-        if job is None:
+        if job is None or not may_access(caller, job.tenant):
             raise NotFound(f"no video job {job_id!r} (finished jobs are kept {self.settings.video_ttl:g} s)")
         if job.state in ACTIVE and time.time() - job.updated > self.settings.video_stale_seconds:
             # its worker stopped (the replica died): say so instead of "running" for ever
@@ -150,7 +165,8 @@ class VideoJobs:
             await asyncio.to_thread(self.store.update, job)
         return job
 
-    async def delete(self, job_id: str) -> None:
+    async def delete(self, caller: Caller, job_id: str) -> None:
+        await self.status(caller, job_id)  # 404 unless it is the caller's
         event = self._cancel.get(job_id)
         if event is not None:
             event.set()
@@ -158,6 +174,18 @@ class VideoJobs:
             raise NotFound(f"no video job {job_id!r}")
 
     # on a video thread
+
+    def _next(self) -> None:
+        """Run the next queued job, tenants in turn: a tenant with many clips queued does not keep
+        another's waiting behind all of them."""
+        with self._lock:
+            tenant, line = next(iter(self._lines.items()))
+            work = line.popleft()
+            if line:
+                self._lines.move_to_end(tenant)
+            else:
+                del self._lines[tenant]
+        work()
 
     def _run(self, job: VideoJob, src: Path, sources: list[Image.Image | StyleCode], options: Options,
              stabilize: bool) -> None:
@@ -207,6 +235,7 @@ class VideoJobs:
             out.unlink(missing_ok=True)
             with self._lock:
                 self._cancel.pop(job.id, None)
+                self._tenants.pop(job.id, None)
 
     def _finish(self, job: VideoJob, state: str, error: str | None = None) -> None:
         try:

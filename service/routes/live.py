@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from fastapi import APIRouter, WebSocket
 
+from service.deps import AnyEngine, StreamCaller
 from service.live import Stream
 
 router = APIRouter()
 
 
 @router.websocket("/ws/stylize")
-async def live(ws: WebSocket) -> None:
-    await Stream(ws.app.state.engine, ws).run()
+async def live(ws: WebSocket, engine: AnyEngine, caller: StreamCaller) -> None:
+    await Stream(engine, ws, caller).run()

@@ -36,7 +36,8 @@ async def limits(engine: AnyEngine) -> Limits:
     return Limits(max_file_bytes=s.max_file_bytes, max_total_bytes=s.max_total_bytes,
                   max_image_pixels=s.max_image_pixels, max_output_pixels=s.max_output_pixels, max_styles=s.max_styles,
                   default_content_size=s.default_content_size, default_style_size=s.default_style_size,
-                  formats=list(OUTPUT_FORMATS), api_key_required=bool(s.api_keys),
+                  formats=list(OUTPUT_FORMATS), api_key_required=engine.tenants.required,
+                  page_style_ttl=s.page_style_ttl,
                   max_video_bytes=s.max_video_bytes, max_video_seconds=s.max_video_seconds,
                   max_video_pixels=s.max_video_pixels)
 

@@ -6,15 +6,15 @@ import asyncio
 from collections.abc import AsyncIterator, Awaitable
 from typing import TypeVar
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 
-from service.deps import ReadyEngine, StylizeForm, require_api_key
+from service.deps import CurrentCaller, ReadyEngine, StylizeFormDep
 from service.engine import StylizeResult
 from service.errors import responses
-from service.forms import StylizeForm as Form, request_body
+from service.forms import StylizeForm, request_body
 
-router = APIRouter(tags=["stylize"], dependencies=[Depends(require_api_key)])
+router = APIRouter(tags=["stylize"])
 
 CHUNK = 64 * 1024
 T = TypeVar("T")
@@ -57,13 +57,14 @@ def image_response(result: StylizeResult) -> StreamingResponse:
     "/stylize",
     summary="Stylize a content image with one or more styles",
     response_class=StreamingResponse,
-    openapi_extra=request_body(Form),
+    openapi_extra=request_body(StylizeForm),
     responses={200: {"content": {"image/png": {}, "image/jpeg": {}, "image/webp": {}},
                      "description": "the stylized image, streamed; Server-Timing and X-Image-* headers"},
-               **responses(400, 401, 413, 415, 422, 503, 504)},
+               **responses(400, 401, 413, 415, 422, 429, 503, 504)},
 )
-async def stylize(request: Request, engine: ReadyEngine, form: StylizeForm) -> StreamingResponse:
-    result = await unless_disconnected(request, engine.stylize(form))
+async def stylize(request: Request, engine: ReadyEngine, caller: CurrentCaller,
+                  form: StylizeFormDep) -> StreamingResponse:
+    result = await unless_disconnected(request, engine.stylize(caller, form))
     if result is None:  # nobody is listening; the status is only for the logs
         return StreamingResponse(iter(()), status_code=499)
     return image_response(result)

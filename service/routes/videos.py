@@ -8,17 +8,17 @@ import re
 from collections.abc import AsyncIterator, Iterator
 from datetime import datetime, timezone
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Request, Response
 from fastapi.responses import StreamingResponse
 
-from service.deps import ReadyEngine, VideoForm, require_api_key
+from service.deps import CurrentCaller, ReadyEngine, VideoFormDep
 from service.errors import Conflict, NotFound, RangeNotSatisfiable, responses
-from service.forms import VideoForm as Form, request_body
+from service.forms import VideoForm, request_body
 from service.schemas import VideoAccepted, VideoStatus
 from service.stores import VideoJob
 
-router = APIRouter(prefix="/videos", tags=["videos"], dependencies=[Depends(require_api_key)],
-                   responses=responses(401, 503))
+# another tenant's job answers exactly as an unknown id
+router = APIRouter(prefix="/videos", tags=["videos"], responses=responses(401, 429, 503))
 
 
 def status(job: VideoJob) -> VideoStatus:
@@ -30,19 +30,20 @@ def status(job: VideoJob) -> VideoStatus:
                        result_bytes=job.result_bytes if job.state == "done" else None, error=job.error)
 
 
-@router.post("", status_code=202, response_model=VideoAccepted, openapi_extra=request_body(Form),
+@router.post("", status_code=202, response_model=VideoAccepted, openapi_extra=request_body(VideoForm),
              responses=responses(400, 413, 415, 422),
              summary="Stylize a video clip: answers a job id at once; the MP4 follows")
-async def create_video(engine: ReadyEngine, form: VideoForm, response: Response) -> VideoAccepted:
-    job = await engine.submit_video(form)
+async def create_video(engine: ReadyEngine, caller: CurrentCaller, form: VideoFormDep,
+                       response: Response) -> VideoAccepted:
+    job = await engine.submit_video(caller, form)
     response.headers["Location"] = f"/videos/{job.id}"
     return VideoAccepted(id=job.id, status_url=f"/videos/{job.id}", result_url=f"/videos/{job.id}/result")
 
 
 @router.get("/{job_id}", response_model=VideoStatus, responses=responses(404),
             summary="A video job's state and progress")
-async def get_video(engine: ReadyEngine, job_id: str) -> VideoStatus:
-    return status(await engine.videos.status(job_id))
+async def get_video(engine: ReadyEngine, caller: CurrentCaller, job_id: str) -> VideoStatus:
+    return status(await engine.videos.status(caller, job_id))
 
 
 def byte_range(header: str | None, size: int) -> tuple[int, int] | None:
@@ -73,8 +74,9 @@ async def pieces(blocks: Iterator[bytes]) -> AsyncIterator[bytes]:
     200: {"content": {"video/mp4": {}}, "description": "the stylized clip (H.264, yuv420p, faststart; audio kept)"},
     206: {"content": {"video/mp4": {}}, "description": "the bytes a Range header asked for"},
     **responses(404, 409, 416)}, summary="The stylized MP4 (Range requests supported)")
-async def video_result(request: Request, engine: ReadyEngine, job_id: str) -> StreamingResponse:
-    job = await engine.videos.status(job_id)
+async def video_result(request: Request, engine: ReadyEngine, caller: CurrentCaller,
+                       job_id: str) -> StreamingResponse:
+    job = await engine.videos.status(caller, job_id)
     if job.state != "done":
         raise Conflict(f"the job is {job.state} ({job.frames_done}/{job.frames_total} frames)"
                        + (f": {job.error}" if job.error else ""))
@@ -94,6 +96,6 @@ async def video_result(request: Request, engine: ReadyEngine, job_id: str) -> St
 
 @router.delete("/{job_id}", status_code=204, responses=responses(404),
                summary="Cancel a video job (if running) and delete it and its result")
-async def delete_video(engine: ReadyEngine, job_id: str) -> Response:
-    await engine.videos.delete(job_id)
+async def delete_video(engine: ReadyEngine, caller: CurrentCaller, job_id: str) -> Response:
+    await engine.videos.delete(caller, job_id)
     return Response(status_code=204)

@@ -3,7 +3,12 @@
 A registered style is data: once ``add`` returns it stays until ``delete`` (traffic never evicts
 it); a full store refuses new styles (``StoreFull``) instead of dropping old ones; a store that
 cannot be reached says so (``StoreDown``, a 503 with Retry-After) instead of answering "not
-registered". Listing is in registration order, paged by an opaque cursor."""
+registered". Listing is in registration order, paged by an opaque cursor.
+
+Every style has an owner, the tenant that registered it (values written before tenants existed
+read as the ``local`` tenant's). Who may see what is not the store's business: it lists one
+owner's styles or all of them, and the registry decides (``service.tenants.may_access``). A style
+may carry an expiry (``ttl`` at registration): after it the style is gone, on every backend."""
 
 from __future__ import annotations
 
@@ -13,11 +18,12 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from model.adain import StyleCode
 from service.errors import ServiceError
 from service.stores import codec
+from service.tenants import LOCAL
 
 log = logging.getLogger("adain.store")
 Timing = Callable[[str, float, bool], None]  # (operation, seconds, succeeded): for /metrics
@@ -33,6 +39,8 @@ class StyleEntry:
     name: str | None = None
     created: float = field(default_factory=time.time)
     thumbnail: bytes | None = None  # presets only: a small JPEG of our own image
+    owner: str = LOCAL  # the tenant that registered it (presets: everyone's)
+    expires: float | None = None  # unix time after which it is gone; None = kept until deleted
 
     @property
     def sort_key(self) -> str:
@@ -41,13 +49,15 @@ class StyleEntry:
 
     def to_bytes(self) -> bytes:
         return codec.encode(self.code, {"id": self.id, "name": self.name, "style_size": self.style_size,
-                                        "created": self.created})
+                                        "created": self.created, "owner": self.owner, "expires": self.expires})
 
     @classmethod
     def from_bytes(cls, blob: bytes) -> StyleEntry:
         code, f = codec.decode(blob)
         try:
-            return cls(str(f["id"]), code, int(f["style_size"]), "uploaded", f.get("name"), float(f["created"]))
+            expires = f.get("expires")
+            return cls(str(f["id"]), code, int(f["style_size"]), "uploaded", f.get("name"), float(f["created"]),
+                       owner=str(f.get("owner") or LOCAL), expires=None if expires is None else float(expires))
         except (KeyError, TypeError, ValueError) as e:
             raise codec.CorruptValue(f"bad fields {f!r}: {e}") from None
 
@@ -66,6 +76,21 @@ class StoreFull(ServiceError):
     def __init__(self, limit: int) -> None:
         super().__init__(f"the style store is full: {limit} styles are registered (ADAIN_MAX_REGISTERED_STYLES); "
                          "delete some (DELETE /styles/{id}) before registering more")
+
+
+class QuotaFull(ServiceError):
+    status = 507
+
+    def __init__(self, tenant: str, limit: int) -> None:
+        super().__init__(f"tenant {tenant!r} has {limit} registered styles, its quota (ADAIN_MAX_STYLES_PER_TENANT or "
+                         "its max_styles in the keys file): delete some (DELETE /styles/{id}) before registering more")
+
+
+def merged(old: StyleEntry, new: StyleEntry) -> StyleEntry:
+    """A registration of a style that exists: the first registration stays (id, time, code),
+    with the new name if one is given, and the longer life (no expiry wins)."""
+    expires = None if old.expires is None or new.expires is None else max(old.expires, new.expires)
+    return replace(old, name=new.name or old.name, expires=expires)
 
 
 def encode_cursor(sort_key: str) -> str:
@@ -103,33 +128,37 @@ class StyleStore(ABC):
             self.timing(op, time.perf_counter() - start, ok)
 
     def entry(self, style_id: str, blob: bytes | None) -> StyleEntry | None:
-        """A stored value as an entry; a corrupt or foreign one is logged and skipped."""
+        """A stored value as an entry; a corrupt or foreign one is logged and skipped, an expired
+        one (not swept yet) is None."""
         if blob is None:
             return None
         try:
-            return StyleEntry.from_bytes(blob)
+            entry = StyleEntry.from_bytes(blob)
         except codec.CorruptValue as e:
             log.warning("style %r: skipping a stored value that is not a style code: %s", style_id, e)
             return None
+        return None if entry.expires is not None and entry.expires <= time.time() else entry
 
     @abstractmethod
-    def add(self, entry: StyleEntry) -> StyleEntry:
-        """Register ``entry``; the same id again keeps the first registration (with a new name if
-        one is given). StoreFull when at capacity."""
+    def add(self, entry: StyleEntry, owner_limit: int) -> StyleEntry:
+        """Register ``entry``; the same id again keeps the first registration (``merged``).
+        StoreFull when the store is at capacity, QuotaFull when the owner has ``owner_limit``."""
 
     @abstractmethod
-    def get(self, style_id: str) -> StyleEntry | None: ...
+    def get(self, style_id: str) -> StyleEntry | None:
+        """The entry, whoever owns it; None when unknown or expired."""
 
     @abstractmethod
     def delete(self, style_id: str) -> bool: ...
 
     @abstractmethod
-    def page(self, after: str | None, limit: int) -> list[tuple[str, StyleEntry | None]]:
-        """Up to ``limit`` (sort key, entry) pairs in registration order after the sort key
-        ``after``; the entry is None for a value that could not be read (logged)."""
+    def page(self, owner: str | None, after: str | None, limit: int) -> list[tuple[str, StyleEntry | None]]:
+        """Up to ``limit`` (sort key, entry) pairs of ``owner``'s styles (everyone's for None) in
+        registration order after the sort key ``after``; the entry is None for a value that could
+        not be read (logged)."""
 
     @abstractmethod
-    def count(self) -> int: ...
+    def count(self, owner: str | None = None) -> int: ...
 
     @abstractmethod
     def ping(self) -> None:

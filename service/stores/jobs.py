@@ -4,7 +4,9 @@ every replica can read them, until they expire.
 A record is JSON (our own fields; never pickle). ``update`` writes only a record that still
 exists, so a DELETE from any replica wins over the worker's next progress report, and the worker
 learns from that report that it should stop. Expiry: a record and its MP4 live ``ttl`` seconds
-after the last write (Redis expires them itself; SQLite records carry the time and are swept)."""
+after the last write (Redis expires them itself; SQLite records carry the time and are swept).
+A job belongs to the tenant that submitted it (records from before tenants: ``local``); who may
+see it is decided by ``service.tenants.may_access``."""
 
 from __future__ import annotations
 
@@ -16,6 +18,8 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
+from service.tenants import LOCAL
+
 log = logging.getLogger("adain.store")
 ACTIVE = ("queued", "running")
 STATES = ACTIVE + ("done", "failed", "cancelled")
@@ -24,7 +28,8 @@ STATES = ACTIVE + ("done", "failed", "cancelled")
 @dataclass
 class VideoJob:
     id: str
-    owner: str  # the replica working on it (its process id and host)
+    tenant: str = LOCAL  # who submitted it: the only one (with admins) who sees it
+    replica: str = ""  # the replica working on it (its host and process id)
     state: str = "queued"
     created: float = 0.0
     updated: float = 0.0  # last heard from its worker: a stale active job has lost it
@@ -57,6 +62,7 @@ class VideoJob:
             return None
         try:
             data = json.loads(text)
+            data.setdefault("replica", data.get("owner", ""))  # the field's name before tenants
             job = cls(**{f.name: data[f.name] for f in fields(cls) if f.name in data})
             if job.id != job_id or job.state not in STATES:
                 raise ValueError(f"id {job.id!r}, state {job.state!r}")

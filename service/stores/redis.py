@@ -1,10 +1,16 @@
 """Registered styles in Redis (``ADAIN_REDIS_URL``), shared by every replica.
 
-Keys: ``adain:style:{id}`` holds the value (service/stores/codec.py); the sorted set
-``adain:styles`` holds every id's sort key (all scores 0, so members order lexically: by
-registration time, then id) for listing and counting. Registration is one Lua script (the
-capacity check, the value and the index change together); deletion one MULTI. Redis itself
-persists with AOF (docker-compose runs it with --appendonly yes).
+Keys: ``adain:style:{id}`` holds the value (service/stores/codec.py), with a Redis expiry when the
+style has one; the sorted sets ``adain:styles`` (every style) and ``adain:styles:of:{tenant}``
+(one tenant's) hold sort keys (all scores 0, so members order lexically: by registration time,
+then id) for listing and counting; ``adain:styles:expiry`` scores ``{tenant}|{sort key}`` by
+expiry time (ms) so the indexes are swept when a value expires. Registration is one Lua script (the
+sweep, the capacity and quota checks, the value and the index changes together); deletion one
+MULTI. The scripts name keys they derive (a tenant's index), so they need one Redis, not a
+cluster. Redis itself persists with AOF (docker-compose runs it with --appendonly yes).
+
+A store written before tenants has no per-tenant indexes: the first call after an upgrade builds
+them from the values (their owner: ``local``) and records ``adain:schema`` = 2.
 
 A Redis that cannot be reached makes every call raise StoreDown within about a second (short
 socket timeouts, one retry so a connection dropped by a Redis restart is remade at once), and
@@ -12,26 +18,57 @@ the next call after Redis is back simply works: redis-py reconnects by itself.""
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Iterator
-from dataclasses import replace
 from pathlib import Path
 
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from service.stores.base import StoreDown, StoreFull, StyleEntry, StyleStore, Timing
+from service.stores.base import QuotaFull, StoreDown, StoreFull, StyleEntry, StyleStore, Timing, merged
 from service.stores.jobs import JobStore, VideoJob
 
 PREFIX = "adain:"
-# KEYS: value key, index; ARGV: index member, value, capacity. 1 = added, 0 = already there, -1 = full
-ADD = """
+SCHEMA = 2
+# the indexes' members whose value expired before ``now`` (unix ms), removed
+SWEEP = """
+local function sweep(index, expiry, now, prefix)
+  local gone = redis.call('ZRANGEBYSCORE', expiry, '-inf', now)
+  for _, m in ipairs(gone) do
+    local bar = string.find(m, '|', 1, true)
+    local sk = string.sub(m, bar + 1)
+    redis.call('ZREM', index, sk)
+    redis.call('ZREM', prefix .. 'styles:of:' .. string.sub(m, 1, bar - 1), sk)
+    redis.call('DEL', prefix .. 'style:' .. string.sub(sk, string.find(sk, ':', 1, true) + 1))
+  end
+  redis.call('ZREMRANGEBYSCORE', expiry, '-inf', now)
+  return #gone
+end
+"""
+# KEYS: value key, index, tenant's index, expiry set; ARGV: now (ms), prefix, sort key, value, capacity,
+# tenant's quota, expiry in ms ('' = none), expiry member. 1 = added, 0 = already there, -1 = full,
+# -2 = the tenant's quota is full
+ADD = SWEEP + """
+sweep(KEYS[2], KEYS[4], ARGV[1], ARGV[2])
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-if redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[3]) then return -1 end
-redis.call('SET', KEYS[1], ARGV[2])
-redis.call('ZADD', KEYS[2], 0, ARGV[1])
+if redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[5]) then return -1 end
+if redis.call('ZCARD', KEYS[3]) >= tonumber(ARGV[6]) then return -2 end
+redis.call('SET', KEYS[1], ARGV[4])
+if ARGV[7] ~= '' then
+  redis.call('PEXPIREAT', KEYS[1], ARGV[7])
+  redis.call('ZADD', KEYS[4], ARGV[7], ARGV[8])
+end
+redis.call('ZADD', KEYS[2], 0, ARGV[3])
+redis.call('ZADD', KEYS[3], 0, ARGV[3])
 return 1
 """
+CLEAN = SWEEP + "return sweep(KEYS[1], KEYS[2], ARGV[1], ARGV[2])"
+
+
+def ms(t: float) -> int:
+    return int(t * 1000)
 
 
 def call(fn):
@@ -53,31 +90,71 @@ class RedisStyles(StyleStore):
     def __init__(self, url: str, capacity: int, timing: Timing | None = None) -> None:
         super().__init__(capacity, timing)
         self.client = connect(url)
-        self.index = PREFIX + "styles"
+        self.index, self.expiry = PREFIX + "styles", PREFIX + "styles:expiry"
         self._add = self.client.register_script(ADD)
+        self._clean = self.client.register_script(CLEAN)
+        self._upgraded = threading.Event()
 
     def key(self, style_id: str) -> str:
         return f"{PREFIX}style:{style_id}"
 
+    def owner_index(self, owner: str) -> str:
+        return f"{PREFIX}styles:of:{owner}"
+
     def _call(self, op: str, fn):
         with self.timed(op):
+            if not self._upgraded.is_set():
+                call(self._upgrade)
             return call(fn)
 
-    def add(self, entry: StyleEntry) -> StyleEntry:
-        result = self._call("add", lambda: self._add(keys=[self.key(entry.id), self.index],
-                                                      args=[entry.sort_key, entry.to_bytes(), self.capacity]))
-        if result == -1:
-            raise StoreFull(self.capacity)
-        if result == 0:
+    def _upgrade(self) -> None:
+        """Per-tenant indexes for a store written before tenants (idempotent: replicas may race)."""
+        if int(self.client.get(PREFIX + "schema") or 1) < SCHEMA:
+            after = "-"
+            while keys := [m.decode() for m in self.client.zrangebylex(self.index, after, "+", start=0, num=500)]:
+                ids = [k.split(":", 1)[1] for k in keys]
+                pipe = self.client.pipeline(transaction=False)
+                for k, i, v in zip(keys, ids, self.client.mget([self.key(i) for i in ids])):
+                    entry = self.entry(i, v)
+                    if entry is not None:
+                        pipe.zadd(self.owner_index(entry.owner), {k: 0})
+                pipe.execute()
+                after = f"({keys[-1]}"
+            self.client.set(PREFIX + "schema", SCHEMA)
+        self._upgraded.set()
+
+    def add(self, entry: StyleEntry, owner_limit: int) -> StyleEntry:
+        while True:
+            result = self._call("add", lambda: self._add(
+                keys=[self.key(entry.id), self.index, self.owner_index(entry.owner), self.expiry],
+                args=[ms(time.time()), PREFIX, entry.sort_key, entry.to_bytes(), self.capacity, owner_limit,
+                      "" if entry.expires is None else ms(entry.expires), self._member(entry)]))
+            if result == -1:
+                raise StoreFull(self.capacity)
+            if result == -2:
+                raise QuotaFull(entry.owner, owner_limit)
+            if result == 1:
+                return entry
             old = self.get(entry.id)
-            if old is None:  # deleted meanwhile, or unreadable: register afresh
-                self.delete(entry.id)
-                return self.add(entry)
-            if entry.name and entry.name != old.name:
-                old = replace(old, name=entry.name)
-                self._call("add", lambda: self.client.set(self.key(old.id), old.to_bytes(), xx=True))
-            return old
-        return entry
+            if old is not None:
+                new = merged(old, entry)
+                if new != old:
+                    self._call("add", lambda: self._rewrite(new))
+                return new
+            self.delete(entry.id)  # expired or unreadable meanwhile: register afresh
+
+    def _member(self, entry: StyleEntry) -> str:
+        return f"{entry.owner}|{entry.sort_key}"
+
+    def _rewrite(self, entry: StyleEntry) -> None:
+        pipe = self.client.pipeline(transaction=True)
+        pipe.set(self.key(entry.id), entry.to_bytes(), xx=True)
+        if entry.expires is None:
+            pipe.zrem(self.expiry, self._member(entry))
+        else:
+            pipe.pexpireat(self.key(entry.id), ms(entry.expires))
+            pipe.zadd(self.expiry, {self._member(entry): ms(entry.expires)})
+        pipe.execute()
 
     def get(self, style_id: str) -> StyleEntry | None:
         return self.entry(style_id, self._call("get", lambda: self.client.get(self.key(style_id))))
@@ -89,13 +166,18 @@ class RedisStyles(StyleStore):
             pipe.delete(self.key(style_id))
             if entry is not None:
                 pipe.zrem(self.index, entry.sort_key)
+                pipe.zrem(self.owner_index(entry.owner), entry.sort_key)
+                pipe.zrem(self.expiry, self._member(entry))
             return bool(pipe.execute()[0])
 
         return self._call("delete", run)
 
-    def page(self, after: str | None, limit: int) -> list[tuple[str, StyleEntry | None]]:
+    def page(self, owner: str | None, after: str | None, limit: int) -> list[tuple[str, StyleEntry | None]]:
+        index = self.index if owner is None else self.owner_index(owner)
+
         def run() -> list[tuple[str, StyleEntry | None]]:
-            keys = [m.decode() for m in self.client.zrangebylex(self.index, f"({after}" if after else "-", "+",
+            self._clean(keys=[self.index, self.expiry], args=[ms(time.time()), PREFIX])
+            keys = [m.decode() for m in self.client.zrangebylex(index, f"({after}" if after else "-", "+",
                                                                  start=0, num=limit)]
             ids = [k.split(":", 1)[1] for k in keys]
             values = self.client.mget([self.key(i) for i in ids]) if ids else []
@@ -103,8 +185,14 @@ class RedisStyles(StyleStore):
 
         return self._call("list", run)
 
-    def count(self) -> int:
-        return int(self._call("count", lambda: self.client.zcard(self.index)))
+    def count(self, owner: str | None = None) -> int:
+        index = self.index if owner is None else self.owner_index(owner)
+
+        def run() -> int:
+            self._clean(keys=[self.index, self.expiry], args=[ms(time.time()), PREFIX])
+            return int(self.client.zcard(index))
+
+        return self._call("count", run)
 
     def ping(self) -> None:
         self._call("ping", self.client.ping)

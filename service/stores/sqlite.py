@@ -10,10 +10,9 @@ from __future__ import annotations
 import sqlite3
 import threading
 from collections.abc import Iterator
-from dataclasses import replace
 from pathlib import Path
 
-from service.stores.base import StoreDown, StoreFull, StyleEntry, StyleStore, Timing
+from service.stores.base import QuotaFull, StoreDown, StoreFull, StyleEntry, StyleStore, Timing, merged
 from service.stores.jobs import JobStore, VideoJob, now
 
 CHUNK = 256 * 1024
@@ -21,8 +20,15 @@ CHUNK = 256 * 1024
 SCHEMA = """CREATE TABLE IF NOT EXISTS styles (
     id TEXT PRIMARY KEY,
     sort_key TEXT NOT NULL UNIQUE,   -- registration order (StyleEntry.sort_key)
-    value BLOB NOT NULL              -- service/stores/codec.py, version 1
+    value BLOB NOT NULL,             -- service/stores/codec.py, version 1
+    owner TEXT NOT NULL DEFAULT 'local',  -- the tenant (rows from before tenants: local)
+    expires REAL                     -- unix time after which the style is gone; NULL = never
 )"""
+# a file written before tenants has the first three columns only: they are added, rows kept
+UPGRADE = {"owner": "ALTER TABLE styles ADD COLUMN owner TEXT NOT NULL DEFAULT 'local'",
+           "expires": "ALTER TABLE styles ADD COLUMN expires REAL"}
+INDEXES = ("CREATE INDEX IF NOT EXISTS styles_by_owner ON styles (owner, sort_key)",
+           "CREATE INDEX IF NOT EXISTS styles_by_expiry ON styles (expires) WHERE expires IS NOT NULL")
 
 
 class SQLiteFile:
@@ -45,10 +51,14 @@ class SQLiteFile:
                 db.execute("PRAGMA journal_mode=WAL")
                 db.execute("PRAGMA synchronous=FULL")
                 db.execute(self.schema)
+                self.upgrade(db)
             except (OSError, sqlite3.Error) as e:
                 raise StoreDown(f"sqlite at {self.path}: {e}") from None
             self._conn = db
         return self._conn
+
+    def upgrade(self, db: sqlite3.Connection) -> None:
+        """Bring a file written by an older version up to this schema, keeping its rows."""
 
     def _execute(self, sql: str, args: tuple = ()) -> tuple[list[tuple], int]:
         """(rows, rowcount), both read under the lock: the connection is shared by threads, and a
@@ -75,31 +85,41 @@ class SQLiteStyles(SQLiteFile, StyleStore):
         StyleStore.__init__(self, capacity, timing)
         SQLiteFile.__init__(self, path)
 
+    def upgrade(self, db: sqlite3.Connection) -> None:
+        columns = {row[1] for row in db.execute("PRAGMA table_info(styles)")}
+        for column, sql in UPGRADE.items():
+            if column not in columns:
+                db.execute(sql)
+        for sql in INDEXES:
+            db.execute(sql)
+
     def _run(self, op: str, sql: str, args: tuple = ()) -> list[tuple]:
         with self.timed(op):
             return self._execute(sql, args)[0]
 
-    def add(self, entry: StyleEntry) -> StyleEntry:
+    def add(self, entry: StyleEntry, owner_limit: int) -> StyleEntry:
         with self.timed("add"), self._lock:
             try:
-                self._db.execute("BEGIN IMMEDIATE")  # the count and the insert as one
+                db = self._db
+                db.execute("BEGIN IMMEDIATE")  # the sweep, the counts and the insert as one
                 try:
-                    row = self._db.execute("SELECT value FROM styles WHERE id = ?", (entry.id,)).fetchone()
+                    db.execute("DELETE FROM styles WHERE expires <= ?", (now(),))
+                    row = db.execute("SELECT value FROM styles WHERE id = ?", (entry.id,)).fetchone()
                     old = self.entry(entry.id, row[0]) if row else None
                     if old is not None:
-                        if entry.name and entry.name != old.name:
-                            old = replace(old, name=entry.name)
-                            self._db.execute("UPDATE styles SET value = ? WHERE id = ?", (old.to_bytes(), old.id))
-                        self._db.execute("COMMIT")
-                        return old
-                    if self._db.execute("SELECT COUNT(*) FROM styles").fetchone()[0] >= self.capacity:
+                        entry = merged(old, entry)
+                    elif db.execute("SELECT COUNT(*) FROM styles").fetchone()[0] >= self.capacity:
                         raise StoreFull(self.capacity)
-                    self._db.execute("INSERT OR REPLACE INTO styles (id, sort_key, value) VALUES (?, ?, ?)",
-                                     (entry.id, entry.sort_key, entry.to_bytes()))
-                    self._db.execute("COMMIT")
+                    elif db.execute("SELECT COUNT(*) FROM styles WHERE owner = ?",
+                                    (entry.owner,)).fetchone()[0] >= owner_limit:
+                        raise QuotaFull(entry.owner, owner_limit)
+                    db.execute("INSERT OR REPLACE INTO styles (id, sort_key, value, owner, expires) "
+                               "VALUES (?, ?, ?, ?, ?)",
+                               (entry.id, entry.sort_key, entry.to_bytes(), entry.owner, entry.expires))
+                    db.execute("COMMIT")
                     return entry
                 except BaseException:
-                    self._db.execute("ROLLBACK")
+                    db.execute("ROLLBACK")
                     raise
             except sqlite3.OperationalError as e:
                 raise StoreDown(f"sqlite: {e}") from None
@@ -112,13 +132,22 @@ class SQLiteStyles(SQLiteFile, StyleStore):
         with self.timed("delete"):
             return self._execute("DELETE FROM styles WHERE id = ?", (style_id,))[1] > 0
 
-    def page(self, after: str | None, limit: int) -> list[tuple[str, StyleEntry | None]]:
-        rows = self._run("list", "SELECT sort_key, id, value FROM styles WHERE sort_key > ? ORDER BY sort_key "
-                         "LIMIT ?", (after or "", limit))
+    def page(self, owner: str | None, after: str | None, limit: int) -> list[tuple[str, StyleEntry | None]]:
+        self.sweep()
+        mine, args = ("AND owner = ? ", (owner,)) if owner is not None else ("", ())
+        rows = self._run("list", f"SELECT sort_key, id, value FROM styles WHERE sort_key > ? {mine}"
+                         "ORDER BY sort_key LIMIT ?", (after or "", *args, limit))
         return [(key, self.entry(i, v)) for key, i, v in rows]
 
-    def count(self) -> int:
-        return self._run("count", "SELECT COUNT(*) FROM styles")[0][0]
+    def count(self, owner: str | None = None) -> int:
+        self.sweep()
+        if owner is None:
+            return self._run("count", "SELECT COUNT(*) FROM styles")[0][0]
+        return self._run("count", "SELECT COUNT(*) FROM styles WHERE owner = ?", (owner,))[0][0]
+
+    def sweep(self) -> int:
+        """Delete expired styles; how many."""
+        return self._execute("DELETE FROM styles WHERE expires <= ?", (now(),))[1]
 
     def ping(self) -> None:
         self._run("ping", "SELECT 1")

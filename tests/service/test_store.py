@@ -1,11 +1,15 @@
 """The style stores, SQLite and a real redis-server, held to the same promises: durable,
-atomic under a quota, paged in registration order, and a damaged value skipped, never executed."""
+atomic under a quota, paged in registration order, per owner, expired when asked, upgraded from
+the previous version's data without loss, and a damaged value skipped, never executed."""
 
 from __future__ import annotations
 
+import json
 import pickle
 import sqlite3
 import threading
+import time
+from dataclasses import replace
 
 import pytest
 import torch
@@ -14,7 +18,9 @@ from redisproc import run_redis
 from model.adain import StyleCode
 from service.stores import StoreFull, StyleEntry
 from service.stores import codec
+from service.stores.base import QuotaFull
 from service.stores.sqlite import SQLiteStyles
+from service.tenants import LOCAL
 
 
 def code(seed: int, colors: bool = True) -> StyleCode:
@@ -58,13 +64,13 @@ def test_the_format_round_trips_and_refuses_anything_else():
 def test_add_get_delete_and_the_same_id_again(make_store):
     store = make_store()
     assert store.get("id001") is None and store.count() == 0
-    first = store.add(entry(1, "first"))
+    first = store.add(entry(1, "first"), 100)
     got = store.get("id001")
     assert got is not None and got.name == "first" and got.style_size == 512 and got.created == first.created
     assert torch.equal(got.code.mean, first.code.mean) and torch.equal(got.code.rgb_cov, first.code.rgb_cov)
-    again = store.add(entry(1, "renamed", created=9_999.0))  # same bytes registered again
+    again = store.add(entry(1, "renamed", created=9_999.0), 100)  # same bytes registered again
     assert again.name == "renamed" and again.created == first.created and store.count() == 1
-    assert store.add(entry(1)).name == "renamed"  # no name: the old one stays
+    assert store.add(entry(1), 100).name == "renamed"  # no name: the old one stays
     assert store.delete("id001") and not store.delete("id001") and store.get("id001") is None
     assert store.count() == 0
 
@@ -72,14 +78,14 @@ def test_add_get_delete_and_the_same_id_again(make_store):
 def test_a_full_store_refuses_and_keeps_everything(make_store):
     store = make_store(capacity=3)
     for i in range(3):
-        store.add(entry(i))
+        store.add(entry(i), 100)
     with pytest.raises(StoreFull) as e:
-        store.add(entry(3))
+        store.add(entry(3), 100)
     assert e.value.status == 507 and "ADAIN_MAX_REGISTERED_STYLES" in e.value.detail
     assert store.count() == 3 and all(store.get(f"id{i:03d}") for i in range(3))
-    store.add(entry(1, "again"))  # re-registering one it holds is not a new style
+    store.add(entry(1, "again"), 100)  # re-registering one it holds is not a new style
     store.delete("id000")
-    store.add(entry(3))
+    store.add(entry(3), 100)
     assert store.count() == 3
 
 
@@ -89,7 +95,7 @@ def test_concurrent_registrations_never_pass_the_quota(make_store):
 
     def add(i: int) -> None:
         try:
-            store.add(entry(i))
+            store.add(entry(i), 100)
         except StoreFull as e:
             errors.append(e)
 
@@ -104,18 +110,18 @@ def test_concurrent_registrations_never_pass_the_quota(make_store):
 def test_pages_in_registration_order(make_store):
     store = make_store()
     for i in (5, 1, 3, 2, 4):  # created 1000 + i: registration order is 1..5
-        store.add(entry(i))
-    rows = store.page(None, 2)
+        store.add(entry(i), 100)
+    rows = store.page(None, None, 2)
     assert [e.id for _, e in rows] == ["id001", "id002"]
-    rows = store.page(rows[-1][0], 10)
+    rows = store.page(None, rows[-1][0], 10)
     assert [e.id for _, e in rows] == ["id003", "id004", "id005"]
-    assert store.page(rows[-1][0], 10) == []
+    assert store.page(None, rows[-1][0], 10) == []
 
 
 def test_a_damaged_value_is_reported_and_skipped(make_store, tmp_path, caplog):
     store = make_store()
-    store.add(entry(1))
-    store.add(entry(2))
+    store.add(entry(1), 100)
+    store.add(entry(2), 100)
     evil = pickle.dumps(object())
     if store.backend == "sqlite":
         db = sqlite3.connect(tmp_path / "styles.sqlite3")
@@ -124,12 +130,75 @@ def test_a_damaged_value_is_reported_and_skipped(make_store, tmp_path, caplog):
     else:
         store.client.set(store.key("id001"), evil)
     assert store.get("id001") is None and store.get("id002") is not None
-    assert [e.id if e else None for _, e in store.page(None, 10)] == [None, "id002"]
+    assert [e.id if e else None for _, e in store.page(None, None, 10)] == [None, "id002"]
     assert "not a style code" in caplog.text
 
 
+def test_styles_are_their_owners_and_each_owner_has_a_quota(make_store):
+    store = make_store(capacity=10)
+    for i in range(3):
+        store.add(replace(entry(i), owner="a"), 3)
+    store.add(replace(entry(5), owner="b"), 3)
+    with pytest.raises(QuotaFull) as e:
+        store.add(replace(entry(4), owner="a"), 3)
+    assert e.value.status == 507 and "'a'" in e.value.detail
+    store.add(replace(entry(1), owner="a", name="again"), 3)  # one it holds is not a new style
+    assert store.count("a") == 3 and store.count("b") == 1 and store.count() == 4
+    assert [e.id for _, e in store.page("b", None, 10)] == ["id005"]
+    assert [e.id for _, e in store.page("a", None, 10)] == ["id000", "id001", "id002"]
+    assert len(store.page(None, None, 10)) == 4 and store.get("id005").owner == "b"
+    assert store.delete("id000") and store.count("a") == 2
+    store.add(replace(entry(4), owner="a"), 3)
+
+
+def test_a_style_with_a_ttl_is_gone_after_it_everywhere(make_store):
+    store = make_store(capacity=3)
+    soon, later = time.time() + 1.0, time.time() + 3600
+    store.add(replace(entry(1), owner="a", expires=soon), 10)
+    store.add(replace(entry(2), owner="a", expires=soon), 10)
+    store.add(replace(entry(2), owner="a", expires=later), 10)  # registered again: the longer life
+    store.add(replace(entry(3), owner="a"), 10)
+    assert store.get("id001").expires == soon and store.get("id002").expires == later
+    store.add(replace(entry(3), owner="a", expires=soon), 10)  # never shortened: still no expiry
+    assert store.get("id003").expires is None
+    time.sleep(1.2)
+    assert store.get("id001") is None and store.get("id002") is not None
+    assert [e.id for _, e in store.page("a", None, 10)] == ["id002", "id003"]
+    assert store.count() == 2 and store.count("a") == 2
+    store.add(replace(entry(4), owner="a"), 10)  # the expired one's place is free again (capacity 3)
+
+
+def test_stores_written_before_tenants_keep_their_styles(make_store, tmp_path):
+    """Values and indexes exactly as the previous version wrote them: after the upgrade every
+    style is still there, owned by the local tenant, and the store works on."""
+    old = [entry(i, f"old {i}") for i in range(3)]
+    fields = [{"id": e.id, "name": e.name, "style_size": e.style_size, "created": e.created} for e in old]
+    blobs = [codec.encode(e.code, f) for e, f in zip(old, fields)]
+    probe = make_store()
+    if probe.backend == "sqlite":
+        probe.close()
+        (tmp_path / "styles.sqlite3").unlink(missing_ok=True)  # opened lazily: nothing written yet
+        db = sqlite3.connect(tmp_path / "styles.sqlite3")
+        db.execute("CREATE TABLE styles (id TEXT PRIMARY KEY, sort_key TEXT NOT NULL UNIQUE, value BLOB NOT NULL)")
+        db.executemany("INSERT INTO styles VALUES (?, ?, ?)", [(e.id, e.sort_key, b) for e, b in zip(old, blobs)])
+        db.commit()
+        db.close()
+    else:
+        probe.client.flushall()
+        for e, b in zip(old, blobs):
+            probe.client.set(f"adain:style:{e.id}", b)
+            probe.client.zadd("adain:styles", {e.sort_key: 0})
+    store = make_store()
+    assert [(e.id, e.name, e.owner) for _, e in store.page(LOCAL, None, 10)] == \
+        [(e.id, e.name, LOCAL) for e in old]
+    assert store.count() == 3 and store.count(LOCAL) == 3 and store.get("id001").owner == LOCAL
+    assert torch.equal(store.get("id002").code.mean, old[2].code.mean)
+    store.add(replace(entry(9), owner="b"), 10)
+    assert store.delete("id000") and store.count(LOCAL) == 2 and store.count() == 3
+
+
 def test_sqlite_keeps_what_was_committed_across_reopening(tmp_path):
-    SQLiteStyles(tmp_path / "s.sqlite3", 10).add(entry(7, "kept"))
+    SQLiteStyles(tmp_path / "s.sqlite3", 10).add(entry(7, "kept"), 10)
     assert SQLiteStyles(tmp_path / "s.sqlite3", 10).get("id007").name == "kept"
 
 
@@ -151,7 +220,7 @@ def test_job_records_and_results(make_jobs):
     from service.stores import VideoJob
 
     store = make_jobs()
-    job = VideoJob("j1", "host:1", frames_total=10)
+    job = VideoJob("j1", replica="host:1", frames_total=10)
     store.put(job)
     assert store.get("j1") == job
     job.frames_done = 4
@@ -173,12 +242,12 @@ def test_job_records_expire_with_their_results(make_jobs):
     from service.stores import VideoJob
 
     store = make_jobs(ttl=1)
-    store.put(VideoJob("old", "host:1", "done"))
+    store.put(VideoJob("old", replica="host:1", state="done"))
     path = store.work_path("old", ".mp4.part")
     path.write_bytes(b"mp4")
     store.keep_result("old", path)
     time.sleep(1.3)
-    assert store.get("old") is None and not store.update(VideoJob("old", "host:1", "done"))
+    assert store.get("old") is None and not store.update(VideoJob("old", replica="host:1", state="done"))
     store.sweep()
     assert store.result_size("old") is None
 
@@ -190,3 +259,16 @@ def test_a_damaged_job_record_is_skipped(make_jobs, caplog):
     else:
         store.client.set(store.key("bad"), pickle.dumps({"id": "bad"}))
     assert store.get("bad") is None and "not a job record" in caplog.text
+
+
+def test_job_records_from_before_tenants_belong_to_the_local_tenant(make_jobs):
+    old = json.dumps({"id": "j0", "owner": "host:1", "state": "done", "created": 1.0, "updated": 2.0,
+                      "frames_done": 8, "frames_total": 8, "rate": 4.0, "width": 64, "height": 48, "fps": 8.0,
+                      "seconds": 1.0, "audio": False, "error": None, "result_bytes": 1234})
+    store = make_jobs()
+    if store.backend == "sqlite":
+        store._execute("INSERT INTO jobs VALUES ('j0', ?, 1e12)", (old,))
+    else:
+        store.client.set(store.key("j0"), old)
+    job = store.get("j0")
+    assert (job.tenant, job.replica, job.state, job.result_bytes) == (LOCAL, "host:1", "done", 1234)

@@ -124,7 +124,8 @@ def test_finished_jobs_expire_with_their_results(make_client):
 def test_a_job_whose_worker_died_is_reported_failed(client):
     store = client.app.state.engine.videos.store
     now = time.time()
-    store.put(VideoJob("lost-job", "another-host:123", "running", now - 300, now - 120, 10, 100))
+    store.put(VideoJob("lost-job", replica="another-host:123", state="running", created=now - 300, updated=now - 120,
+                       frames_done=10, frames_total=100))
     s = client.get("/videos/lost-job").json()
     assert s["state"] == "failed" and "stopped" in s["error"]
     assert client.get("/videos/lost-job").json()["state"] == "failed"  # recorded, not just said once
