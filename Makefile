@@ -52,7 +52,7 @@ bench: $(STAMP)
 	$(RUN_ENV) $(PY) bench/perf.py
 	$(PY) bench/train_speed.py
 
-# overload: 60 s of 32 clients flooding a real server; exits 1 if anything but 200/503 comes back
+# overload: 60 s of 32 clients flooding a real server; exits 1 if anything but 200/429/503 comes back
 load: $(STAMP)
 	$(RUN_ENV) $(PY) bench/load.py $(ARGS)
 

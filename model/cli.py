@@ -156,7 +156,8 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="adain", description="AdaIN arbitrary style transfer")
+    p = argparse.ArgumentParser(prog="adain", description="AdaIN arbitrary style transfer",
+                                epilog="adain keys add|list: the HTTP service's API keys (adain keys -h)")
     sub = p.add_subparsers(dest="command", required=True)
 
     s = sub.add_parser("stylize", help="stylize a content image (or every content x style pair of two folders)")

@@ -46,11 +46,12 @@ header_key = HeaderKey(name="X-API-Key", auto_error=False, scheme_name="APIKeyHe
                        description=api_key_header.model.description)
 
 
-def current_caller(conn: HTTPConnection, engine: Annotated[Engine, Depends(get_engine)],
-                   key: Annotated[str | None, Depends(header_key)] = None) -> Caller:
-    """Who is calling (401 for a missing or wrong key), counted against its rate (429)."""
+async def current_caller(conn: HTTPConnection, engine: Annotated[Engine, Depends(get_engine)],
+                         key: Annotated[str | None, Depends(header_key)] = None) -> Caller:
+    """Who is calling (401 for a missing or wrong key), counted against its rate (429). Async, so
+    the tenant it sets for the log lines stays with the request's task."""
     caller = engine.caller(key)
-    engine.admit(caller, conn.scope.setdefault("state", {}))
+    await engine.admit(caller, conn.scope.setdefault("state", {}))
     return caller
 
 

@@ -156,12 +156,12 @@ class Engine:
                                headers={"WWW-Authenticate": "X-API-Key"})
         return caller
 
-    def admit(self, caller: Caller, state: MutableMapping) -> None:
+    async def admit(self, caller: Caller, state: MutableMapping) -> None:
         """Count a request (or stream) against ``caller``'s rate: 429 over it. The tenant and the
         rate-limit headers go into the request's state for the metrics and every response."""
         context.tenant.set(caller.tenant)
         state["tenant"] = caller.tenant
-        verdict = self.rates.hit(caller)
+        verdict = await asyncio.to_thread(self.rates.hit, caller) if self.rates.remote else self.rates.hit(caller)
         if verdict is None:
             return
         state["rate_headers"] = verdict.headers()
@@ -257,11 +257,8 @@ class Engine:
     def open_stream(self, caller: Caller) -> Iterator[None]:
         """Hold one of the replica's and the tenant's stream places while the stream is open;
         Busy / TooManyRequests when there is none."""
-        total, mine = sum(self.streams.values()), self.streams.get(caller.tenant, 0)
-        if not self.ready:
-            raise Busy("the model is still loading; try again shortly")
-        if total >= self.settings.max_streams:
-            raise Busy(f"{total} live streams are open, the most this server takes; try again shortly")
+        self.check_stream_room()
+        mine = self.streams.get(caller.tenant, 0)
         if mine >= caller.limits.max_streams:
             raise TooManyRequests(f"tenant {caller.tenant!r} already has {mine} live streams open on this server, "
                                   "its limit; close one first")
@@ -270,6 +267,15 @@ class Engine:
             yield
         finally:
             self.streams[caller.tenant] -= 1
+
+    def check_stream_room(self) -> None:
+        """Busy unless the model is ready and the replica has a stream place free (checked when a
+        stream connects, before it has said who it is, and again when it takes its place)."""
+        if not self.ready:
+            raise Busy("the model is still loading; try again shortly")
+        total = sum(self.streams.values())
+        if total >= self.settings.max_streams:
+            raise Busy(f"{total} live streams are open, the most this server takes; try again shortly")
 
     def stream_frames(self, caller: Caller, settings: LiveSettings) -> Frames:
         """A stream's settings made ready to render frames (styles looked up as ``caller``)."""

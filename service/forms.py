@@ -117,6 +117,7 @@ class VideoForm(StyleFields):
 
 
 MAX_TTL = 10 * 365 * 86400.0  # s: ten years, as good as no expiry
+Ttl = Annotated[float | None, WithJsonSchema({"type": "number", "exclusiveMinimum": 0, "maximum": MAX_TTL})]
 
 
 class StyleForm(BaseModel):
@@ -127,7 +128,7 @@ class StyleForm(BaseModel):
     style: File = Field(description="the style image (painting, texture ...)")
     name: Name = Field(None, max_length=100, description="a label for listings", examples=["my watercolour"])
     style_size: Side = Field(None, description="shorter side in px to encode at, 0 = keep; default 512", examples=[512])
-    ttl: float | None = Field(None, gt=0, le=MAX_TTL, description="seconds until the style is deleted by itself; "
+    ttl: Ttl = Field(None, gt=0, le=MAX_TTL, description="seconds until the style is deleted by itself; "
                               "default: kept until DELETE. Registering the same image again never shortens it",
                               examples=[604800])
 

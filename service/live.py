@@ -68,6 +68,11 @@ class Stream:
         """Serve the connection until it closes; refused (1013) when the server is loading or has
         no stream place left for this tenant."""
         await self.ws.accept()
+        try:
+            self.engine.check_stream_room()  # no place for anyone: said at once, before any settings
+        except Busy as e:
+            await self.close(TRY_AGAIN_LATER, e.detail)
+            return
         if self.given is not None and not await self._enter(self.given):
             return
         worker = status = None
@@ -86,7 +91,7 @@ class Stream:
     async def _enter(self, caller: Caller) -> bool:
         """Count the stream against the caller's rate and take its places; False (closed) if not."""
         try:
-            self.engine.admit(caller, self.ws.scope.setdefault("state", {}))
+            await self.engine.admit(caller, self.ws.scope.setdefault("state", {}))
             self.places.enter_context(self.engine.open_stream(caller))
         except (Busy, TooManyRequests) as e:
             await self.close(TRY_AGAIN_LATER, e.detail)

@@ -21,6 +21,7 @@ from limits.strategies import MovingWindowRateLimiter
 from service.tenants import Caller
 
 log = logging.getLogger("adain.ratelimit")
+RETRY_AFTER_ERROR = 5.0  # s without rate checks after their store failed
 
 
 @dataclass(frozen=True)
@@ -50,15 +51,17 @@ class RateLimiter:
         else:
             storage = MemoryStorage()
         self.storage = storage
+        self.remote = bool(redis_url)  # a network call: the caller keeps it off the event loop
         self.limiter = MovingWindowRateLimiter(storage)
         self.on_error = on_error or (lambda: None)
         self._last_logged = 0.0
+        self._down_until = 0.0
 
     def hit(self, caller: Caller) -> Verdict | None:
         """Count one request of ``caller``; None when the tenant has no limit (or the counters
         cannot be reached). Every window is checked and the tightest one reported."""
         items = parse(caller.limits.rate_limit)
-        if not items:
+        if not items or time.monotonic() < self._down_until:
             return None
         try:
             for item in items:
@@ -67,6 +70,7 @@ class RateLimiter:
             return min((self._verdict(True, item, caller.tenant) for item in items), key=lambda v: v.remaining)
         except Exception as e:  # noqa: BLE001 - any storage failure: fail open, never a 500
             self.on_error()
+            self._down_until = time.monotonic() + RETRY_AFTER_ERROR
             if time.monotonic() - self._last_logged > 60:
                 self._last_logged = time.monotonic()
                 log.warning("rate limits not enforced: their store is unreachable (%s: %s)", type(e).__name__, e)

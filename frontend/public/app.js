@@ -148,7 +148,7 @@ function renderChosen() {
 }
 
 function syncGallery() {
-  for (const b of $("gallery").querySelectorAll("button")) {
+  for (const b of document.querySelectorAll("#gallery button, #my-styles button[data-id]")) {
     b.setAttribute("aria-pressed", String(state.styles.some((s) => s.id === b.dataset.id && !s.file)));
   }
 }
@@ -203,10 +203,36 @@ async function register(style) {
   const form = new FormData();
   form.append("style", style.file);
   form.append("name", style.name.slice(0, 100));
+  // kept for a while, not for good: the page's uploads never fill the server's store
+  if (limits.page_style_ttl) form.append("ttl", String(limits.page_style_ttl));
   try {
     const r = await fetch("styles", { method: "POST", body: form, headers: authHeaders() });
-    if (r.ok) style.id = (await r.json()).id;
+    if (r.ok) {
+      style.id = (await r.json()).id;
+      loadMyStyles();
+    }
   } catch { /* the file is sent with each request instead */ }
+}
+
+// A style tile that toggles the style in the chosen list (presets and my styles alike).
+function styleTile(s, thumb) {
+  const b = document.createElement("button");
+  b.type = "button";
+  b.dataset.id = s.id;
+  b.setAttribute("aria-pressed", "false");
+  const img = document.createElement("img");
+  img.src = thumb;
+  img.alt = "";
+  const caption = document.createElement("span");
+  caption.className = "caption";
+  caption.textContent = s.name || s.id;
+  b.append(img, caption);
+  b.onclick = () => {
+    const i = state.styles.findIndex((x) => x.id === s.id && !x.file);
+    if (i >= 0) { state.styles.splice(i, 1); stylesChanged(); }
+    else addStyle({ id: s.id, name: s.name || s.id, thumb: img.src });
+  };
+  return b;
 }
 
 async function loadGallery() {
@@ -216,26 +242,43 @@ async function loadGallery() {
     const { styles } = await r.json();
     for (const s of styles.filter((x) => x.kind === "preset")) {
       const li = document.createElement("li");
-      const b = document.createElement("button");
-      b.type = "button";
-      b.dataset.id = s.id;
-      b.setAttribute("aria-pressed", "false");
-      const img = document.createElement("img");
-      img.src = s.thumbnail_url ? s.thumbnail_url.replace(/^\//, "") : "favicon.svg";
-      img.alt = "";
-      const caption = document.createElement("span");
-      caption.className = "caption";
-      caption.textContent = s.name || s.id;
-      b.append(img, caption);
-      b.onclick = () => {
-        const i = state.styles.findIndex((x) => x.id === s.id && !x.file);
-        if (i >= 0) { state.styles.splice(i, 1); stylesChanged(); }
-        else addStyle({ id: s.id, name: s.name || s.id, thumb: img.src });
-      };
-      li.append(b);
+      li.append(styleTile(s, s.thumbnail_url ? s.thumbnail_url.replace(/^\//, "") : "favicon.svg"));
       $("gallery").append(li);
     }
   } catch { /* no gallery: uploads still work */ }
+}
+
+// "My styles": the styles this key registered (uploads on this page are kept for page_style_ttl).
+// The server keeps no image of them, so a tile shows this tab's copy when it has one.
+async function loadMyStyles() {
+  const list = $("my-styles");
+  let mine = [];
+  try {
+    const r = await fetch("styles?limit=500", { headers: authHeaders() });
+    if (r.ok) mine = (await r.json()).styles.filter((x) => x.kind === "uploaded");
+  } catch { /* shown empty */ }
+  list.replaceChildren();
+  for (const s of mine) {
+    const local = state.styles.find((x) => x.id === s.id && x.file);
+    const li = document.createElement("li");
+    const del = document.createElement("button");
+    del.type = "button";
+    del.className = "delete";
+    del.textContent = "×";
+    del.title = del.ariaLabel = `Delete my style ${s.name || s.id}`;
+    del.onclick = async () => {
+      const r = await fetch(`styles/${encodeURIComponent(s.id)}`, { method: "DELETE", headers: authHeaders() });
+      if (r.ok || r.status === 404) {
+        const i = state.styles.findIndex((x) => x.id === s.id);
+        if (i >= 0) { state.styles.splice(i, 1); stylesChanged(); }
+        loadMyStyles();
+      }
+    };
+    li.append(styleTile(s, local ? local.thumb : "favicon.svg"), del);
+    list.append(li);
+  }
+  $("my-styles-row").hidden = !mine.length;
+  syncGallery();
 }
 
 async function loadLimits() {
@@ -300,9 +343,18 @@ function checkMask() {
 }
 
 // ---- sending -------------------------------------------------------------------------------------
+// The key lives in this tab's sessionStorage (gone when the tab closes), never in a URL.
 function authHeaders() {
-  const key = $("api-key").value || localStorage.getItem("adain-api-key") || "";
+  const key = $("api-key").value || sessionStorage.getItem("adain-api-key") || "";
   return key ? { "X-API-Key": key } : {};
+}
+
+function keyChanged() {
+  const key = $("api-key").value.trim();
+  if (key) sessionStorage.setItem("adain-api-key", key);
+  else sessionStorage.removeItem("adain-api-key");
+  if (!$("gallery").children.length) loadGallery(); // a server with keys lists nothing without one
+  loadMyStyles();
 }
 
 // The style fields /stylize and /videos share.
@@ -406,7 +458,6 @@ async function stylize(live = false) {
   }
   if (state.request) state.request.abort(); // the newest inputs win
   const seq = ++state.stylizeSeq;
-  if ($("api-key").value) localStorage.setItem("adain-api-key", $("api-key").value);
   await Promise.all(state.styles.map((s) => s.registering)); // uploads go by id once registered
   busy(true, live);
   setStatus(live ? "Updating…" : "Stylizing…", "busy");
@@ -533,7 +584,6 @@ function clearVideo() {
 async function stylizeVideo() {
   const problem = validateVideo();
   if (problem) { setStatus(problem, "error"); return; }
-  if ($("api-key").value) localStorage.setItem("adain-api-key", $("api-key").value);
   await Promise.all(state.styles.map((s) => s.registering));
   clearVideo();
   busy(true);
@@ -763,4 +813,6 @@ $("compare-slider").addEventListener("input", (e) => {
 });
 $("full-size").addEventListener("click", () => $("full-dialog").showModal());
 
-loadLimits().then(loadGallery);
+$("api-key").value = sessionStorage.getItem("adain-api-key") || "";
+$("api-key").addEventListener("change", keyChanged);
+loadLimits().then(() => Promise.all([loadGallery(), loadMyStyles()]));

@@ -46,7 +46,7 @@ class Server:
 
 
 @contextmanager
-def run_server(tmp_path: Path, **env: str) -> Iterator[Server]:
+def run_server(tmp_path: Path, log_level: str = "warning", **env: str) -> Iterator[Server]:
     """Start the service with ADAIN_* settings from ``env`` (its state in ``tmp_path`` unless
     ADAIN_STATE_DIR says otherwise); wait until /readyz says ready."""
     port = free_port()
@@ -55,7 +55,7 @@ def run_server(tmp_path: Path, **env: str) -> Iterator[Server]:
     full_env = {**os.environ, "ADAIN_PORT": str(port), "ADAIN_HOST": "127.0.0.1", "PYTHONUNBUFFERED": "1",
                 "ADAIN_STATE_DIR": str(tmp_path / "state"), **env}
     with open(log, "wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "service", "--log-level", "warning"], cwd=REPO,
+        proc = subprocess.Popen([sys.executable, "-m", "service", "--log-level", log_level], cwd=REPO,
                                 env=full_env, stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + 120

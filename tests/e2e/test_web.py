@@ -403,3 +403,40 @@ def test_the_live_tab_streams_a_camera_through_nginx(site, playwright, tmp_path,
         assert page.evaluate("document.getElementById('camera').srcObject") is None
     finally:
         b.close()
+
+
+def test_with_keys_the_page_takes_a_key_and_lists_and_deletes_my_styles(server_env, open_page, images, tmp_path):
+    """A server with keys: the key goes in the page's field (sessionStorage, never a URL); the
+    page's uploads are registered with a TTL and listed under "My styles" for that key only."""
+    env = {**server_env, "ADAIN_FRONTEND_DIR": str(REPO / "frontend" / "public"), "ADAIN_DEFAULT_STYLE_SIZE": "64",
+           "ADAIN_API_KEYS": "page-key-a,page-key-b"}
+    with run_server(tmp_path / "server", **env) as server, \
+            run_nginx(tmp_path / "nginx", server.url.removeprefix("http://")) as proxy:
+        page = open_page(proxy + "/")
+        page.wait_for_selector("#key-row:not([hidden])")
+        page.fill("#api-key", "page-key-a")
+        page.dispatch_event("#api-key", "change")
+        page.wait_for_selector("#gallery button")  # presets once the key is known
+        assert page.locator("#my-styles-row").is_hidden()
+        page.set_input_files("#content-file", str(images["content"]))
+        page.set_input_files("#style-files", str(images["style"]))
+        page.wait_for_selector("#my-styles button[data-id]")
+        assert page.locator("#my-styles .caption").all_inner_texts() == ["painting.png"]
+        page.click("#stylize")
+        wait_result(page)
+        with server.client(headers={"X-API-Key": "page-key-a"}) as c:
+            mine = [s for s in c.get("/styles").json()["styles"] if s["kind"] == "uploaded"]
+        assert len(mine) == 1 and mine[0]["expires"] is not None  # page uploads are kept for a while only
+        page.reload()  # the key stays for this tab
+        page.wait_for_selector("#my-styles button[data-id]")
+        assert page.input_value("#api-key") == "page-key-a"
+        other = open_page(proxy + "/")
+        other.evaluate("sessionStorage.setItem('adain-api-key', 'page-key-b')")
+        other.reload()
+        other.wait_for_selector("#gallery button")
+        assert other.locator("#my-styles-row").is_hidden()  # B sees none of A's styles
+        page.click("#my-styles .delete")
+        page.wait_for_selector("#my-styles-row", state="hidden")
+        with server.client(headers={"X-API-Key": "page-key-a"}) as c:
+            assert [s for s in c.get("/styles").json()["styles"] if s["kind"] == "uploaded"] == []
+        assert not [u for p in (page, other) for u in p.urls if "page-key" in u]
