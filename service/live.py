@@ -32,7 +32,7 @@ from starlette.websockets import WebSocketState
 from model.errors import InputError
 from model.video import Frames
 from service.engine import Engine
-from service.errors import Busy, ServiceError, TimedOut, TooManyRequests
+from service.errors import Busy, ServiceError, TimedOut, TooManyRequests, Unauthorized
 from service.forms import LiveSettings
 from service.stores import StoreDown
 from service.tenants import Caller
@@ -129,8 +129,9 @@ class Stream:
             await self.error(f"settings: {_why(e)}")
             return True
         if self.caller is None:  # the key comes with the first settings message
-            caller = self.engine.tenants.resolve(settings.api_key)
-            if caller is None:
+            try:
+                caller = self.engine.caller(settings.api_key)
+            except Unauthorized:
                 await self.close(POLICY, "missing or wrong API key: send it as api_key in the settings")
                 return False
             if not await self._enter(caller):

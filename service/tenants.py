@@ -95,7 +95,10 @@ class Tenants:
                 raise KeysFileError("ADAIN_API_KEYS names the same key twice")
             callers[digest(key)] = Caller(key_tenant(key), "user", defaults)
         if keys_file is not None:
-            for hashed, caller, where in read_keys_file(keys_file, defaults):
+            entries = read_keys_file(keys_file, defaults)
+            if not entries:  # a keys file that opens the service to everyone is a mistake, not a choice
+                raise KeysFileError(f"{keys_file}: no [[tenant]] in it (`adain keys add NAME` writes one)")
+            for hashed, caller, where in entries:
                 if hashed in callers:
                     raise KeysFileError(f"{where}: this key digest is already in use (ADAIN_API_KEYS or above)")
                 callers[hashed] = caller

@@ -1,7 +1,7 @@
 """Tenants: keys resolve to callers (ADAIN_API_KEYS, the keys file, or the open local tenant); a
 tenant sees, uses and deletes only its own styles and video jobs, another's id answers as an
 unknown one; admins see all; quotas, TTLs, rate limits (429 with RateLimit headers) and request
-ids. Across real replicas on Redis: tests/e2e/test_tenants.py."""
+ids. Across real replicas on Redis: tests/e2e/test_tenant_replicas.py."""
 
 from __future__ import annotations
 
