@@ -6,8 +6,8 @@ polite one, and does an abandoned large render hold the model?
 1. Fair turns: the polite tenant sends requests one at a time, alone, then while a greedy tenant
    keeps 8 in flight (ADAIN_TENANT_QUEUE_DEPTH=8, so all 8 wait in the queue): the polite p50
    under the flood / alone (target <= 2x; first come, first served gave 8.6-9.3x).
-2. Rate limit: the same flood with ADAIN_RATE_LIMIT=4/second: the greedy tenant's share of 429s
-   and the polite p50.
+2. Rate limit: the same flood with the greedy tenant limited to 4 requests a second (its
+   rate_limit in the keys file): its share of 429s, and the polite p50.
 3. Abandoned render: a 2048² request whose client hangs up after 2 s, then a small request at
    once: seconds until it is answered, against a 1024² request (about one tile's work) and the
    small request alone.
@@ -31,6 +31,7 @@ sys.path[:0] = [str(REPO), str(REPO / "tests" / "e2e"), str(REPO / "bench")]
 
 from common import image, png  # noqa: E402
 from serverproc import Server, run_server  # noqa: E402
+from service.tenants import digest  # noqa: E402
 
 KEYS = {"greedy": "greedy-key", "polite": "polite-key"}
 
@@ -89,26 +90,34 @@ def register(server: Server, size: int) -> dict[str, str]:
     return ids
 
 
+def keys_file(tmp: Path, greedy_rate: str = "") -> str:
+    path = tmp / f"keys{len(greedy_rate)}.toml"
+    path.write_text("".join(f'[[tenant]]\nname = "{who}"\nkeys = ["{digest(key)}"]\n'
+                            f'rate_limit = "{greedy_rate if who == "greedy" else ""}"\n\n' for who, key in KEYS.items()))
+    return str(path)
+
+
 def fairness(args: argparse.Namespace, env: dict[str, str], tmp: Path) -> None:
     body = png(image(args.size, 1))
-    with run_server(tmp / "fair", **env, ADAIN_TENANT_QUEUE_DEPTH="8", ADAIN_QUEUE_DEPTH="16") as server:
+    with run_server(tmp / "fair", **env, ADAIN_KEYS_FILE=keys_file(tmp), ADAIN_TENANT_QUEUE_DEPTH="8",
+                    ADAIN_QUEUE_DEPTH="16") as server:
         style = register(server, args.size)
         alone, _ = polite_p50(server, style, body, args.requests)
         flooded, statuses = polite_p50(server, style, body, args.requests, greedy=8)
     print(f"1. fair turns, {args.size}²: polite p50 alone {alone:.3f} s, under a greedy tenant's 8 in flight "
           f"{flooded:.3f} s: {flooded / alone:.2f}x (target <= 2x); greedy answers {statuses}")
-    with run_server(tmp / "rate", **env, ADAIN_RATE_LIMIT="4/second", ADAIN_TENANT_QUEUE_DEPTH="8",
+    with run_server(tmp / "rate", **env, ADAIN_KEYS_FILE=keys_file(tmp, "4/second"), ADAIN_TENANT_QUEUE_DEPTH="8",
                     ADAIN_QUEUE_DEPTH="16") as server:
         style = register(server, args.size)
         flooded, statuses = polite_p50(server, style, body, args.requests, greedy=8)
     total = sum(statuses.values())
-    print(f"2. rate limit 4/second: greedy answers {statuses} ({statuses.get(429, 0) / max(1, total):.0%} 429); "
+    print(f"2. the greedy tenant limited to 4/second: greedy answers {statuses} ({statuses.get(429, 0) / max(1, total):.0%} 429); "
           f"polite p50 {flooded:.3f} s ({flooded / alone:.2f}x alone)")
 
 
 def abandoned(args: argparse.Namespace, env: dict[str, str], tmp: Path) -> None:
     small, tile, big = png(image(args.size, 3)), png(image(1024, 4)), png(image(2048, 5))
-    with run_server(tmp / "abandon", **env) as server:
+    with run_server(tmp / "abandon", **env, ADAIN_KEYS_FILE=keys_file(tmp)) as server:
         style = register(server, args.size)
         with server.client(timeout=300) as c:
             stylize(c, "polite", small, style["polite"])  # warm
@@ -135,9 +144,10 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--requests", type=int, default=15, help="polite requests per measurement")
     p.add_argument("--size", type=int, default=256, help="content and style side in px")
+    p.add_argument("--precision", default="auto", help="the server's ADAIN_PRECISION (fp32: longer pieces)")
     args = p.parse_args()
-    print(f"CPU: {cpu_kind()}")
-    env = {"ADAIN_API_KEYS": ",".join(KEYS.values()), "ADAIN_DEFAULT_CONTENT_SIZE": "0",
+    print(f"CPU: {cpu_kind()}, precision {args.precision}")
+    env = {"ADAIN_DEFAULT_CONTENT_SIZE": "0", "ADAIN_PRECISION": args.precision,
            "ADAIN_DEFAULT_STYLE_SIZE": str(args.size), "ADAIN_WORKERS": "1"}
     with tempfile.TemporaryDirectory() as d:
         fairness(args, env, Path(d))
