@@ -116,7 +116,7 @@ class Engine:
         self.videos.start(self.stylizer)
         self.load_seconds = time.perf_counter() - start
         self.ready = True
-        log.info("ready in %.2f s on %s/%s (%s) with %d presets (decoder %s, %s style store, %d tenants%s)",
+        log.info("ready in %.2f s on %s/%s (%s) with %d presets (decoder %s, %s style store, tenants: %d%s)",
                  self.load_seconds, self.stylizer.device, self.stylizer.precision, self.stylizer.backend, n, s.decoder,
                  self.registry.store.backend, len(self.tenants.names), "" if self.tenants.required else ": no keys")
 

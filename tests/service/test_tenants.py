@@ -196,6 +196,8 @@ weight = 2
         with pytest.raises(KeysFileError) as e:
             read_keys_file(keys_file(tmp_path, text), TenantLimits())
         assert expected in str(e.value), (expected, str(e.value))
+    with pytest.raises(KeysFileError, match="no \\[\\[tenant\\]\\]"):  # an empty file would open the service
+        Tenants.from_settings([], keys_file(tmp_path, "# nobody yet\n"), TenantLimits())
 
 
 def test_adain_keys_add_prints_a_key_once_and_stores_only_its_digest(tmp_path):
