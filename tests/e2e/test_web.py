@@ -417,11 +417,15 @@ def test_with_keys_the_page_takes_a_key_and_lists_and_deletes_my_styles(server_e
         page.fill("#api-key", "page-key-a")
         page.dispatch_event("#api-key", "change")
         page.wait_for_selector("#gallery button")  # presets once the key is known
+        thumb = page.get_attribute("#gallery img", "src")  # an <img> sends no key: preset thumbnails need none
+        assert httpx.get(f"{proxy}/{thumb}").headers["content-type"] == "image/jpeg"
         assert page.locator("#my-styles-row").is_hidden()
         page.set_input_files("#content-file", str(images["content"]))
         page.set_input_files("#style-files", str(images["style"]))
         page.wait_for_selector("#my-styles button[data-id]")
         assert page.locator("#my-styles .caption").all_inner_texts() == ["painting.png"]
+        assert serious(page) == [], "my styles"
+        page.screenshot(path=str(tmp_path / "web-my-styles.png"))
         page.click("#stylize")
         wait_result(page)
         with server.client(headers={"X-API-Key": "page-key-a"}) as c:
