@@ -40,6 +40,8 @@ def _add_runtime_args(p: argparse.ArgumentParser) -> None:
                    help="onnxruntime: the networks as ONNX graphs (pip install '.[onnx]'), exported on first use")
     p.add_argument("--onnx-dir", type=Path, default=None, help="where onnxruntime's graphs are kept "
                    "(default ~/.cache/adain-service/onnx)")
+    p.add_argument("--convolution", default="auto", choices=["auto", "direct", "winograd"],
+                   help="fp32 on a CPU: 3x3 convs by direct convolution, Winograd, or whichever is measured faster")
 
 
 def _stylizer(args: argparse.Namespace):
@@ -47,7 +49,8 @@ def _stylizer(args: argparse.Namespace):
 
     try:
         return Stylizer.load(args.decoder, vgg_path=args.vgg, device=args.device, precision=args.precision,
-                             tile=args.tile_size, backend=args.backend, onnx_dir=args.onnx_dir)
+                             tile=args.tile_size, backend=args.backend, onnx_dir=args.onnx_dir,
+                             conv=args.convolution)
     except (ValueError, ImportError) as e:
         sys.exit(f"error: {e}")
 

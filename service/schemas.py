@@ -37,6 +37,10 @@ class Readiness(BaseModel):
     backend: str | None = Field(None, description="what runs the networks: torch or onnxruntime", examples=["torch"])
     decoder: str | None = Field(None, description="decoder weights file in use")
     load_seconds: float | None = None
+    convolutions: dict[str, int] | None = Field(None, description="fp32 on a CPU: how many (layer, size) pairs run "
+                                                "by direct convolution and by Winograd, as measured here",
+                                                examples=[{"direct": 6, "winograd": 30}])
+    seconds_per_megapixel: float | None = Field(None, description="this machine's speed, measured at warm-up")
     presets: int = 0
     store: str | None = Field(None, description="where registered styles live: sqlite or redis", examples=["redis"])
     store_ok: bool | None = Field(None, description="whether that store answers; a replica stays ready without "
@@ -57,6 +61,8 @@ class Limits(BaseModel):
     default_style_size: int = Field(description="style shorter side when a request gives none", examples=[512])
     formats: list[str] = Field(description="output formats", examples=[["png", "jpeg", "webp"]])
     api_key_required: bool = Field(description="whether /stylize, /styles, /videos and the stream need X-API-Key")
+    seconds_per_megapixel: float = Field(description="this server's measured seconds per megapixel of output (0 = "
+                                         "not measured): a client can estimate a large image's wait", examples=[1.2])
     page_style_ttl: float = Field(description="seconds the web page asks its style uploads to be kept (ttl)",
                                   examples=[604800.0])
     max_video_bytes: int = Field(description="largest video upload", examples=[209715200])

@@ -57,6 +57,9 @@ class Settings(BaseSettings):
         "torch", description="torch, or onnxruntime (the networks as ONNX graphs: pip install '.[onnx]')")
     onnx_dir: Path | None = Field(None, description="where the onnxruntime backend keeps its graphs, exported "
                                   "there on first start; unset = state_dir/onnx")
+    convolution: Literal["auto", "direct", "winograd"] = Field(
+        "auto", description="fp32 on a CPU: each 3x3 conv by direct convolution or Winograd (NNPACK), auto = "
+        "whichever is measured faster per layer and size; bf16 and GPUs keep their own kernels")
     torch_threads: int = Field(0, ge=0, description="intra-op threads for the model; 0 = torch's default")
     warmup: bool = Field(True, description="run one stylization at startup before /readyz says ready")
     presets_dir: Path = Field(PRESETS_DIR, description="folder of preset style images")
@@ -84,8 +87,9 @@ class Settings(BaseSettings):
     queue_depth: int = Field(8, ge=0, description="requests waiting for a worker before 503")
     request_timeout: float = Field(60.0, gt=0, description="seconds a request may wait and run before 504")
     timeout_per_megapixel: float = Field(5.0, ge=0, description="a larger image gets this many seconds per "
-                                         "megapixel of output when that is more than request_timeout (8192² on a "
-                                         "2-core CPU takes ~4 s/MP)")
+                                         "megapixel of output when that is more than request_timeout")
+    timeout_margin: float = Field(3.0, ge=1, description="... or this many times the seconds per megapixel the "
+                                  "warm-up measured on this machine, when more (a slow CPU still finishes 8K)")
     batch_max: int = Field(1, ge=1, le=64, description="network passes of same-size concurrent requests run "
                            "as one batch of up to this many (GPU); 1 = off. Set workers >= this")
     batch_wait_ms: float = Field(5.0, ge=0, le=1000, description="how long the first image of a batch waits for more")

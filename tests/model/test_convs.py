@@ -1,0 +1,64 @@
+"""fp32 CPU convolutions by Winograd (NNPACK) draw the same pictures as direct convolution, at
+plain, odd and tiled sizes; the automatic choice is measured per layer and size; training keeps
+PyTorch's own convolution (gradients flow)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from helpers import noise_image
+from model import convs
+from model.stylizer import Stylizer
+
+pytestmark = pytest.mark.skipif(not convs.winograd_available(), reason="this torch has no NNPACK")
+
+
+def psnr(a, b) -> float:
+    d = np.asarray(a, np.float64) - np.asarray(b, np.float64)
+    return float(10 * np.log10(255 ** 2 / max((d ** 2).mean(), 1e-12)))
+
+
+@pytest.fixture(scope="module")
+def pair(decoder_path):
+    """The same weights with every 3x3 conv direct, and with every one by Winograd."""
+    return (Stylizer.load(decoder_path, device="cpu", precision="fp32", conv="direct", tile=512),
+            Stylizer.load(decoder_path, device="cpu", precision="fp32", conv="winograd", tile=512))
+
+
+@pytest.mark.parametrize("size", [(256, 256), (512, 512), (333, 201), (1500, 1500)])
+def test_winograd_draws_the_pictures_direct_convolution_draws(pair, size, monkeypatch):
+    direct, winograd = pair
+    calls = []
+    real = torch._nnpack_spatial_convolution
+    monkeypatch.setattr(torch, "_nnpack_spatial_convolution", lambda *a: calls.append(1) or real(*a))
+    content, style = noise_image(*size, seed=1), noise_image(96, 96, seed=2)
+    a = direct.stylize(content, [style], content_size=0, style_size=0)
+    n_direct = len(calls)
+    b = winograd.stylize(content, [style], content_size=0, style_size=0)
+    assert n_direct == 0 and len(calls) >= 18  # the Winograd model really ran by Winograd
+    assert a.size == b.size == size and psnr(a, b) >= 60, psnr(a, b)  # 1500²: in tiles of 512
+
+
+def test_auto_measures_each_layer_once_per_size_and_keeps_the_picture(decoder_path, pair):
+    auto = Stylizer.load(decoder_path, device="cpu", precision="fp32", conv="auto")
+    content, style = noise_image(256, 192, seed=3), noise_image(64, 64, seed=4)
+    out = auto.stylize(content, [style], content_size=0, style_size=0)
+    chosen = auto.convolutions
+    assert set(chosen) <= {"direct", "winograd"} and sum(chosen.values()) >= 18
+    auto.stylize(content, [style], content_size=0, style_size=0)
+    assert auto.convolutions == chosen  # measured once per layer and size bucket
+    assert psnr(out, pair[0].stylize(content, [style], content_size=0, style_size=0)) >= 60
+
+
+def test_bf16_and_training_keep_pytorchs_own_convolutions(decoder_path):
+    assert Stylizer.load(decoder_path, device="cpu", precision="bf16").convolutions == {}
+    conv = torch.nn.Conv2d(8, 8, 3)
+    convs.install(torch.nn.Sequential(conv), "winograd")
+    x = torch.randn(1, 8, 12, 12, requires_grad=True)
+    conv(x).sum().backward()  # with grad: PyTorch's convolution, so autograd works
+    assert x.grad is not None and conv.weight.grad is not None
+    with torch.inference_mode():
+        assert torch.allclose(conv(x.detach()), torch.nn.functional.conv2d(x.detach(), conv.weight, conv.bias),
+                              atol=1e-4)
