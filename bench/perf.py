@@ -39,6 +39,7 @@ sys.path[:0] = [str(REPO), str(REPO / "tests" / "e2e"), str(REPO / "bench")]
 
 from common import image, png, psnr  # noqa: E402
 from reference import Reference  # noqa: E402
+from model import convs  # noqa: E402
 from model.decoder import load_decoder, random_decoder, save_decoder  # noqa: E402
 from model.paths import DECODER  # noqa: E402
 from model.runtime import cpu_has_native_bf16, resolve_device  # noqa: E402
@@ -86,14 +87,21 @@ def conv_flops(module: nn.Module, x: torch.Tensor) -> tuple[float, torch.Tensor]
     return total, out
 
 
+CPU_FLAGS = {"avx2": "AVX2", "avx512f": "AVX-512", "avx512_bf16": "AVX512-BF16", "amx_bf16": "AMX"}
+
+
 def machine(device: torch.device) -> str:
+    """The machine every table is from: CPU model and the flags that decide its speed class."""
     if device.type == "cuda":
         return f"{torch.cuda.get_device_name(device)}, torch {torch.__version__}"
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
+    info = Path("/proc/cpuinfo").read_text()
+    cpu = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")),
+               platform.processor())
+    present = set(next((line.split(":", 1)[1].split() for line in info.splitlines() if line.startswith("flags")), []))
+    flags = ", ".join(name for flag, name in CPU_FLAGS.items() if flag in present) or "none of AVX2/AVX-512/AMX"
     jemalloc = "jemalloc" in os.environ.get("LD_PRELOAD", "")
-    return (f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads, "
-            f"allocator {'jemalloc' if jemalloc else 'glibc'}")
+    return (f"{cpu} [{flags}], {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} "
+            f"threads, allocator {'jemalloc' if jemalloc else 'glibc'}")
 
 
 def model_section(args: argparse.Namespace, decoder_path: Path, device: torch.device) -> dict[int, float]:
@@ -111,6 +119,8 @@ def model_section(args: argparse.Namespace, decoder_path: Path, device: torch.de
     encoder, decoder = load_encoder(), load_decoder(decoder_path)  # fp32 copies for counting FLOPs
     reference = Reference(load_encoder().as_reference(), load_decoder(decoder_path), device)
     stylizers = {p: Stylizer.load(decoder_path, device=str(device), precision=p) for p in precisions}
+    if device.type == "cpu" and convs.winograd_available():  # the A/B: fp32 convs as measured vs all direct
+        stylizers["fp32-direct"] = Stylizer.load(decoder_path, device="cpu", precision="fp32", conv="direct")
     for prec in args.onnx:  # ONNX Runtime rows (no floor: its int8 has no matching matmul peak here)
         stylizers[f"ort-{prec}"] = Stylizer.load(decoder_path, precision=prec, backend="onnxruntime",
                                                  onnx_dir=args.onnx_dir)
@@ -141,7 +151,7 @@ def model_section(args: argparse.Namespace, decoder_path: Path, device: torch.de
                     outs[prec] = run()
                     if prec == low:
                         bare[size] = t
-                floor = flops / peaks[prec] if prec in peaks else None
+                floor = flops / peaks[prec.split("-")[0]] if prec.split("-")[0] in peaks else None
                 # against the reference: the paper's pipeline (no colour step), which is what it computes
                 paper = st.stylize(content, styles, content_size=0, style_size=0, color_match=0)
                 quality = (f"{psnr(outs[prec], outs['fp32']):10.1f} dB" if prec != "fp32" and kind == "cached"
@@ -149,6 +159,7 @@ def model_section(args: argparse.Namespace, decoder_path: Path, device: torch.de
                 floors = f"{floor:8.3f}s {t / floor:7.1f}x" if floor else f"{'':>9} {'':>8}"
                 print(f"{'':>5} {flops / 1e9:6.0f} {'':>10} {prec:>8} {kind:>6} {t:8.3f}s {ref / t:8.2f}x "
                       f"{floors} {quality:>13}")
+    print(f"fp32 3x3 convolutions as measured here (layer, size pairs): {stylizers['fp32'].convolutions or 'direct'}")
     batch_section(args, stylizers[low], device)
     return bare
 
