@@ -23,6 +23,10 @@ import torch
 from torch import nn
 
 MODES = ("auto", "direct", "winograd")
+# NNPACK's Winograd holds the input and output transformed (8x8 tiles per 6x6 of output, fp32):
+# ~(in + out channels) x pixels x 7 bytes. A 64-channel layer at a 1152² tile wants 1.2 GB, where
+# direct convolution needs none: above this, direct (memory is what tiles bound)
+WINOGRAD_MAX_BYTES = 192 * 2**20
 
 
 def winograd_available() -> bool:
@@ -51,8 +55,14 @@ class FastConv2d(nn.Conv2d):
         self._lock = threading.Lock()
         return self
 
+    def workspace(self, x: torch.Tensor) -> int:
+        """Bytes NNPACK's Winograd transforms take for this input (about)."""
+        h, w = x.shape[-2] - 2, x.shape[-1] - 2
+        return 4 * 64 * (self.in_channels + self.out_channels) * -(-h // 6) * -(-w // 6)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if torch.is_grad_enabled() or x.dtype != torch.float32 or x.device.type != "cpu" or self.mode == "direct":
+        if torch.is_grad_enabled() or x.dtype != torch.float32 or x.device.type != "cpu" or self.mode == "direct" \
+                or self.workspace(x) > WINOGRAD_MAX_BYTES:
             return self._direct(x)
         if self.mode == "winograd":
             return self._winograd(x)

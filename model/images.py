@@ -8,6 +8,7 @@ Normalisation rules (what a user gets, documented in the README):
 - Transparency (RGBA, LA, PA, palette with a transparent index) is composited over white, as a
   browser shows it on a white page; the output has no alpha channel.
 - Animated GIF/WebP/APNG and multi-page TIFF: the first frame/page is used.
+- HEIC/HEIF (phone photos) through pillow-heif, AVIF through Pillow itself: the same rules.
 """
 
 from __future__ import annotations
@@ -24,14 +25,20 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image, ImageOps, UnidentifiedImageError
+from pillow_heif import register_heif_opener
 
 from model.errors import ImageTooLarge, InvalidImage
 
 # Pillow's own bomb check is a warning below 2x its limit; we do our own explicit check instead.
 Image.MAX_IMAGE_PIXELS = None
+# HEIC/HEIF, what iPhones save by default (libheif in pillow-heif's wheel): libheif applies the
+# file's own rotation and pillow-heif then clears the EXIF orientation, so open_image's one
+# orientation step never turns a phone photo twice
+register_heif_opener(thumbnails=False)
 
 ImageSource = str | Path | bytes | BinaryIO | Image.Image
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff", ".heic", ".heif", ".avif"}
+INPUT_FORMATS = ("PNG", "JPEG", "WebP", "GIF", "BMP", "TIFF", "HEIC", "HEIF", "AVIF")
 
 
 def open_image(source: ImageSource, max_pixels: int | None = None) -> Image.Image:

@@ -31,6 +31,7 @@ from model.vgg import Encoder, load_encoder
 
 StyleInput = ImageSource | StyleCode
 MASK_ASPECT_TOLERANCE = 0.02
+FP32_CORE = 512  # px: the tile side on fp32 CPUs
 
 
 def mask_tensor(mask: ImageSource, size: tuple[int, int]) -> torch.Tensor:
@@ -46,7 +47,7 @@ def mask_tensor(mask: ImageSource, size: tuple[int, int]) -> torch.Tensor:
 
 class Stylizer:
     """``tile``: images of more than tile² pixels are rendered in tiles of that side (model/tiling.py),
-    so memory is bounded by the tile, not by the image."""
+    so memory is bounded by the tile, not by the image (on fp32 CPUs tiles of at most FP32_CORE)."""
 
     def __init__(self, encoder: Encoder, decoder: Decoder, device: str = "auto", precision: str = "auto",
                  tile: int = TILE, conv: str = "auto") -> None:
@@ -106,6 +107,12 @@ class Stylizer:
             raise ValueError(f"backend must be torch or onnxruntime; got {backend!r}")
         stylizer.load_seconds = {"encoder": t1 - t0, "decoder": t2 - t1, "to_device": time.perf_counter() - t2}
         return stylizer
+
+    @property
+    def core(self) -> int:
+        """The side of the tiles a large image is drawn in: fp32 activations take twice bf16's
+        memory, so fp32 CPUs draw smaller ones (8192² within 2.5 GB; docs/performance.md)."""
+        return min(self.tile, FP32_CORE) if self.device.type == "cpu" and self.dtype == torch.float32 else self.tile
 
     @property
     def convolutions(self) -> dict[str, int]:
@@ -173,7 +180,7 @@ class Stylizer:
         if not plans or len({p.size for p in plans}) > 1:
             raise ValueError(f"render needs plans of one size, got {sorted({p.size for p in plans})}")
         if needs_tiles(plans[0].size, self.tile):
-            return [Tiled(self, p, self.tile, MARGIN, progress).render() for p in plans]
+            return [Tiled(self, p, self.core, MARGIN, progress).render() for p in plans]
         (w, h) = plans[0].size
         x = torch.cat([to_tensor(p.content) for p in plans]) if len(plans) > 1 else to_tensor(plans[0].content)
         feat = self.encoder(pad_to_multiple(self.net_input(x)))

@@ -193,7 +193,9 @@ class Engine:
 
     async def submit_video(self, caller: Caller, form: VideoForm) -> VideoJob:
         try:
-            styles = await self._styles(caller, form)
+            recolour = form.options(self.settings).preserve_color
+            styles = [self.registry.source(s, recolour) if isinstance(s, StyleEntry) else s
+                      for s in await self._styles(caller, form)]
         except BaseException:
             form.video.path.unlink(missing_ok=True)
             raise
@@ -319,7 +321,7 @@ class Engine:
         for style in styles:
             with t.stage("encode-style"):
                 if isinstance(style, StyleEntry):
-                    sources.append(style.code)
+                    sources.append(self.registry.source(style, options.preserve_color))
                 elif options.preserve_color:  # recoloured to this content: nothing to cache
                     sources.append(decode(style, s, options.style_size))
                 else:  # an inline upload: through the cache (tenant + bytes + style size)

@@ -15,9 +15,11 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from model.errors import ImageTooLarge, InputError, InvalidImage, InvalidVideo, OutOfRange, VideoTooLarge
+from model.images import INPUT_FORMATS
 from service.schemas import ErrorBody
 
 log = logging.getLogger("adain.errors")
+FORMATS = ", ".join(INPUT_FORMATS[:-1]) + " or " + INPUT_FORMATS[-1]  # "PNG, JPEG, ... or AVIF"
 
 
 class ServiceError(Exception):
@@ -73,23 +75,31 @@ class Cancelled(Exception):
     """The request is gone (timed out or client disconnected): stop working on it."""
 
 
-# The error responses the routes document in OpenAPI, by status.
-RESPONSES: dict[int | str, dict[str, Any]] = {code: {"model": ErrorBody, "description": text} for code, text in {
-    400: "bad combination (e.g. a mask without exactly two styles, unknown style_id, bad weights)",
-    401: "API key missing or wrong (only when the server requires keys)",
-    404: "no such id (another tenant's id answers the same)",
-    409: "the video job has not finished (or failed): no result yet",
-    413: "a file, the body, an image's pixel count, or a video's length or frame size is over the limit",
-    415: "an upload is not an image (or not a video that can be decoded)",
-    416: "the Range asked for is outside the result",
-    422: "a field is malformed or out of range",
-    429: "over the tenant's request rate (RateLimit-* headers) or its share of the queue: retry after the "
-         "Retry-After header's seconds",
-    503: "the server is busy, still loading, or its style store is down: retry after the Retry-After header's "
-         "seconds",
-    504: "the request took longer than the server's timeout",
-    507: "the style store, or the tenant's quota of registered styles, is full: delete styles before registering "
-         "more",
+# The error responses the routes document in OpenAPI, by status: what it means, and an example
+# of what a client really gets (so /docs shows each status's own message).
+RESPONSES: dict[int | str, dict[str, Any]] = {code: {
+    "model": ErrorBody, "description": text, "content": {"application/json": {"example": {"detail": example}}},
+} for code, (text, example) in {
+    400: ("bad combination (e.g. a mask without exactly two styles, unknown style_id, bad weights)",
+          "a mask needs exactly two styles (white = first, black = second); 1 given"),
+    401: ("API key missing or wrong (only when the server requires keys)",
+          "missing or wrong API key: send it in the X-API-Key header"),
+    404: ("no such id (another tenant's id answers the same)", "no style with id '3f9a0c1e2b7d4a5f6e8c9b0a'"),
+    409: ("the video job has not finished (or failed): no result yet", "the job is running (40/120 frames)"),
+    413: ("a file, the body, an image's pixel count, or a video's length or frame size is over the limit",
+          "content is 31457280 bytes; the limit per file is 20971520"),
+    415: ("an upload is not an image (or not a video that can be decoded)",
+          "content: not a readable image (format not recognised) - send a PNG, JPEG, WebP, GIF, BMP, TIFF, HEIC, "
+          "HEIF or AVIF image"),
+    416: ("the Range asked for is outside the result", "the result is 81234 bytes; range 'bytes=90000-' is outside it"),
+    422: ("a field is malformed or out of range", "alpha: Input should be less than or equal to 1 (got '3')"),
+    429: ("over the tenant's request rate (RateLimit-* headers) or its share of the queue: retry after the "
+          "Retry-After header's seconds", "tenant 'acme' is over its rate limit (10/second); retry in 1 s"),
+    503: ("the server is busy, still loading, or its style store is down: retry after the Retry-After header's "
+          "seconds", "the server is busy (9 requests ahead); retry shortly"),
+    504: ("the request took longer than the server's timeout", "the request took longer than 60 s; try a smaller image"),
+    507: ("the style store, or the tenant's quota of registered styles, is full: delete styles before registering "
+          "more", "tenant 'acme' has 1000 registered styles, its quota: delete some before registering more"),
 }.items()}
 
 
@@ -129,7 +139,7 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(InvalidImage)
     async def invalid_image(_: Request, e: InvalidImage) -> JSONResponse:
-        return _json(415, f"{e} - send a PNG, JPEG, WebP, GIF, BMP or TIFF image")
+        return _json(415, f"{e} - send a {FORMATS} image")
 
     @app.exception_handler(RequestValidationError)
     async def invalid_field(_: Request, e: RequestValidationError) -> JSONResponse:

@@ -55,12 +55,13 @@ class StyleFields(BaseModel):
     style: list[File] = Field([], description="style image(s), repeatable; together with style_id 1-8 styles "
                                               "in the order sent")
     style_id: list[str] = Field([], description="id of a registered or preset style (GET /styles), repeatable",
-                                examples=[["starry-night"]])
+                                examples=[["swamp"]])
     weights: list[str] = Field([], description="one weight per style, >= 0, normalised to sum 1; repeated or "
-                                               "comma-separated; default equal", examples=[["1,3"]])
+                                               "comma-separated (e.g. 1,3 for two styles); default equal")
     alpha: float = Field(1.0, description="content-style trade-off: 0 = content, 1 = full style", examples=[0.8],
                          json_schema_extra=UNIT)
-    preserve_color: bool = Field(False, description="keep the content's colours (style uploads only)")
+    preserve_color: bool = Field(False, description="keep the content's colours (style uploads and presets; not "
+                                                    "registered styles, whose images are not kept)")
     color_match: float = Field(
         COLOR_MATCH, json_schema_extra=UNIT, examples=[COLOR_MATCH],
         description="how far the output's colours move towards the style's after decoding (times alpha): 0 = the "
@@ -96,7 +97,7 @@ class StyleFields(BaseModel):
 class StylizeForm(StyleFields):
     """POST /stylize: a content image and 1-8 styles (files and/or registered ids)."""
 
-    content: File = Field(description="the photo to re-render (PNG, JPEG, WebP, GIF, BMP, TIFF)")
+    content: File = Field(description="the photo to re-render (PNG, JPEG, WebP, GIF, BMP, TIFF, HEIC/HEIF, AVIF)")
     mask: OptionalFile = Field(None, description="binary mask with exactly 2 styles: white = first style, black = "
                                                 "second; same aspect ratio as the content")
     format: Literal["png", "jpeg", "webp"] = Field("png", description="output image format")
@@ -170,7 +171,8 @@ def request_body(form: type[BaseModel]) -> dict[str, Any]:
 
 async def parse(request: Request, form: type[BaseModel], settings: Settings) -> Any:
     """Read the request's form once and validate it into ``form``; 422 naming the field otherwise.
-    An empty file counts as no mask (what a browser sends for an untouched file input)."""
+    An empty nameless file or an empty value counts as absent (what a browser sends for an
+untouched input)."""
     data = await request.form(max_files=settings.max_styles + 2, max_fields=64, max_part_size=64 * 1024)
     saved: list[SavedUpload] = []
     try:
@@ -186,13 +188,13 @@ async def _validate(form: type[BaseModel], data: Any, settings: Settings, saved:
     values: dict[str, Any] = {key: [] for key in repeated}
     order: list[str] = []
     for key, value in data.multi_items():
-        if key not in form.model_fields or key == "order":
-            continue
+        if key not in form.model_fields or key == "order" or value == "":
+            continue  # an empty field is an absent one (forms, /docs "Try it out", cannot send null)
         if isinstance(value, UploadFile):
             if key not in FILES:  # a file where text belongs: let validation name the field
                 value = f"a file ({value.filename or 'unnamed'})"
-            elif key == "mask" and not value.size:
-                continue
+            elif not value.size and not value.filename:
+                continue  # an untouched file input: sent empty and nameless
             elif key == "video":
                 value = await save(value, label("video", value), settings)
                 saved.append(value)

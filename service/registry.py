@@ -26,7 +26,7 @@ from PIL import Image
 
 from model.adain import StyleCode
 from model.errors import InputError
-from model.images import IMAGE_SUFFIXES, encode_image, open_image
+from model.images import IMAGE_SUFFIXES, encode_image, open_image, resize_shorter
 from service.stores import StyleEntry, StyleStore
 from service.stores.base import BadCursor, decode_cursor, encode_cursor
 from service.tenants import LOCAL, Caller, may_access
@@ -49,6 +49,9 @@ class StyleRegistry:
         self.store = store
         self.capacity = cache_size
         self.presets: dict[str, StyleEntry] = {}
+        # the presets' own images (the server's files, at most the default style size), so a
+        # request can recolour a preset to its photo (preserve_color); uploads keep only codes
+        self.preset_images: dict[str, Image.Image] = {}
         self._cache: OrderedDict[str, StyleCode] = OrderedDict()
         self._lock = threading.Lock()
         self.hits = 0
@@ -94,6 +97,11 @@ class StyleRegistry:
         entry = self.store.get(style_id)
         return entry if entry is not None and may_access(caller, entry.owner) else None
 
+    def source(self, entry: StyleEntry, recolour: bool) -> Image.Image | StyleCode:
+        """What a request renders a looked-up style from: its code, or, for a preset to recolour to
+        the content (preserve_color), its image."""
+        return self.preset_images[entry.id] if recolour and entry.kind == "preset" else entry.code
+
     def delete(self, caller: Caller, style_id: str) -> bool:
         return self.get(caller, style_id) is not None and self.store.delete(style_id)
 
@@ -138,6 +146,7 @@ class StyleRegistry:
                 log.warning("skipping preset %s: %s", path.name, e)
                 continue
             sid = _slug(path.stem)
+            self.preset_images[sid] = resize_shorter(img, style_size) if style_size else img
             self.presets[sid] = StyleEntry(sid, code, style_size, "preset", name=re.sub(r"[-_]+", " ", path.stem),
                                            thumbnail=encode_image(thumb, "jpeg", jpeg_quality=85))
         return len(self.presets)

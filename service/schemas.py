@@ -60,6 +60,8 @@ class Limits(BaseModel):
     default_content_size: int = Field(description="content shorter side when a request gives none", examples=[512])
     default_style_size: int = Field(description="style shorter side when a request gives none", examples=[512])
     formats: list[str] = Field(description="output formats", examples=[["png", "jpeg", "webp"]])
+    input_formats: list[str] = Field(description="image formats uploads may be in (HEIC: phone photos)",
+                                     examples=[["PNG", "JPEG", "HEIC"]])
     api_key_required: bool = Field(description="whether /stylize, /styles, /videos and the stream need X-API-Key")
     seconds_per_megapixel: float = Field(description="this server's measured seconds per megapixel of output (0 = "
                                          "not measured): a client can estimate a large image's wait", examples=[1.2])
@@ -96,4 +98,5 @@ class VideoStatus(BaseModel):
 
 
 class ErrorBody(BaseModel):
-    detail: str = Field(examples=["content: not a readable image - send a PNG, JPEG, WebP, GIF, BMP or TIFF image"])
+    detail: str = Field(examples=["content: not a readable image - send a PNG, JPEG, WebP, GIF, BMP, TIFF, HEIC, HEIF "
+                                          "or AVIF image"])

@@ -41,7 +41,7 @@ from model.video import VideoLimits, output_size, probe, stylize_video
 from service.errors import Busy, Cancelled, NotFound, TooManyRequests
 from service.forms import VideoForm
 from service.settings import Settings
-from service.stores import JobStore, StoreDown, StyleEntry, VideoJob
+from service.stores import JobStore, StoreDown, VideoJob
 from service.stores.jobs import ACTIVE
 from service.tenants import Caller, may_access
 from service.uploads import SavedUpload, Upload, decode
@@ -99,7 +99,7 @@ class VideoJobs:
 
     # requests
 
-    async def submit(self, caller: Caller, form: VideoForm, styles: list[Upload | StyleEntry]) -> VideoJob:
+    async def submit(self, caller: Caller, form: VideoForm, styles: list[Upload | Image.Image | StyleCode]) -> VideoJob:
         """Check the request, the styles and the clip (header and first frame), record the job as
         ``caller``'s, queue it. The upload is the job's from here (removed when it ends), or
         removed now if the job is refused."""
@@ -140,10 +140,10 @@ class VideoJobs:
         log.info("video %s queued: %dx%d, %d frames", job.id, w, h, job.frames_total)
         return job
 
-    def _sources(self, styles: list[Upload | StyleEntry], options: Options) -> list[Image.Image | StyleCode]:
-        """Style images decoded and codes taken now, so a bad style is a 4xx, not a failed job."""
-        sources = [s.code if isinstance(s, StyleEntry) else decode(s, self.settings, options.style_size)
-                   for s in styles]
+    def _sources(self, styles: list[Upload | Image.Image | StyleCode],
+                 options: Options) -> list[Image.Image | StyleCode]:
+        """Style uploads decoded now, so a bad style is a 4xx, not a failed job."""
+        sources = [decode(s, self.settings, options.style_size) if isinstance(s, Upload) else s for s in styles]
         check_combination(sources, options, masked=False)
         normalise_weights(options.weights, len(sources))
         return sources

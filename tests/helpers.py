@@ -8,6 +8,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+import model.images  # noqa: F401 - registers the HEIF plugin that phone_photo saves with
+
 
 def noise_image(w: int, h: int, seed: int = 0, mode: str = "RGB") -> Image.Image:
     """Smooth-ish coloured noise: random blocks upsampled, so features are not degenerate."""
@@ -51,3 +53,12 @@ def files(content: bytes = CONTENT, *styles: bytes, mask: bytes | None = None) -
     return parts
 
 
+def phone_photo(w: int = 40, h: int = 20, orientation: int = 6) -> bytes:
+    """A HEIC as a phone saves it: landscape pixels, to be shown turned (EXIF orientation)."""
+    img = Image.new("RGB", (w, h), (200, 10, 10))
+    img.paste((10, 200, 10), (0, 0, w // 4, h))  # green on the left edge
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    buf = io.BytesIO()
+    img.save(buf, "HEIF", exif=exif.tobytes(), quality=95)
+    return buf.getvalue()

@@ -5,7 +5,8 @@
 const MAX_RETRIES = 5;
 const LIVE_DELAY_MS = 300; // after the last change of a slider, before the live preview asks again
 const ASPECT_TOLERANCE = 0.02; // the service's own (model/stylizer.py MASK_ASPECT_TOLERANCE)
-const BROWSER_UNREADABLE = /^image\/(tiff|x-tiff)$/; // the server reads these; Chromium cannot decode them
+const BROWSER_UNREADABLE = /^image\/(tiff|x-tiff|heic|heif|heic-sequence|heif-sequence)$/; // the server reads these; Chromium cannot decode them
+const HEIF_NAME = /\.(heic|heif)$/i; // phones' photos, often sent with no type at all
 const $ = (id) => document.getElementById(id);
 
 // What the server accepts; replaced by GET /limits when it answers.
@@ -19,7 +20,7 @@ const state = {
   live: null,          // { ws, stream, timer, url } while the camera is on
   styles: [],          // { name, thumb, weight, id?, file?, registering? }
   mask: null,          // { file, w, h, url }
-  result: null,        // { url, name }
+  result: null,        // { url, name, blob, format }: the image on screen
   request: null,       // the XMLHttpRequest in flight
   liveTimer: 0,
   stylizeSeq: 0,
@@ -47,10 +48,16 @@ function friendly(detail) {
 }
 
 // ---- checking an image before it is sent ---------------------------------------------------------
+function formatList() {
+  const f = limits.input_formats || ["PNG", "JPEG", "WebP", "GIF", "BMP", "TIFF", "HEIC", "AVIF"];
+  return `${f.slice(0, -1).join(", ")} or ${f[f.length - 1]}`;
+}
+
 async function inspect(file, what) {
-  if (!file.type.startsWith("image/")) {
+  const type = file.type || (HEIF_NAME.test(file.name) ? "image/heic" : "");
+  if (!type.startsWith("image/")) {
     throw new Error(`Not an image: ${what} (${file.name}) is ${file.type || "not an image file"}. ` +
-                    "Choose a PNG, JPEG, WebP, GIF, BMP or TIFF image.");
+                    `Choose a ${formatList()} image.`);
   }
   if (file.size > limits.max_file_bytes) {
     throw new Error(`Too large: ${what} (${file.name}) is ${megabytes(file.size)}; ` +
@@ -62,9 +69,9 @@ async function inspect(file, what) {
     [w, h] = [bitmap.width, bitmap.height];
     bitmap.close();
   } catch {
-    if (!BROWSER_UNREADABLE.test(file.type)) {
+    if (!BROWSER_UNREADABLE.test(type)) {
       throw new Error(`Not an image: ${what} (${file.name}) cannot be read as a picture. ` +
-                      "Choose a PNG, JPEG, WebP, GIF, BMP or TIFF image.");
+                      `Choose a ${formatList()} image.`);
     }
   }
   if (w * h > limits.max_image_pixels) {
@@ -86,7 +93,7 @@ function outputSize() {
 // ---- the photo -----------------------------------------------------------------------------------
 async function setContent(file) {
   if (!file) return;
-  clearResult();
+  markOutdated(); // the last result stays (with its own "before") until the next one
   try {
     state.content = await inspect(file, "the photo");
   } catch (e) {
@@ -107,7 +114,8 @@ async function setContent(file) {
 }
 
 // ---- styles: presets from GET /styles, and uploads (registered once, then used by id) -------------
-function usesPreset() { return state.styles.some((s) => !s.file); }
+// A style registered earlier (not a preset, no file in this tab): the server keeps only its code.
+function usesStoredCode() { return state.styles.some((s) => !s.file && !s.preset); }
 
 function renderChosen() {
   const list = $("chosen");
@@ -163,13 +171,15 @@ function stylesChanged() {
   syncGallery();
   renderChosen();
   checkWeights();
-  // colour preservation recolours style images; a preset has no image here to recolour
-  const preset = usesPreset();
-  $("preserve-color").disabled = preset;
-  if (preset) $("preserve-color").checked = false;
-  hint("preserve-help", preset ? "Not with preset styles: it recolours uploaded style images."
-                               : "Works with uploaded styles only.");
+  // colour preservation recolours style images: uploads and presets have theirs, a style
+  // registered earlier has only its code on the server
+  const stored = usesStoredCode();
+  $("preserve-color").disabled = stored;
+  if (stored) $("preserve-color").checked = false;
+  hint("preserve-help", stored ? "Not with styles from My styles: the server keeps only their style code, " +
+                                 "not the image to recolour." : "");
   checkMask();
+  markOutdated();
   if (state.mode === "live") liveSettings();
 }
 
@@ -230,7 +240,7 @@ function styleTile(s, thumb) {
   b.onclick = () => {
     const i = state.styles.findIndex((x) => x.id === s.id && !x.file);
     if (i >= 0) { state.styles.splice(i, 1); stylesChanged(); }
-    else addStyle({ id: s.id, name: s.name || s.id, thumb: img.src });
+    else addStyle({ id: s.id, name: s.name || s.id, thumb: img.src, preset: s.kind === "preset" });
   };
   return b;
 }
@@ -435,6 +445,8 @@ function downloadName() {
 function clearResult() {
   if (state.request) state.request.abort();
   state.result = null;
+  $("result-panel").classList.remove("outdated");
+  $("outdated-note").hidden = true;
   $("result-panel").hidden = true;
   $("result").removeAttribute("src");
   $("result-before").removeAttribute("src");
@@ -461,6 +473,7 @@ async function stylize(live = false) {
   await Promise.all(state.styles.map((s) => s.registering)); // uploads go by id once registered
   busy(true, live);
   setStatus(live ? "Updating…" : "Stylizing…", "busy");
+  startClock(live);
   const started = performance.now();
   try {
     for (let attempt = 0; ; attempt++) {
@@ -472,32 +485,65 @@ async function stylize(live = false) {
         if (seq !== state.stylizeSeq) return;
         continue;
       }
-      if (xhr.status !== 200) {
+      if (xhr.status !== 200) { // the last good result stays, marked as not showing these settings
         const text = await errorText(xhr);
-        clearResult();
-        setStatus(text, "error");
+        markOutdated();
+        setStatus(text + (state.result ? " The result shown is from before." : ""), "error");
         return;
       }
       showResult(xhr, Math.round(performance.now() - started), live);
       return;
     }
   } catch (e) {
-    if (e.name === "AbortError") {
-      if (seq === state.stylizeSeq && !live) setStatus("Cancelled.");
+    if (e.name === "AbortError") { // cancelled: a clean state, the last result (if any) marked as older
+      if (seq === state.stylizeSeq) {
+        markOutdated();
+        setStatus(state.result ? "Cancelled; the result shown is from before." : "Cancelled.");
+      }
       return;
     }
-    clearResult();
+    markOutdated();
     setStatus(`${e.message} Check your connection and try again.`, "error");
   } finally {
-    if (seq === state.stylizeSeq) busy(false);
+    if (seq === state.stylizeSeq) { busy(false); stopClock(); }
   }
+}
+
+// A long render says how long it should take (the server's measured speed) and how long it has.
+function startClock(live) {
+  stopClock();
+  const out = outputSize() || [state.content.w, state.content.h];
+  const estimate = (limits.seconds_per_megapixel || 0) * out[0] * out[1] / 1e6;
+  const started = performance.now();
+  const tick = () => {
+    const spent = (performance.now() - started) / 1000;
+    if (spent < 3 && estimate < 3) return;
+    const about = estimate >= 3 ? `about ${seconds(estimate)}, ` : "";
+    setStatus(`${live ? "Updating" : "Stylizing"}… (${about}${seconds(spent)} so far)`, "busy");
+  };
+  state.clock = setInterval(tick, 1000);
+}
+
+function stopClock() {
+  clearInterval(state.clock);
+  state.clock = 0;
+}
+
+// The result on screen no longer shows the inputs (a style, the photo or the mask changed, a
+// render failed or was cancelled): said on the result, until the next one comes.
+function markOutdated() {
+  if (!state.result) return;
+  $("result-panel").classList.add("outdated");
+  $("outdated-note").hidden = false;
 }
 
 function showResult(xhr, ms, live) {
   if (state.result) URL.revokeObjectURL(state.result.url);
   const url = URL.createObjectURL(xhr.response);
   const w = xhr.getResponseHeader("X-Image-Width"), h = xhr.getResponseHeader("X-Image-Height");
-  state.result = { url, name: downloadName() };
+  state.result = { url, name: downloadName(), blob: xhr.response, format: $("format").value, ms };
+  $("result-panel").classList.remove("outdated");
+  $("outdated-note").hidden = true;
   $("result").src = url;
   $("result").dataset.width = w;
   $("result").dataset.height = h;
@@ -511,6 +557,25 @@ function showResult(xhr, ms, live) {
   if (!live) $("result-panel").scrollIntoView({ block: "start", behavior: "instant" });
 }
 
+// The format only changes the download: the pixels on screen are encoded again here, in the
+// browser, instead of stylizing again (JPEG and WebP at the server's own qualities).
+async function changeFormat() {
+  const r = state.result, format = $("format").value;
+  if (!r || r.format === format) return;
+  if ($("download").href !== r.url) URL.revokeObjectURL($("download").href);
+  const img = $("result"), canvas = document.createElement("canvas");
+  canvas.width = img.naturalWidth;
+  canvas.height = img.naturalHeight;
+  canvas.getContext("2d").drawImage(img, 0, 0);
+  const blob = await new Promise((res) => canvas.toBlob(res, `image/${format}`, { jpeg: 0.92, webp: 0.9 }[format]));
+  if (!blob || state.result !== r) return;
+  const url = URL.createObjectURL(blob);
+  r.format = format;
+  $("download").href = url;
+  $("download").download = r.name = downloadName();
+  $("result-caption").textContent = `${canvas.width}×${canvas.height} · ${format.toUpperCase()} · ${r.ms} ms`;
+}
+
 // Once a result is on screen, a change re-renders it by itself, a moment after the last change.
 function live() {
   if (state.mode === "live") { liveSettings(); return; }
@@ -520,7 +585,15 @@ function live() {
 }
 
 // ---- video -------------------------------------------------------------------------------------
-const seconds = (s) => (s >= 90 ? `${Math.floor(s / 60)} min ${Math.round(s % 60)} s` : `${Math.round(s)} s`);
+// frames/s when at least one a second, else seconds per frame ("0.1 frames/s" reads as nothing)
+function rate(fps) {
+  return fps >= 1 ? `${fps.toFixed(1)} frames/s` : `${(1 / fps).toFixed(1)} s per frame`;
+}
+
+function seconds(s) { // 89 s, 1 min 30 s; rounded once, so never "7 min 60 s"
+  const t = Math.round(s);
+  return t >= 90 ? `${Math.floor(t / 60)} min ${t % 60} s` : `${t} s`;
+}
 
 // What the browser can tell of a clip before it is sent (it may not decode every codec the server does).
 function videoMetadata(file) {
@@ -624,7 +697,7 @@ async function followJob(job) {
     const total = Math.max(1, s.frames_total);
     $("job-progress").value = Math.round((100 * s.frames_done) / total);
     const eta = s.eta_seconds != null && s.state === "running" ? ` · about ${seconds(s.eta_seconds)} left` : "";
-    const speed = s.frames_per_second ? ` · ${s.frames_per_second.toFixed(1)} frames/s` : "";
+    const speed = s.frames_per_second ? ` · ${rate(s.frames_per_second)}` : "";
     hint("job-status", s.state === "queued" ? "Waiting for the server…" : `${s.frames_done} / ${s.frames_total} frames${speed}${eta}`);
     if (s.state === "done") { await showVideo(s); return; }
     if (s.state === "failed" || s.state === "cancelled") { setStatus(`The video failed: ${friendly(s.error || s.state)}`, "error"); return; }
@@ -709,13 +782,19 @@ async function startLive() {
       l.url = URL.createObjectURL(e.data);
       $("live-out").src = l.url;
       l.busy = false;
+      l.answers = [...(l.answers || []).filter((t) => performance.now() - t < 5000), performance.now()];
       return;
     }
     const m = JSON.parse(e.data);
     if (m.type === "ready") { l.ready = true; setStatus("Live."); }
     else if (m.type === "status") {
-      $("live-stats").textContent = `${m.fps} frames/s · ${m.latency_ms_p50 ?? "–"} ms per frame · ` +
-                                    `${m.frames_dropped} dropped (the newest frame always wins)`;
+      // the rate over the last 5 s as this page sees it (the server's is over 1 s: 0 while a frame
+      // takes longer than that)
+      const recent = (l.answers || []).filter((t) => performance.now() - t < 5000);
+      const fps = recent.length > 1 ? (recent.length - 1) / ((recent[recent.length - 1] - recent[0]) / 1000) : 0;
+      $("live-stats").textContent = `${fps ? rate(fps) : "waiting for frames"} · ` +
+        `${m.latency_ms_p50 ?? "–"} ms from camera to screen · ${m.frames_dropped} camera frames skipped ` +
+        "(the camera is faster than the server: only the newest frame is drawn)";
     } else if (m.type === "error") setStatus(friendly(m.detail), "error");
   };
   ws.onclose = (e) => {
@@ -757,6 +836,7 @@ function setMode(mode) {
     $(tab).tabIndex = m === mode ? 0 : -1;
     $(panel).hidden = m !== mode;
   }
+  $("preserve-label").textContent = mode === "video" ? "Keep the clip's colours" : "Keep the photo's colours";
   busy(false);
   setStatus("");
 }
@@ -800,7 +880,7 @@ for (const [id, out] of [["alpha", "alpha-value"], ["color-match", "color-match-
   $(id).addEventListener("input", (e) => { $(out).textContent = Number(e.target.value).toFixed(2); live(); });
 }
 $("preserve-color").addEventListener("change", live);
-$("format").addEventListener("change", live);
+$("format").addEventListener("change", changeFormat);
 $("size").addEventListener("change", () => { const p = validate(); if (p) setStatus(p, "error"); else live(); });
 $("stylize").addEventListener("click", () => (state.mode === "video" ? stylizeVideo() : stylize(false)));
 $("cancel").addEventListener("click", () => {
@@ -812,6 +892,30 @@ $("compare-slider").addEventListener("input", (e) => {
   e.target.setAttribute("aria-valuetext", `${e.target.value} % before`);
 });
 $("full-size").addEventListener("click", () => $("full-dialog").showModal());
+
+// Dragging on the picture moves the before / after line (the slider follows: keyboard users keep it).
+function dragCompare(e) {
+  if (e.type !== "pointerdown" && !(e.buttons & 1)) return;
+  const box = $("compare").getBoundingClientRect();
+  const pos = Math.round(Math.min(100, Math.max(0, (100 * (e.clientX - box.left)) / box.width)));
+  $("compare-slider").value = String(pos);
+  $("compare-slider").dispatchEvent(new Event("input"));
+}
+$("compare").addEventListener("pointerdown", (e) => { $("compare").setPointerCapture(e.pointerId); dragCompare(e); });
+$("compare").addEventListener("pointermove", dragCompare);
+
+// Paste an image (a screenshot, a copied photo): into the styles when the styles area has the
+// focus, else as the photo.
+document.addEventListener("paste", (e) => {
+  const files = [...(e.clipboardData?.files || [])].filter((f) => f.type.startsWith("image/"));
+  if (!files.length || state.mode === "video") return;
+  e.preventDefault();
+  if ($("style-drop").contains(document.activeElement) || $("chosen").contains(document.activeElement)) {
+    addStyleFiles(files);
+  } else {
+    setContent(files[0]);
+  }
+});
 
 $("api-key").value = sessionStorage.getItem("adain-api-key") || "";
 $("api-key").addEventListener("change", keyChanged);

@@ -147,7 +147,7 @@ def test_stylize_with_the_mouse_then_the_live_preview(site, open_page, images, t
     page.locator("#alpha").fill("0.6")
     assert page.locator("#alpha-value").inner_text() == "0.60"
     assert float(page.locator("#color-match").input_value()) == COLOR_MATCH  # the service's default
-    assert page.locator("#preserve-color").is_disabled()  # a preset cannot be recoloured: not offered
+    assert page.locator("#preserve-color").is_enabled()  # an upload and a preset: both have images to recolour
     page.select_option("#size", "256")
     page.select_option("#format", "webp")
     assert serious(page) == [], "filled page"
@@ -171,6 +171,22 @@ def test_stylize_with_the_mouse_then_the_live_preview(site, open_page, images, t
     live_ms = (time.perf_counter() - started) * 1000
     with capsys.disabled():
         print(f"\nlive preview: slider change to new image in {live_ms:.0f} ms (96x64 photo at 256 px, CPU)")
+    # the result stays in view while the sliders are used, at the bottom of the controls too
+    page.locator("#stylize").scroll_into_view_if_needed()
+    box, height = page.locator("#result").bounding_box(), page.viewport_size["height"]
+    assert box["y"] >= 0 and box["y"] + box["height"] <= height, box
+    # the format changes only the download: encoded here, no new stylization
+    asked = sum("/stylize" in u for u in page.urls)
+    page.select_option("#format", "jpeg")
+    page.wait_for_selector("#download[download$='.jpg']")
+    assert sum("/stylize" in u for u in page.urls) == asked and "JPEG" in page.inner_text("#result-caption")
+    # dragging on the picture moves the before / after line
+    box = page.locator("#compare").bounding_box()
+    page.mouse.move(box["x"] + box["width"] * 0.8, box["y"] + box["height"] / 2)
+    page.mouse.down()
+    page.mouse.move(box["x"] + box["width"] * 0.25, box["y"] + box["height"] / 2)
+    page.mouse.up()
+    assert 20 <= int(page.input_value("#compare-slider")) <= 30
     page.click("#full-size")
     assert page.locator("#full-dialog").is_visible()
     page.keyboard.press("Escape")
@@ -235,7 +251,7 @@ def test_a_mask_with_two_presets_works_and_a_wrong_shape_is_caught_first(site, o
     assert result_size(page) == [384, 256]
 
 
-def test_errors_clear_the_stale_result_and_a_phone_sees_its_result(site, open_page, images, tmp_path, capsys):
+def test_errors_keep_the_last_result_marked_and_a_phone_sees_its_result(site, open_page, images, tmp_path, capsys):
     proxy, _ = site
     page = open_page(proxy + "/", PHONE)
     page.wait_for_selector("#gallery button")
@@ -246,18 +262,21 @@ def test_errors_clear_the_stale_result_and_a_phone_sees_its_result(site, open_pa
     assert serious(page) == [], "filled page, phone"
     page.click("#stylize")
     wait_result(page)
-    # scrolled down to the result: its heading and image are on screen
-    top, image_top, scrolled = page.evaluate("[document.getElementById('result-panel').getBoundingClientRect().top, "
-                                             "document.getElementById('result').getBoundingClientRect().top, scrollY]")
-    assert scrolled > 0 and 0 <= top and image_top < PHONE["height"] - 100, (top, image_top, scrolled)
+    # on a phone the result sits above the controls and stays there while they scroll
+    for where in ("#stylize", "#alpha"):
+        page.locator(where).scroll_into_view_if_needed()
+        top, bottom = page.evaluate("[document.getElementById('result').getBoundingClientRect().top, "
+                                    "document.getElementById('result').getBoundingClientRect().bottom]")
+        assert 0 <= top and bottom <= PHONE["height"], (where, top, bottom)
     assert serious(page) == [], "result page, phone"
     assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]  # no sideways scrolling
     show(capsys, page, tmp_path, "web-result-phone")
-    # a new photo: the old result goes
+    # a new photo: the old result stays, marked as not showing it, until the next render
     page.set_input_files("#content-file", str(images["other"]))
-    assert page.locator("#result-panel").is_hidden()
+    page.wait_for_selector("#outdated-note:not([hidden])")
     page.click("#stylize")
     wait_result(page)
+    page.wait_for_selector("#outdated-note", state="hidden")
     # the server refuses (both weights zero cannot be sent; a weightless preset pair is caught here)
     page.click("#gallery button >> nth=1")
     for i in range(2):
@@ -265,18 +284,19 @@ def test_errors_clear_the_stale_result_and_a_phone_sees_its_result(site, open_pa
     assert "weight above 0" in page.inner_text("#styles-info")
     page.click("#stylize")
     assert "weight above 0" in page.inner_text("#status")
-    # a file that is not an image is refused before upload, and the result is cleared
+    # a file that is not an image is refused before upload; the last result stays, marked
     page.set_input_files("#content-file", str(images["junk"]))
     page.wait_for_selector("#status.error")
     text = page.inner_text("#status")
     assert "Not an image" in text and "notes.png" in text and "ADAIN_" not in text
-    assert page.locator("#result-panel").is_hidden()
+    assert page.locator("#outdated-note").is_visible() and page.locator("#result").is_visible()
+    assert serious(page) == [], "an error with the last result, phone"
     show(capsys, page, tmp_path, "web-error-phone")
 
 
-def test_server_errors_read_as_sentences_and_clear_the_result(site, open_page, images):
+def test_server_errors_read_as_sentences_and_keep_the_last_result_marked(site, open_page, images):
     """A refusal only the server can make (the page's registered style deleted meanwhile by someone
-    else) is shown as a sentence, and the old result does not stay beside it."""
+    else) is shown as a sentence; the last good result stays, marked as from before."""
     proxy, _ = site
     page = open_page(proxy + "/")
     page.wait_for_selector("#gallery button")
@@ -292,8 +312,8 @@ def test_server_errors_read_as_sentences_and_clear_the_result(site, open_page, i
     assert style_id and httpx.delete(f"{proxy}/styles/{style_id}").status_code == 204
     page.click("#stylize")
     page.wait_for_selector("#status.error")
-    assert "not registered" in page.inner_text("#status")
-    assert page.locator("#result-panel").is_hidden()
+    assert "not registered" in page.inner_text("#status") and "from before" in page.inner_text("#status")
+    assert page.locator("#outdated-note").is_visible()
     # and the server's numbers and setting names are put for people
     said = page.evaluate("friendly('content: image is 9000x9000 = 81000000 pixels; the limit is 40000000 "
                          "(ADAIN_MAX_IMAGE_PIXELS)')")
@@ -444,3 +464,21 @@ def test_with_keys_the_page_takes_a_key_and_lists_and_deletes_my_styles(server_e
         with server.client(headers={"X-API-Key": "page-key-a"}) as c:
             assert [s for s in c.get("/styles").json()["styles"] if s["kind"] == "uploaded"] == []
         assert not [u for p in (page, other) for u in p.urls if "page-key" in u]
+
+
+def test_docs_try_it_out_stylizes_without_edits(server_env, open_page, images, tmp_path):
+    """/docs as a new user meets it: "Try it out" on POST /stylize, choose only the photo, Execute:
+    the pre-filled example (a preset that exists, no weights) answers 200 with an image."""
+    env = {**server_env, "ADAIN_PRESETS_DIR": str(REPO / "weights" / "presets"), "ADAIN_DEFAULT_CONTENT_SIZE": "64"}
+    env.pop("ADAIN_FRONTEND_DIR")
+    with run_server(tmp_path / "server", **env) as server:
+        page = open_page(server.url + "/docs")
+        page.click("#operations-stylize-stylize_stylize_post .opblock-summary", timeout=30_000)
+        page.click("#operations-stylize-stylize_stylize_post .try-out__btn")
+        page.locator("#operations-stylize-stylize_stylize_post input[type=file]").first.set_input_files(
+            str(images["content"]))
+        page.click("#operations-stylize-stylize_stylize_post .execute")
+        status = page.locator("#operations-stylize-stylize_stylize_post .live-responses-table tbody .response-col_status")
+        status.first.wait_for(timeout=60_000)
+        assert status.first.inner_text().strip().startswith("200"), page.inner_text(
+            "#operations-stylize-stylize_stylize_post .live-responses-table")

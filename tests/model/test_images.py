@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from helpers import noise_image
+from helpers import noise_image, phone_photo
 from model.images import ImageTooLarge, InvalidImage, encode_png, open_image, resize_shorter, scaled_size, to_image, to_tensor
 
 
@@ -45,6 +45,21 @@ def test_exif_rotation_is_applied():
     exif[0x0112] = 6  # rotate 90 degrees clockwise on display
     out = open_image(encoded(img, "JPEG", exif=exif.tobytes()))
     assert out.size == (20, 40)
+
+
+def test_heic_phone_photos_are_read_upright_and_checked_from_the_header():
+    out = open_image(phone_photo())
+    assert out.size == (20, 40) and out.mode == "RGB"  # turned once, as shown on the phone
+    r, g, _ = out.getpixel((10, 2))  # orientation 6 turns clockwise: the left edge is now the top
+    assert g > 150 and r < 60
+    with pytest.raises(ImageTooLarge):
+        open_image(phone_photo(400, 300, 1), max_pixels=100_000)
+    with pytest.raises(InvalidImage):
+        open_image(phone_photo()[:200])  # truncated
+
+
+def test_avif_is_read():
+    assert open_image(encoded(noise_image(40, 24), "AVIF")).size == (40, 24)
 
 
 def test_cmyk_and_first_frame_of_animation():

@@ -9,7 +9,7 @@ import time
 import numpy as np
 from PIL import Image
 
-from helpers import CONTENT, STYLE_A, STYLE_B, files, noise_image, png
+from helpers import CONTENT, STYLE_A, STYLE_B, files, noise_image, phone_photo, png
 
 
 def decode(r) -> np.ndarray:
@@ -281,3 +281,19 @@ def test_options_are_checked_before_any_decoding(client, monkeypatch):
                 "alpha")
     check_error(client.post("/styles", files={"style": ("s.png", b"junk", "image/png")},
                             data={"style_size": "99999"}), 422, "style_size")
+
+
+def test_a_heic_phone_photo_stylizes_upright_and_registers_as_a_style(client):
+    r = client.post("/stylize", files=[("content", ("IMG_0001.HEIC", phone_photo(96, 64), "image/heic"))],
+                    data={"style_id": register_style(client)})
+    assert r.status_code == 200, r.text
+    assert Image.open(io.BytesIO(r.content)).size == (64, 96)  # upright, as the phone shows it
+    s = client.post("/styles", files={"style": ("s.heic", phone_photo(64, 64, 1), "image/heic")})
+    assert s.status_code == 201
+    assert {"HEIC", "AVIF"} <= set(client.get("/limits").json()["input_formats"])
+    bad = client.post("/stylize", files=files(b"ftypheic but not really", STYLE_A))
+    assert bad.status_code == 415 and "HEIC" in bad.json()["detail"]
+
+
+def register_style(client) -> str:
+    return client.post("/styles", files={"style": ("s.png", STYLE_A, "image/png")}).json()["id"]
