@@ -88,8 +88,9 @@ class Settings(BaseSettings):
     request_timeout: float = Field(60.0, gt=0, description="seconds a request may wait and run before 504")
     timeout_per_megapixel: float = Field(5.0, ge=0, description="a larger image gets this many seconds per "
                                          "megapixel of output when that is more than request_timeout")
-    timeout_margin: float = Field(3.0, ge=1, description="... or this many times the seconds per megapixel the "
-                                  "warm-up measured on this machine, when more (a slow CPU still finishes 8K)")
+    timeout_margin: float = Field(3.0, ge=0, description="... or this many times the seconds per megapixel the "
+                                  "warm-up measured on this machine, when more (a slow CPU still finishes 8K); 0 = "
+                                  "only timeout_per_megapixel")
     batch_max: int = Field(1, ge=1, le=64, description="network passes of same-size concurrent requests run "
                            "as one batch of up to this many (GPU); 1 = off. Set workers >= this")
     batch_wait_ms: float = Field(5.0, ge=0, le=1000, description="how long the first image of a batch waits for more")

@@ -173,10 +173,10 @@ function stylesChanged() {
   checkWeights();
   // colour preservation recolours style images: uploads and presets have theirs, a style
   // registered earlier has only its code on the server
-  const stored = usesStoredCode();
-  $("preserve-color").disabled = stored;
-  if (stored) $("preserve-color").checked = false;
-  hint("preserve-help", stored ? "Not with styles from My styles: the server keeps only their style code, " +
+  const codeOnly = usesStoredCode();
+  $("preserve-color").disabled = codeOnly;
+  if (codeOnly) $("preserve-color").checked = false;
+  hint("preserve-help", codeOnly ? "Not with styles from My styles: the server keeps only their style code, " +
                                  "not the image to recolour." : "");
   checkMask();
   markOutdated();
@@ -553,8 +553,10 @@ function showResult(xhr, ms, live) {
   $("download").href = url;
   $("download").download = state.result.name;
   $("result-panel").hidden = false;
+  $("compare-label").textContent = "Before / after";
   setStatus("Done.");
   if (!live) $("result-panel").scrollIntoView({ block: "start", behavior: "instant" });
+  remember(xhr.response, Number(w), Number(h), ms);
 }
 
 // The format only changes the download: the pixels on screen are encoded again here, in the
@@ -582,6 +584,155 @@ function live() {
   if (!state.result || state.mode !== "photo") return;
   clearTimeout(state.liveTimer);
   state.liveTimer = setTimeout(() => stylize(true), LIVE_DELAY_MS);
+}
+
+// ---- history: this browser's results, kept in IndexedDB (never on the server) --------------------
+const HISTORY_MAX = 40;
+let historyDb = null;
+
+function historyStore(mode) {
+  return new Promise((resolve, reject) => {
+    if (historyDb) { resolve(historyDb.transaction("results", mode).objectStore("results")); return; }
+    const open = indexedDB.open("adain-history", 1);
+    open.onupgradeneeded = () => open.result.createObjectStore("results", { keyPath: "id", autoIncrement: true });
+    open.onsuccess = () => { historyDb = open.result; resolve(historyDb.transaction("results", mode).objectStore("results")); };
+    open.onerror = () => reject(open.error);
+  });
+}
+
+const stored = (request) => new Promise((resolve, reject) => { // an IndexedDB request's result
+  request.onsuccess = () => resolve(request.result);
+  request.onerror = () => reject(request.error);
+});
+
+async function thumbnail(blob, side = 160) {
+  const bitmap = await createImageBitmap(blob);
+  const k = side / Math.max(bitmap.width, bitmap.height);
+  const canvas = document.createElement("canvas");
+  canvas.width = Math.max(1, Math.round(bitmap.width * k));
+  canvas.height = Math.max(1, Math.round(bitmap.height * k));
+  canvas.getContext("2d").drawImage(bitmap, 0, 0, canvas.width, canvas.height);
+  bitmap.close();
+  return new Promise((res) => canvas.toBlob(res, "image/jpeg", 0.8));
+}
+
+// What a result was made with: enough to show it again with its settings.
+function currentSettings() {
+  return {
+    styles: state.styles.map((s) => ({ id: s.id || null, name: s.name, preset: !!s.preset, weight: s.weight })),
+    alpha: $("alpha").value, colorMatch: $("color-match").value, size: $("size").value,
+    format: $("format").value, preserve: $("preserve-color").checked,
+  };
+}
+
+async function remember(blob, w, h, ms) {
+  try {
+    let before = null; // the photo, small, for the before/after line when the entry is shown again
+    try { before = await thumbnail(state.content.file, 1024); } catch { /* HEIC: the browser cannot draw it */ }
+    const entry = { time: Date.now(), blob, thumb: await thumbnail(blob), before, w, h, ms, name: downloadName(),
+                    photo: state.content?.file.name || "", settings: currentSettings() };
+    const store = await historyStore("readwrite");
+    entry.id = await stored(store.add(entry));
+    const keys = await stored((await historyStore("readonly")).getAllKeys());
+    for (const old of keys.slice(0, Math.max(0, keys.length - HISTORY_MAX))) {
+      await stored((await historyStore("readwrite")).delete(old));
+    }
+    state.shownHistory = entry.id;
+  } catch { /* private windows may have no IndexedDB: the page works without a history */ }
+  await renderHistory();
+}
+
+function describe(entry) {
+  const s = entry.settings;
+  const names = s.styles.map((x) => x.name).slice(0, 3).join(" + ") || "style";
+  const time = new Date(entry.time).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+  return `${names} · α ${Number(s.alpha).toFixed(2)} · ${entry.w}×${entry.h} · ${time}`;
+}
+
+async function renderHistory() {
+  let entries = [];
+  try { entries = await stored((await historyStore("readonly")).getAll()); } catch { /* no history */ }
+  const list = $("history");
+  for (const img of list.querySelectorAll("img")) URL.revokeObjectURL(img.src);
+  list.replaceChildren();
+  for (const entry of entries.reverse()) {
+    const li = document.createElement("li");
+    const show = document.createElement("button");
+    show.type = "button";
+    show.className = "show";
+    show.setAttribute("aria-pressed", String(state.shownHistory === entry.id));
+    const img = document.createElement("img");
+    img.src = URL.createObjectURL(entry.thumb);
+    img.alt = "";
+    const caption = document.createElement("span");
+    caption.className = "caption";
+    caption.textContent = describe(entry);
+    show.append(img, caption);
+    show.onclick = () => showHistory(entry);
+    const compare = document.createElement("button");
+    compare.type = "button";
+    compare.className = "button secondary small";
+    compare.textContent = "Compare";
+    compare.title = compare.ariaLabel = `Compare the result shown with ${describe(entry)}`;
+    compare.onclick = () => compareWith(entry);
+    const del = document.createElement("button");
+    del.type = "button";
+    del.className = "delete";
+    del.textContent = "×";
+    del.title = del.ariaLabel = `Delete ${describe(entry)} from the history`;
+    del.onclick = async () => { await stored((await historyStore("readwrite")).delete(entry.id)); renderHistory(); };
+    li.append(show, compare, del);
+    list.append(li);
+  }
+  $("history-row").hidden = !entries.length;
+  if (entries.length && !state.result) showHistory(entries[0], false); // a reload: the newest is back on screen
+}
+
+// Show a result from the history again, with the settings it was made with (``restore``; not
+// when the page opens with the newest one on screen).
+function showHistory(entry, restore = true) {
+  if (state.request) state.request.abort();
+  if (state.result) URL.revokeObjectURL(state.result.url);
+  const url = URL.createObjectURL(entry.blob), s = entry.settings;
+  state.result = { url, name: entry.name || "stylized.png", blob: entry.blob, format: s.format, ms: entry.ms };
+  state.shownHistory = entry.id;
+  if (restore) restoreSettings(s);
+  $("result").src = url;
+  $("result").dataset.width = entry.w;
+  $("result").dataset.height = entry.h;
+  $("full-image").src = url;
+  $("download").href = url;
+  $("download").download = state.result.name;
+  $("result-caption").textContent = `${describe(entry)} · ${s.format.toUpperCase()} · ${entry.ms} ms · from the history`;
+  $("result-panel").classList.remove("outdated");
+  $("outdated-note").hidden = true;
+  $("result-panel").hidden = false;
+  $("result-before").src = entry.before ? URL.createObjectURL(entry.before) : "";
+  $("compare-label").textContent = entry.photo ? `Before / after (before: ${entry.photo})` : "Before / after";
+  setStatus("");
+  renderHistory();
+}
+
+function restoreSettings(s) {
+  for (const [id, value] of [["alpha", s.alpha], ["color-match", s.colorMatch], ["size", s.size], ["format", s.format]]) {
+    $(id).value = value;
+  }
+  $("alpha-value").textContent = Number(s.alpha).toFixed(2);
+  $("color-match-value").textContent = Number(s.colorMatch).toFixed(2);
+  $("preserve-color").checked = s.preserve;
+  const byId = s.styles.filter((x) => x.id); // styles by id come back; one sent only as a file cannot
+  if (byId.length) {
+    const thumb = (id) => document.querySelector(`[data-id="${CSS.escape(id)}"] img`)?.src || "favicon.svg";
+    state.styles = byId.map((x) => ({ id: x.id, name: x.name, preset: x.preset, weight: x.weight, thumb: thumb(x.id) }));
+    stylesChanged();
+  }
+}
+
+// The before/after line between the result shown and another one from the history.
+function compareWith(entry) {
+  if (!state.result) return;
+  $("result-before").src = URL.createObjectURL(entry.blob);
+  $("compare-label").textContent = `Before / after (before: ${describe(entry)})`;
 }
 
 // ---- video -------------------------------------------------------------------------------------
@@ -916,6 +1067,12 @@ document.addEventListener("paste", (e) => {
     setContent(files[0]);
   }
 });
+
+$("history-clear").addEventListener("click", async () => {
+  try { await stored((await historyStore("readwrite")).clear()); } catch { /* nothing kept */ }
+  renderHistory();
+});
+renderHistory();
 
 $("api-key").value = sessionStorage.getItem("adain-api-key") || "";
 $("api-key").addEventListener("change", keyChanged);

@@ -225,7 +225,8 @@ def test_sigterm_lets_in_flight_requests_finish_and_refuses_new_ones(server_env,
 
 
 def test_a_timed_out_request_frees_its_worker(server_env, tmp_path):
-    env = {**server_env, "ADAIN_WORKERS": "1", "ADAIN_REQUEST_TIMEOUT": "0.5", "ADAIN_TIMEOUT_PER_MEGAPIXEL": "0"}
+    env = {**server_env, "ADAIN_WORKERS": "1", "ADAIN_REQUEST_TIMEOUT": "0.5", "ADAIN_TIMEOUT_PER_MEGAPIXEL": "0",
+           "ADAIN_TIMEOUT_MARGIN": "0"}
     with run_server(tmp_path, **env) as s, s.client() as c:
         t = time.perf_counter()
         r = c.post("/stylize", files=files(BIG, STYLE_A, STYLE_A))

@@ -482,3 +482,57 @@ def test_docs_try_it_out_stylizes_without_edits(server_env, open_page, images, t
         status.first.wait_for(timeout=60_000)
         assert status.first.inner_text().strip().startswith("200"), page.inner_text(
             "#operations-stylize-stylize_stylize_post .live-responses-table")
+
+
+def test_history_shows_compares_and_survives_a_reload_and_paste_and_heic_work(site, open_page, images, tmp_path,
+                                                                              capsys):
+    """Results go into this browser's history (IndexedDB): shown again with their settings,
+    compared with the before/after line, deleted, kept across a reload, cleared. A photo pasted
+    from the clipboard and a HEIC phone photo (which Chromium itself cannot draw) stylize too."""
+    from helpers import phone_photo
+
+    proxy, _ = site
+    page = open_page(proxy + "/")
+    page.wait_for_selector("#gallery button")
+    page.set_input_files("#content-file", str(images["content"]))
+    page.click("#gallery button >> nth=0")
+    page.select_option("#size", "256")
+    page.click("#stylize")
+    wait_result(page)
+    page.wait_for_selector("#history li >> nth=0")
+    page.locator("#alpha").fill("0.4")  # the live preview: a second result
+    page.wait_for_selector("#history li >> nth=1", timeout=30_000)
+    assert page.locator("#history li").count() == 2 and "α 0.40" in page.inner_text("#history li >> nth=0")
+    assert serious(page) == [], "history"
+    page.reload()  # kept across a reload, the newest back on screen
+    page.wait_for_selector("#history li >> nth=1")
+    wait_result(page)
+    page.click("#history li >> nth=1 >> .show")  # the first result, with its settings
+    page.wait_for_selector("#result-panel:not([hidden])")
+    assert page.input_value("#alpha") == "1" and "from the history" in page.inner_text("#result-caption")
+    page.click("#history li >> nth=0 >> text=Compare")
+    assert "before: " in page.inner_text("#compare-label") and "α 0.40" in page.inner_text("#compare-label")
+    show(capsys, page, tmp_path, "web-history")
+    page.click("#history li >> nth=0 >> .delete")
+    page.wait_for_selector("#history li >> nth=1", state="detached")
+    page.click("#history-clear")
+    page.wait_for_selector("#history-row", state="hidden")
+
+    # paste: a photo on the clipboard becomes the photo
+    data = list(images["other"].read_bytes())
+    page.evaluate("""(bytes) => {
+        const file = new File([new Uint8Array(bytes)], "pasted.jpg", { type: "image/jpeg" });
+        const transfer = new DataTransfer();
+        transfer.items.add(file);
+        document.dispatchEvent(new ClipboardEvent("paste", { clipboardData: transfer }));
+    }""", data)
+    page.wait_for_selector("#content-info:has-text('pasted.jpg')")
+
+    # a HEIC phone photo, turned by its EXIF: stylized upright
+    heic = tmp_path / "IMG_0042.HEIC"
+    heic.write_bytes(phone_photo(96, 64))
+    page.set_input_files("#content-file", str(heic))
+    page.wait_for_selector("#content-info:has-text('IMG_0042.HEIC')")
+    page.click("#stylize")
+    page.wait_for_selector("#result[data-width='256']", timeout=60_000)
+    assert result_size(page) == [256, 384]  # upright: 64x96 shown, shorter side 256

@@ -54,3 +54,16 @@ def test_the_deadline_grows_with_the_output(make_client):
     assert engine._timeout(form, Options(content_size=0)) == 60  # 12 MP x 5 s, read from the header
     assert engine._timeout(form, Options(content_size=6000)) == 8000 * 6000 / 1e6 * 5  # the size asked for
     assert engine._timeout(StylizeForm(content=Upload("content", b"junk")), Options()) == 30
+
+
+def test_a_slow_machine_gets_deadlines_from_its_measured_speed(make_client):
+    """The warm-up measures seconds per megapixel; a large request gets the margin times that when
+    it is more than the setting's seconds per megapixel, so a slow CPU finishes instead of a 504."""
+    client = make_client(request_timeout=30, timeout_per_megapixel=5, timeout_margin=3, warmup=True)
+    engine = client.app.state.engine
+    assert engine.seconds_per_mp > 0 and client.get("/limits").json()["seconds_per_megapixel"] > 0
+    form = StylizeForm(content=Upload("content", png(Image.new("RGB", (4000, 3000)))))
+    engine.seconds_per_mp = 4.0  # as on a slow CPU: 3 x 4 s/MP beats the setting's 5
+    assert engine._timeout(form, Options(content_size=0)) == 12 * 3 * 4.0
+    engine.seconds_per_mp = 1.0  # a fast one: the setting's 5 s/MP stays the floor
+    assert engine._timeout(form, Options(content_size=0)) == 60
