@@ -65,6 +65,8 @@ class Limits(BaseModel):
     api_key_required: bool = Field(description="whether /stylize, /styles, /videos and the stream need X-API-Key")
     seconds_per_megapixel: float = Field(description="this server's measured seconds per megapixel of output (0 = "
                                          "not measured): a client can estimate a large image's wait", examples=[1.2])
+    mask_aspect_tolerance: float = Field(description="how far a mask's aspect ratio may differ from the photo's "
+                                         "(relative)", examples=[0.02])
     page_style_ttl: float = Field(description="seconds the web page asks its style uploads to be kept (ttl)",
                                   examples=[604800.0])
     max_video_bytes: int = Field(description="largest video upload", examples=[209715200])

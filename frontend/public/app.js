@@ -3,15 +3,17 @@
 "use strict";
 
 const MAX_RETRIES = 5;
-const LIVE_DELAY_MS = 300; // after the last change of a slider, before the live preview asks again
-const ASPECT_TOLERANCE = 0.02; // the service's own (model/stylizer.py MASK_ASPECT_TOLERANCE)
+const AUTO_DELAY_MS = 300; // after the last change of a slider, before the result is asked for again
+
 const BROWSER_UNREADABLE = /^image\/(tiff|x-tiff|heic|heif|heic-sequence|heif-sequence)$/; // the server reads these; Chromium cannot decode them
 const HEIF_NAME = /\.(heic|heif)$/i; // phones' photos, often sent with no type at all
 const $ = (id) => document.getElementById(id);
 
 // What the server accepts; replaced by GET /limits when it answers.
-let limits = { max_file_bytes: 20 * 2 ** 20, max_image_pixels: 40e6, max_output_pixels: 4194304, max_styles: 8,
-               max_video_bytes: 200 * 2 ** 20, max_video_seconds: 300, max_video_pixels: 1920 * 1080 };
+// The fallbacks are the server's defaults (service/settings.py).
+let limits = { max_file_bytes: 20 * 2 ** 20, max_image_pixels: 8192 * 8192, max_output_pixels: 8192 * 8192, max_styles: 8,
+               max_video_bytes: 200 * 2 ** 20, max_video_seconds: 300, max_video_pixels: 1920 * 1080,
+               mask_aspect_tolerance: 0.02, seconds_per_megapixel: 0 };
 const state = {
   mode: "photo",       // the tab: "photo" or "video"
   content: null,       // { file, w, h, url }
@@ -22,7 +24,7 @@ const state = {
   mask: null,          // { file, w, h, url }
   result: null,        // { url, name, blob, format }: the image on screen
   request: null,       // the XMLHttpRequest in flight
-  liveTimer: 0,
+  autoTimer: 0,
   stylizeSeq: 0,
 };
 
@@ -143,12 +145,14 @@ function renderChosen() {
       w.type = "range"; w.min = "0"; w.max = "1"; w.step = "0.05"; w.value = String(s.weight);
       w.className = "weight";
       w.id = `weight-${i}`;
-      w.setAttribute("aria-label", `Weight of ${s.name}`);
+      const label = document.createElement("label"); // a visible label, not only one for screen readers
+      label.htmlFor = w.id;
+      label.textContent = "Weight";
       const out = document.createElement("output");
       out.htmlFor = w.id;
       out.textContent = s.weight.toFixed(2);
-      w.oninput = () => { s.weight = Number(w.value); out.textContent = s.weight.toFixed(2); checkWeights(); live(); };
-      row.append(w, out);
+      w.oninput = () => { s.weight = Number(w.value); out.textContent = s.weight.toFixed(2); checkWeights(); autoRender(); };
+      row.append(label, w, out);
       li.append(row);
     }
     list.append(li);
@@ -195,12 +199,14 @@ function addStyle(style) {
 }
 
 async function addStyleFiles(files) {
+  const problems = []; // every bad file said, not only the last one
   for (const f of files) {
     let checked;
     try {
       checked = await inspect(f, "the style image");
     } catch (e) {
-      hint("styles-info", e.message, true);
+      problems.push(e.message);
+      hint("styles-info", problems.join(" "), true);
       continue;
     }
     const style = { file: f, name: f.name, thumb: checked.url };
@@ -288,6 +294,8 @@ async function loadMyStyles() {
     list.append(li);
   }
   $("my-styles-row").hidden = !mine.length;
+  // without keys every visitor is the same (local) tenant: these are everyone's uploads, not yours
+  $("h-my-styles").firstChild.textContent = limits.api_key_required ? "My styles " : "Uploaded styles ";
   syncGallery();
 }
 
@@ -313,7 +321,7 @@ async function setMask(file) {
   $("mask-clear").hidden = false;
   $("mask-pick").textContent = `Mask: ${file.name} (choose or drop another to replace it)`;
   stylesChanged();
-  live();
+  autoRender();
 }
 
 function clearMask() {
@@ -335,7 +343,7 @@ function maskProblem() {
                                         `${state.styles.length} chosen.`;
   if (state.content && state.content.w && m.w) {
     const photo = state.content.w / state.content.h, mask = m.w / m.h;
-    if (Math.abs(mask - photo) > ASPECT_TOLERANCE * photo) {
+    if (Math.abs(mask - photo) > limits.mask_aspect_tolerance * photo) {
       return `The mask is ${m.w}×${m.h} but the photo is ${state.content.w}×${state.content.h}: ` +
              "their shapes differ. Use a mask made from this photo.";
     }
@@ -453,27 +461,27 @@ function clearResult() {
   delete $("result").dataset.width;
 }
 
-function busy(on, live = false) {
-  $("stylize").disabled = on && !live;
-  $("stylize").textContent = on && !live ? "Stylizing…" : state.mode === "video" ? "Stylize video" : "Stylize";
+function busy(on, auto = false) {
+  $("stylize").disabled = on && !auto;
+  $("stylize").textContent = on && !auto ? "Stylizing…" : state.mode === "video" ? "Stylize video" : "Stylize";
   $("progress-row").hidden = !on;
   if (!on) $("upload-progress").value = 0;
 }
 
-// Stylize with the current inputs. ``live``: a re-render after a slider moved (no scrolling; the
+// Stylize with the current inputs. ``auto``: a re-render after a slider moved (no scrolling; the
 // previous result stays until the new one is there).
-async function stylize(live = false) {
+async function stylize(auto = false) {
   const problem = validate();
   if (problem) {
-    if (!live) setStatus(problem, "error");
+    if (!auto) setStatus(problem, "error");
     return;
   }
   if (state.request) state.request.abort(); // the newest inputs win
   const seq = ++state.stylizeSeq;
   await Promise.all(state.styles.map((s) => s.registering)); // uploads go by id once registered
-  busy(true, live);
-  setStatus(live ? "Updating…" : "Stylizing…", "busy");
-  startClock(live);
+  busy(true, auto);
+  setStatus(auto ? "Updating…" : "Stylizing…", "busy");
+  startClock(auto);
   const started = performance.now();
   try {
     for (let attempt = 0; ; attempt++) {
@@ -491,7 +499,7 @@ async function stylize(live = false) {
         setStatus(text + (state.result ? " The result shown is from before." : ""), "error");
         return;
       }
-      showResult(xhr, Math.round(performance.now() - started), live);
+      showResult(xhr, Math.round(performance.now() - started), auto);
       return;
     }
   } catch (e) {
@@ -510,7 +518,7 @@ async function stylize(live = false) {
 }
 
 // A long render says how long it should take (the server's measured speed) and how long it has.
-function startClock(live) {
+function startClock(auto) {
   stopClock();
   const out = outputSize() || [state.content.w, state.content.h];
   const estimate = (limits.seconds_per_megapixel || 0) * out[0] * out[1] / 1e6;
@@ -519,7 +527,7 @@ function startClock(live) {
     const spent = (performance.now() - started) / 1000;
     if (spent < 3 && estimate < 3) return;
     const about = estimate >= 3 ? `about ${seconds(estimate)}, ` : "";
-    setStatus(`${live ? "Updating" : "Stylizing"}… (${about}${seconds(spent)} so far)`, "busy");
+    setStatus(`${auto ? "Updating" : "Stylizing"}… (${about}${seconds(spent)} so far)`, "busy");
   };
   state.clock = setInterval(tick, 1000);
 }
@@ -537,7 +545,7 @@ function markOutdated() {
   $("outdated-note").hidden = false;
 }
 
-function showResult(xhr, ms, live) {
+function showResult(xhr, ms, auto) {
   if (state.result) URL.revokeObjectURL(state.result.url);
   const url = URL.createObjectURL(xhr.response);
   const w = xhr.getResponseHeader("X-Image-Width"), h = xhr.getResponseHeader("X-Image-Height");
@@ -555,7 +563,7 @@ function showResult(xhr, ms, live) {
   $("result-panel").hidden = false;
   $("compare-label").textContent = "Before / after";
   setStatus("Done.");
-  if (!live) $("result-panel").scrollIntoView({ block: "start", behavior: "instant" });
+  if (!auto) $("result-panel").scrollIntoView({ block: "start", behavior: "instant" });
   remember(xhr.response, Number(w), Number(h), ms);
 }
 
@@ -578,12 +586,13 @@ async function changeFormat() {
   $("result-caption").textContent = `${canvas.width}×${canvas.height} · ${format.toUpperCase()} · ${r.ms} ms`;
 }
 
-// Once a result is on screen, a change re-renders it by itself, a moment after the last change.
-function live() {
+// Once a result is on screen, a change re-renders it by itself, a moment after the last change
+// ("live" in this file is only the camera's stream).
+function autoRender() {
   if (state.mode === "live") { liveSettings(); return; }
   if (!state.result || state.mode !== "photo") return;
-  clearTimeout(state.liveTimer);
-  state.liveTimer = setTimeout(() => stylize(true), LIVE_DELAY_MS);
+  clearTimeout(state.autoTimer);
+  state.autoTimer = setTimeout(() => stylize(true), AUTO_DELAY_MS);
 }
 
 // ---- history: this browser's results, kept in IndexedDB (never on the server) --------------------
@@ -838,6 +847,7 @@ async function stylizeVideo() {
 // Poll the job until it ends; the bar shows frames rendered.
 async function followJob(job) {
   $("video-panel").hidden = false;
+  $("progress-row").hidden = true; // the upload is done: one bar, the frames'
   $("job-progress").hidden = false;
   setStatus("Rendering…", "busy");
   for (;;) {
@@ -1025,14 +1035,14 @@ for (const mode of MODES) {
 $("live-start").addEventListener("click", () => (state.live ? stopLive() : startLive()));
 $("live-size").addEventListener("change", liveSettings);
 $("live-steady").addEventListener("change", liveSettings);
-$("mask-clear").addEventListener("click", () => { clearMask(); live(); });
+$("mask-clear").addEventListener("click", () => { clearMask(); autoRender(); });
 
 for (const [id, out] of [["alpha", "alpha-value"], ["color-match", "color-match-value"]]) {
-  $(id).addEventListener("input", (e) => { $(out).textContent = Number(e.target.value).toFixed(2); live(); });
+  $(id).addEventListener("input", (e) => { $(out).textContent = Number(e.target.value).toFixed(2); autoRender(); });
 }
-$("preserve-color").addEventListener("change", live);
+$("preserve-color").addEventListener("change", autoRender);
 $("format").addEventListener("change", changeFormat);
-$("size").addEventListener("change", () => { const p = validate(); if (p) setStatus(p, "error"); else live(); });
+$("size").addEventListener("change", () => { const p = validate(); if (p) setStatus(p, "error"); else autoRender(); });
 $("stylize").addEventListener("click", () => (state.mode === "video" ? stylizeVideo() : stylize(false)));
 $("cancel").addEventListener("click", () => {
   if (state.mode === "video") cancelVideo();
