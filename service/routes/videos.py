@@ -86,7 +86,8 @@ async def video_result(request: Request, engine: ReadyEngine, caller: CurrentCal
     span = byte_range(request.headers.get("range"), size)
     start, end = span or (0, size - 1)
     headers = {"Accept-Ranges": "bytes", "Content-Length": str(end - start + 1), "Cache-Control": "private",
-               "Content-Disposition": f'inline; filename="stylized-{job_id[:8]}.mp4"'}
+               # no file name: a page's download attribute names the file (a header's name would win)
+               "Content-Disposition": "inline"}
     if span:
         headers["Content-Range"] = f"bytes {start}-{end}/{size}"
     blocks = engine.videos.store.read_result(job_id, start, end)

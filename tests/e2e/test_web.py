@@ -536,3 +536,24 @@ def test_history_shows_compares_and_survives_a_reload_and_paste_and_heic_work(si
     page.click("#stylize")
     page.wait_for_selector("#result[data-width='256']", timeout=60_000)
     assert result_size(page) == [256, 384]  # upright: 64x96 shown, shorter side 256
+
+
+def test_cancel_returns_to_a_clean_state_and_keeps_the_last_result_on_a_phone(site, open_page, images):
+    proxy, _ = site
+    page = open_page(proxy + "/", PHONE)
+    page.wait_for_selector("#gallery button")
+    page.set_input_files("#content-file", str(images["content"]))
+    page.click("#gallery button >> nth=0")
+    page.select_option("#size", "256")
+    page.click("#stylize")
+    wait_result(page)
+    page.wait_for_selector("#history li")
+    assert serious(page) == [], "result and history, phone"
+    page.select_option("#size", "1024")  # an automatic re-render, slower: cancelled while it runs
+    page.wait_for_selector("#cancel:visible")
+    page.click("#cancel")
+    page.wait_for_selector("#status:has-text('Cancelled')")
+    assert "from before" in page.inner_text("#status") and "Updating" not in page.inner_text("#status")
+    assert page.locator("#stylize").is_enabled() and page.locator("#progress-row").is_hidden()
+    assert page.locator("#outdated-note").is_visible() and result_size(page) == [384, 256]
+    assert serious(page) == [], "cancelled, phone"
