@@ -484,6 +484,18 @@ def test_docs_try_it_out_stylizes_without_edits(server_env, open_page, images, t
             "#operations-stylize-stylize_stylize_post .live-responses-table")
 
 
+def first_result(page, images):
+    """The photo and a preset at 256 px, stylized: the result on screen and in the history."""
+    page.wait_for_selector("#gallery button")
+    page.set_input_files("#content-file", str(images["content"]))
+    page.click("#gallery button >> nth=0")
+    page.select_option("#size", "256")
+    page.click("#stylize")
+    wait_result(page)
+    page.wait_for_selector("#history li >> nth=0")
+    return page
+
+
 def test_history_shows_compares_and_survives_a_reload_and_paste_and_heic_work(site, open_page, images, tmp_path,
                                                                               capsys):
     """Results go into this browser's history (IndexedDB): shown again with their settings,
@@ -492,14 +504,7 @@ def test_history_shows_compares_and_survives_a_reload_and_paste_and_heic_work(si
     from helpers import phone_photo
 
     proxy, _ = site
-    page = open_page(proxy + "/")
-    page.wait_for_selector("#gallery button")
-    page.set_input_files("#content-file", str(images["content"]))
-    page.click("#gallery button >> nth=0")
-    page.select_option("#size", "256")
-    page.click("#stylize")
-    wait_result(page)
-    page.wait_for_selector("#history li >> nth=0")
+    page = first_result(open_page(proxy + "/"), images)
     page.locator("#alpha").fill("0.4")  # the live preview: a second result
     page.wait_for_selector("#history li >> nth=1", timeout=30_000)
     assert page.locator("#history li").count() == 2 and "α 0.40" in page.inner_text("#history li >> nth=0")
@@ -540,14 +545,7 @@ def test_history_shows_compares_and_survives_a_reload_and_paste_and_heic_work(si
 
 def test_cancel_returns_to_a_clean_state_and_keeps_the_last_result_on_a_phone(site, open_page, images):
     proxy, _ = site
-    page = open_page(proxy + "/", PHONE)
-    page.wait_for_selector("#gallery button")
-    page.set_input_files("#content-file", str(images["content"]))
-    page.click("#gallery button >> nth=0")
-    page.select_option("#size", "256")
-    page.click("#stylize")
-    wait_result(page)
-    page.wait_for_selector("#history li")
+    page = first_result(open_page(proxy + "/", PHONE), images)
     assert serious(page) == [], "result and history, phone"
     page.select_option("#size", "1024")  # an automatic re-render, slower: cancelled while it runs
     page.wait_for_selector("#cancel:visible")

@@ -62,3 +62,13 @@ def test_bf16_and_training_keep_pytorchs_own_convolutions(decoder_path):
     with torch.inference_mode():
         assert torch.allclose(conv(x.detach()), torch.nn.functional.conv2d(x.detach(), conv.weight, conv.bias),
                               atol=1e-4)
+
+
+def test_batches_render_as_single_images_do(pair):
+    """Micro-batching (ADAIN_BATCH_MAX) through Winograd: each image as when drawn alone."""
+    _, winograd = pair
+    style = winograd.encode_style(noise_image(64, 64, seed=5), 64)
+    plans = [winograd.prepare(noise_image(128, 96, seed=6 + i), [style]) for i in range(2)]
+    together = winograd.render(plans)
+    for plan, out in zip(plans, together):
+        assert psnr(out, winograd.render([plan])[0]) >= 60
