@@ -3,6 +3,8 @@ is encoded, the deadline scaled with the output's size."""
 
 from __future__ import annotations
 
+import pytest
+
 import io
 
 import numpy as np
@@ -67,3 +69,11 @@ def test_a_slow_machine_gets_deadlines_from_its_measured_speed(make_client):
     assert engine._timeout(form, Options(content_size=0)) == 12 * 3 * 4.0
     engine.seconds_per_mp = 1.0  # a fast one: the setting's 5 s/MP stays the floor
     assert engine._timeout(form, Options(content_size=0)) == 60
+
+
+@pytest.mark.skipif(not __import__("model.convs").convs.winograd_available(), reason="this torch has no NNPACK")
+def test_readyz_says_how_the_convolutions_run(make_client):
+    client = make_client(warmup=True)  # the test model is fp32 on the CPU: its convolutions are measured
+    ready = client.get("/readyz").json()
+    assert ready["seconds_per_megapixel"] > 0
+    assert set(ready["convolutions"]) <= {"direct", "winograd"} and sum(ready["convolutions"].values()) >= 18
