@@ -5,8 +5,9 @@
 
 By default clients never back off (a flood): each sends its next request as soon as the last one
 is answered; --honour-retry-after makes them wait as a 503 or 429 tells them (the flood is one
-tenant, so past its share of the queue, ADAIN_TENANT_QUEUE_DEPTH, it gets 429 before the queue is full). On a small machine the
-flood's own CPU use (it runs here too) takes cores from the model: the report prints it. Pass criteria, printed with the numbers (exit status 1 if any fails): only
+tenant, so past its share of the queue, ADAIN_TENANT_QUEUE_DEPTH, it gets 429 before the queue is
+full). On a small machine the flood's own CPU use (it runs here too) takes cores from the model:
+the report prints it. Pass criteria, printed with the numbers (exit status 1 if any fails): only
 200, 429 and 503 answers, every refusal with Retry-After, the server's peak RSS under --rss-bound-mb, the
 queue drained within 10 s of the end, and a normal request served afterwards. Reports images/s,
 p50/p95/p99 latency of accepted requests, and how fast refusals come back.
@@ -94,7 +95,8 @@ def flood(server: Server, args: argparse.Namespace) -> bool:
     print(f"accepted: {statuses[200] / wall:.2f} images/s; latency p50 {percentile(accepted, 0.5):.2f} s, "
           f"p95 {percentile(accepted, 0.95):.2f} s, p99 {percentile(accepted, 0.99):.2f} s")
     if refused:
-        print(f"refused (429/503: {statuses[429]}/{statuses[503]}): median answer in {statistics.median(refused) * 1000:.1f} ms, "
+        print(f"refused (429/503: {statuses[429]}/{statuses[503]}): median answer in "
+              f"{statistics.median(refused) * 1000:.1f} ms, "
               f"{missing_retry_after} without Retry-After")
     print(f"server RSS {rss_before:.0f} MB before, peak {peak:.0f} MB (bound {args.rss_bound_mb} MB); "
           f"queue drained {drain:.2f} s after the end; next request: {after}")

@@ -92,8 +92,9 @@ def register(server: Server, size: int) -> dict[str, str]:
 
 def keys_file(tmp: Path, greedy_rate: str = "") -> str:
     path = tmp / f"keys{len(greedy_rate)}.toml"
-    path.write_text("".join(f'[[tenant]]\nname = "{who}"\nkeys = ["{digest(key)}"]\n'
-                            f'rate_limit = "{greedy_rate if who == "greedy" else ""}"\n\n' for who, key in KEYS.items()))
+    rate = {"greedy": greedy_rate, "polite": ""}
+    path.write_text("".join(f'[[tenant]]\nname = "{who}"\nkeys = ["{digest(key)}"]\nrate_limit = "{rate[who]}"\n\n'
+                            for who, key in KEYS.items()))
     return str(path)
 
 
@@ -111,7 +112,8 @@ def fairness(args: argparse.Namespace, env: dict[str, str], tmp: Path) -> None:
         style = register(server, args.size)
         flooded, statuses = polite_p50(server, style, body, args.requests, greedy=8)
     total = sum(statuses.values())
-    print(f"2. the greedy tenant limited to 4/second: greedy answers {statuses} ({statuses.get(429, 0) / max(1, total):.0%} 429); "
+    print(f"2. the greedy tenant limited to 4/second: greedy answers {statuses} "
+          f"({statuses.get(429, 0) / max(1, total):.0%} 429); "
           f"polite p50 {flooded:.3f} s ({flooded / alone:.2f}x alone)")
 
 

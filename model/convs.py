@@ -45,14 +45,13 @@ class FastConv2d(nn.Conv2d):
     convolution or by Winograd, per input size bucket: measured (``mode`` auto) or fixed. Its
     parameters are the Conv2d's, so state dicts are unchanged."""
 
-    mode = "auto"
-
     def setup(self, mode: str) -> FastConv2d:
-        if mode not in MODES:
-            raise ValueError(f"convolution mode must be one of {', '.join(MODES)}; got {mode!r}")
         self.mode = mode
         self.paths: dict[int, str] = {}  # bucket -> "direct" | "winograd"
         self._lock = threading.Lock()
+        # NNPACK takes NCHW weights and the networks are channels_last: converted once here, not on
+        # every call (inference only: the weights no longer change)
+        self.weight_nchw = self.weight.detach().contiguous()
         return self
 
     def workspace(self, x: torch.Tensor) -> int:
@@ -77,7 +76,7 @@ class FastConv2d(nn.Conv2d):
         return super().forward(x)
 
     def _winograd(self, x: torch.Tensor) -> torch.Tensor:
-        return torch._nnpack_spatial_convolution(x.contiguous(), self.weight.contiguous(), self.bias, [0, 0], [1, 1])
+        return torch._nnpack_spatial_convolution(x.contiguous(), self.weight_nchw, self.bias, [0, 0], [1, 1])
 
     def _measure(self, x: torch.Tensor, key: int) -> str:
         # one timed run each: a first request of a new size costs about three convolutions per
@@ -116,5 +115,5 @@ def summary(nets: Iterable[nn.Module]) -> dict[str, int]:
     for net in nets:
         for m in net.modules():
             if isinstance(m, FastConv2d):
-                counts.update(getattr(m, "paths", {}).values())
+                counts.update(m.paths.values())
     return dict(sorted(counts.items()))

@@ -219,12 +219,11 @@ class Stylizer:
     @torch.inference_mode()
     def warmup(self, sizes: Sequence[int] = (256,)) -> float:
         """Throwaway runs at these sizes so requests don't pay for lazy init and kernel selection
-        (and, on fp32 CPUs, the convolutions' measuring); the last run's seconds per megapixel."""
-        rate = 0.0
+        (and, on fp32 CPUs, the convolutions' measuring); then one more at the largest, timed: this
+        machine's seconds per megapixel."""
         for size in sizes:
             img = Image.new("RGB", (size, size), (128, 100, 90))
-            self.stylize(img, [img], content_size=0, style_size=0)  # measures, where convs are measured
-            start = time.perf_counter()
             self.stylize(img, [img], content_size=0, style_size=0)
-            rate = (time.perf_counter() - start) / (size * size / 1e6)
-        return rate
+        start = time.perf_counter()
+        self.stylize(img, [img], content_size=0, style_size=0)
+        return (time.perf_counter() - start) / (size * size / 1e6)

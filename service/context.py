@@ -60,8 +60,8 @@ class RequestContextMiddleware:
             if message["type"] == "http.response.start":
                 extra = {"x-request-id": rid, **{k.lower(): v for k, v in state.get("rate_headers", {}).items()}}
                 present = {k.lower() for k, _ in message.get("headers", [])}
-                message["headers"] = [*message.get("headers", []),
-                                      *[(k.encode(), v.encode()) for k, v in extra.items() if k.encode() not in present]]
+                added = [(k.encode(), v.encode()) for k, v in extra.items() if k.encode() not in present]
+                message["headers"] = [*message.get("headers", []), *added]
             await send(message)
 
         await self.app(scope, receive, send_with_headers)

@@ -3,8 +3,8 @@
 ``CurrentCaller`` is the one way in for HTTP routes; the WebSocket takes ``StreamCaller`` (the
 same resolution, ``Tenants.resolve``, except that a browser cannot set headers on a WebSocket, so
 a stream without the header resolves from its first settings message). Rate limits are counted
-once per request and per stream (``Engine.admit``). The aliases end in ``Dep`` or name a role, so they cannot be
-mistaken for the classes in service.forms."""
+once per request and per stream (``Engine.admit``). The aliases end in ``Dep`` or name a role, so
+they cannot be mistaken for the classes in service.forms."""
 
 from __future__ import annotations
 
@@ -18,11 +18,6 @@ from service import forms
 from service.engine import Engine
 from service.errors import Busy
 from service.tenants import Caller
-
-api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False,
-                              description="required when the server has keys (ADAIN_API_KEYS, ADAIN_KEYS_FILE); "
-                                          "the key says which tenant is calling")
-
 
 def get_engine(conn: HTTPConnection) -> Engine:
     return conn.app.state.engine
@@ -43,7 +38,8 @@ class HeaderKey(APIKeyHeader):
 
 
 header_key = HeaderKey(name="X-API-Key", auto_error=False, scheme_name="APIKeyHeader",
-                       description=api_key_header.model.description)
+                       description="required when the server has keys (ADAIN_API_KEYS, ADAIN_KEYS_FILE); the key "
+                                   "says which tenant is calling")
 
 
 async def current_caller(conn: HTTPConnection, engine: Annotated[Engine, Depends(get_engine)],

@@ -97,7 +97,8 @@ RESPONSES: dict[int | str, dict[str, Any]] = {code: {
           "Retry-After header's seconds", "tenant 'acme' is over its rate limit (10/second); retry in 1 s"),
     503: ("the server is busy, still loading, or its style store is down: retry after the Retry-After header's "
           "seconds", "the server is busy (9 requests ahead); retry shortly"),
-    504: ("the request took longer than the server's timeout", "the request took longer than 60 s; try a smaller image"),
+    504: ("the request took longer than the server's timeout",
+          "the request took longer than 60 s; try a smaller image"),
     507: ("the style store, or the tenant's quota of registered styles, is full: delete styles before registering "
           "more", "tenant 'acme' has 1000 registered styles, its quota: delete some before registering more"),
 }.items()}

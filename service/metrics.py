@@ -4,7 +4,7 @@ histograms recorded by an ASGI middleware, and gauges read from live state at sc
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -42,7 +42,7 @@ class Metrics:
     """``tenants``: the configured tenants' names, the only values the tenant label takes (so its
     cardinality is the configuration's, whatever callers send)."""
 
-    def __init__(self, read_state: Callable[[], dict[str, float]], tenants: list[str] = ()) -> None:
+    def __init__(self, read_state: Callable[[], dict[str, float]], tenants: Iterable[str] = ()) -> None:
         self.registry = CollectorRegistry()
         self.tenants = set(tenants)
         self.tenant_requests = Counter("adain_tenant_requests", "HTTP requests and streams by tenant",

@@ -69,8 +69,7 @@ class ModelQueue:
         self._last: str | None = None
         self._credit = 0  # turns the last tenant may still take in a row (its weight - 1 at first)
         self._tickets: set[Ticket] = set()
-        self._accepted = 0  # accepted, not finished
-        self._pending: dict[str, int] = {}  # the same, per tenant
+        self._pending: dict[str, int] = {}  # per tenant: accepted, not finished
         self._avg_seconds = 1.0  # moving average of job time, for Retry-After
 
     # state for metrics and Retry-After
@@ -80,16 +79,21 @@ class ModelQueue:
         return self.workers - self._free
 
     @property
+    def accepted(self) -> int:
+        """Jobs accepted and not finished (waiting or running)."""
+        return sum(self._pending.values())
+
+    @property
     def waiting(self) -> int:
-        return self._accepted - self.in_flight
+        return self.accepted - self.in_flight
 
     def retry_after_if_full(self) -> int | None:
         """Retry-After seconds when no place is free now, else None (a hint: ``run`` decides)."""
-        return self.retry_after() if self._accepted >= self.capacity else None
+        return self.retry_after() if self.accepted >= self.capacity else None
 
     def retry_after(self, jobs: int | None = None) -> int:
         """Seconds until ``jobs`` (all accepted ones by default) are likely done."""
-        jobs = self._accepted if jobs is None else jobs
+        jobs = self.accepted if jobs is None else jobs
         return max(1, math.ceil(jobs * self._avg_seconds / self.workers))
 
     # the asyncio side
@@ -115,7 +119,7 @@ class ModelQueue:
 
     def _admit(self, caller: Caller) -> Ticket:
         with self._cond:
-            total, mine = self._accepted, self._pending.get(caller.tenant, 0)
+            total, mine = self.accepted, self._pending.get(caller.tenant, 0)
             if total >= self.capacity:
                 raise Busy(f"the server is busy ({total} requests ahead); retry shortly",
                            headers={"Retry-After": str(self.retry_after())})
@@ -124,7 +128,6 @@ class ModelQueue:
                                       f"(its share of the queue); wait for some to finish",
                                       headers={"Retry-After": str(self.retry_after(mine))})
             self._pending[caller.tenant] = mine + 1
-            self._accepted += 1
             ticket = Ticket(caller.tenant, max(1, caller.limits.weight))
             self._tickets.add(ticket)
             return ticket
@@ -150,7 +153,6 @@ class ModelQueue:
             with self._cond:
                 self._tickets.discard(ticket)
                 self._pending[ticket.tenant] -= 1
-                self._accepted -= 1
                 if not self._pending[ticket.tenant]:
                     del self._pending[ticket.tenant]
                 self._avg_seconds = 0.8 * self._avg_seconds + 0.2 * (time.perf_counter() - start)

@@ -153,8 +153,9 @@ class Settings(BaseSettings):
 
     def tenant_defaults(self) -> TenantLimits:
         """Every tenant's limits unless the keys file says otherwise."""
-        return TenantLimits(self.rate_limit, self.max_styles_per_tenant, self.tenant_queue_depth, 1,
-                            self.max_streams_per_tenant, self.max_video_jobs_per_tenant)
+        return TenantLimits(rate_limit=self.rate_limit, max_styles=self.max_styles_per_tenant,
+                            queue_depth=self.tenant_queue_depth, max_streams=self.max_streams_per_tenant,
+                            max_video_jobs=self.max_video_jobs_per_tenant)
 
     @field_validator("cors_origins", "api_keys", mode="before")
     @classmethod

@@ -231,23 +231,40 @@ async function register(style) {
 }
 
 // A style tile that toggles the style in the chosen list (presets and my styles alike).
-function styleTile(s, thumb) {
+// A toggle button showing a picture and a caption (the style galleries, the history).
+function pictureButton(src, text, pressed, onclick) {
   const b = document.createElement("button");
   b.type = "button";
-  b.dataset.id = s.id;
-  b.setAttribute("aria-pressed", "false");
+  b.setAttribute("aria-pressed", String(pressed));
   const img = document.createElement("img");
-  img.src = thumb;
+  img.src = src;
   img.alt = "";
   const caption = document.createElement("span");
   caption.className = "caption";
-  caption.textContent = s.name || s.id;
+  caption.textContent = text;
   b.append(img, caption);
-  b.onclick = () => {
+  b.onclick = onclick;
+  return b;
+}
+
+// The round × button that deletes what it sits on.
+function deleteButton(label, onclick) {
+  const del = document.createElement("button");
+  del.type = "button";
+  del.className = "delete";
+  del.textContent = "×";
+  del.title = del.ariaLabel = label;
+  del.onclick = onclick;
+  return del;
+}
+
+function styleTile(s, thumb) {
+  const b = pictureButton(thumb, s.name || s.id, false, () => {
     const i = state.styles.findIndex((x) => x.id === s.id && !x.file);
     if (i >= 0) { state.styles.splice(i, 1); stylesChanged(); }
-    else addStyle({ id: s.id, name: s.name || s.id, thumb: img.src, preset: s.kind === "preset" });
-  };
+    else addStyle({ id: s.id, name: s.name || s.id, thumb, preset: s.kind === "preset" });
+  });
+  b.dataset.id = s.id;
   return b;
 }
 
@@ -277,19 +294,14 @@ async function loadMyStyles() {
   for (const s of mine) {
     const local = state.styles.find((x) => x.id === s.id && x.file);
     const li = document.createElement("li");
-    const del = document.createElement("button");
-    del.type = "button";
-    del.className = "delete";
-    del.textContent = "×";
-    del.title = del.ariaLabel = `Delete my style ${s.name || s.id}`;
-    del.onclick = async () => {
+    const del = deleteButton(`Delete my style ${s.name || s.id}`, async () => {
       const r = await fetch(`styles/${encodeURIComponent(s.id)}`, { method: "DELETE", headers: authHeaders() });
       if (r.ok || r.status === 404) {
         const i = state.styles.findIndex((x) => x.id === s.id);
         if (i >= 0) { state.styles.splice(i, 1); stylesChanged(); }
         loadMyStyles();
       }
-    };
+    });
     li.append(styleTile(s, local ? local.thumb : "favicon.svg"), del);
     list.append(li);
   }
@@ -444,8 +456,10 @@ function validate() {
 const sleep = (ms) => new Promise((res) => setTimeout(res, ms));
 const stem = (name) => name.replace(/\.[^.]*$/, "").replace(/[^\w-]+/g, "-").replace(/^-+|-+$/g, "").slice(0, 40);
 
+const EXTENSIONS = { png: "png", jpeg: "jpg", webp: "webp" };
+
 function downloadName() {
-  const ext = { png: "png", jpeg: "jpg", webp: "webp" }[$("format").value];
+  const ext = EXTENSIONS[$("format").value];
   const styles = state.styles.map((s) => stem(s.name)).filter(Boolean).slice(0, 3).join("+") || "style";
   return `${stem(state.content.file.name) || "photo"}-in-${styles}.${ext}`;
 }
@@ -567,23 +581,28 @@ function showResult(xhr, ms, auto) {
   remember(xhr.response, Number(w), Number(h), ms);
 }
 
+// A picture (an <img>, a bitmap) drawn at w×h and encoded in the browser: a Blob.
+function encodePicture(source, w, h, format, quality) {
+  const canvas = document.createElement("canvas");
+  canvas.width = w;
+  canvas.height = h;
+  canvas.getContext("2d").drawImage(source, 0, 0, w, h);
+  return new Promise((res) => canvas.toBlob(res, `image/${format}`, quality));
+}
+
 // The format only changes the download: the pixels on screen are encoded again here, in the
 // browser, instead of stylizing again (JPEG and WebP at the server's own qualities).
 async function changeFormat() {
-  const r = state.result, format = $("format").value;
+  const r = state.result, format = $("format").value, img = $("result");
   if (!r || r.format === format) return;
   if ($("download").href !== r.url) URL.revokeObjectURL($("download").href);
-  const img = $("result"), canvas = document.createElement("canvas");
-  canvas.width = img.naturalWidth;
-  canvas.height = img.naturalHeight;
-  canvas.getContext("2d").drawImage(img, 0, 0);
-  const blob = await new Promise((res) => canvas.toBlob(res, `image/${format}`, { jpeg: 0.92, webp: 0.9 }[format]));
+  const [w, h] = [img.naturalWidth, img.naturalHeight];
+  const blob = await encodePicture(img, w, h, format, { jpeg: 0.92, webp: 0.9 }[format]);
   if (!blob || state.result !== r) return;
-  const url = URL.createObjectURL(blob);
   r.format = format;
-  $("download").href = url;
-  $("download").download = r.name = downloadName();
-  $("result-caption").textContent = `${canvas.width}×${canvas.height} · ${format.toUpperCase()} · ${r.ms} ms`;
+  $("download").href = URL.createObjectURL(blob);
+  $("download").download = r.name = r.name.replace(/\.[^.]*$/, `.${EXTENSIONS[format]}`);
+  $("result-caption").textContent = `${w}×${h} · ${format.toUpperCase()} · ${r.ms} ms`;
 }
 
 // Once a result is on screen, a change re-renders it by itself, a moment after the last change
@@ -616,13 +635,11 @@ const stored = (request) => new Promise((resolve, reject) => { // an IndexedDB r
 
 async function thumbnail(blob, side = 160) {
   const bitmap = await createImageBitmap(blob);
-  const k = side / Math.max(bitmap.width, bitmap.height);
-  const canvas = document.createElement("canvas");
-  canvas.width = Math.max(1, Math.round(bitmap.width * k));
-  canvas.height = Math.max(1, Math.round(bitmap.height * k));
-  canvas.getContext("2d").drawImage(bitmap, 0, 0, canvas.width, canvas.height);
+  const k = Math.min(1, side / Math.max(bitmap.width, bitmap.height));
+  const small = await encodePicture(bitmap, Math.max(1, Math.round(bitmap.width * k)),
+                                    Math.max(1, Math.round(bitmap.height * k)), "jpeg", 0.8);
   bitmap.close();
-  return new Promise((res) => canvas.toBlob(res, "image/jpeg", 0.8));
+  return small;
 }
 
 // What a result was made with: enough to show it again with its settings.
@@ -634,10 +651,17 @@ function currentSettings() {
   };
 }
 
+// The photo, small, for the before/after line when a history entry is shown again: made once per
+// photo (a 12 MP photo is not decoded again for every automatic re-render); null for a HEIC,
+// which the browser cannot draw.
+function smallPhoto(content) {
+  if (!content.small) content.small = thumbnail(content.file, 1024).catch(() => null);
+  return content.small;
+}
+
 async function remember(blob, w, h, ms) {
   try {
-    let before = null; // the photo, small, for the before/after line when the entry is shown again
-    try { before = await thumbnail(state.content.file, 1024); } catch { /* HEIC: the browser cannot draw it */ }
+    const before = await smallPhoto(state.content);
     const entry = { time: Date.now(), blob, thumb: await thumbnail(blob), before, w, h, ms, name: downloadName(),
                     photo: state.content?.file.name || "", settings: currentSettings() };
     const store = await historyStore("readwrite");
@@ -666,30 +690,19 @@ async function renderHistory() {
   list.replaceChildren();
   for (const entry of entries.reverse()) {
     const li = document.createElement("li");
-    const show = document.createElement("button");
-    show.type = "button";
+    const show = pictureButton(URL.createObjectURL(entry.thumb), describe(entry), state.shownHistory === entry.id,
+                               () => showHistory(entry));
     show.className = "show";
-    show.setAttribute("aria-pressed", String(state.shownHistory === entry.id));
-    const img = document.createElement("img");
-    img.src = URL.createObjectURL(entry.thumb);
-    img.alt = "";
-    const caption = document.createElement("span");
-    caption.className = "caption";
-    caption.textContent = describe(entry);
-    show.append(img, caption);
-    show.onclick = () => showHistory(entry);
     const compare = document.createElement("button");
     compare.type = "button";
     compare.className = "button secondary small";
     compare.textContent = "Compare";
     compare.title = compare.ariaLabel = `Compare the result shown with ${describe(entry)}`;
     compare.onclick = () => compareWith(entry);
-    const del = document.createElement("button");
-    del.type = "button";
-    del.className = "delete";
-    del.textContent = "×";
-    del.title = del.ariaLabel = `Delete ${describe(entry)} from the history`;
-    del.onclick = async () => { await stored((await historyStore("readwrite")).delete(entry.id)); renderHistory(); };
+    const del = deleteButton(`Delete ${describe(entry)} from the history`, async () => {
+      await stored((await historyStore("readwrite")).delete(entry.id));
+      renderHistory();
+    });
     li.append(show, compare, del);
     list.append(li);
   }

@@ -26,7 +26,8 @@ async def readyz(engine: AnyEngine) -> Response:
     store_ok, detail = await engine.store_state()
     body = Readiness(ready=engine.ready, device=str(s.device) if s else None, precision=s.precision if s else None,
                      backend=s.backend if s else None, decoder=str(engine.settings.decoder), load_seconds=round(engine.load_seconds, 3),
-                     convolutions=s.convolutions if s else None, seconds_per_megapixel=round(engine.seconds_per_mp, 3),
+                     convolutions=s.convolutions if s else None,
+                     seconds_per_megapixel=round(engine.seconds_per_mp, 3),
                      presets=len(engine.registry.presets), store=engine.registry.store.backend, store_ok=store_ok,
                      store_detail=detail)
     return JSONResponse(body.model_dump(), status_code=200 if engine.ready else 503)
@@ -38,8 +39,9 @@ async def limits(engine: AnyEngine) -> Limits:
     return Limits(max_file_bytes=s.max_file_bytes, max_total_bytes=s.max_total_bytes,
                   max_image_pixels=s.max_image_pixels, max_output_pixels=s.max_output_pixels, max_styles=s.max_styles,
                   default_content_size=s.default_content_size, default_style_size=s.default_style_size,
-                  formats=list(OUTPUT_FORMATS), input_formats=list(INPUT_FORMATS), api_key_required=engine.tenants.required,
-                  page_style_ttl=s.page_style_ttl, mask_aspect_tolerance=MASK_ASPECT_TOLERANCE, seconds_per_megapixel=round(engine.seconds_per_mp, 3),
+                  formats=list(OUTPUT_FORMATS), input_formats=list(INPUT_FORMATS),
+                  api_key_required=engine.tenants.required, page_style_ttl=s.page_style_ttl,
+                  mask_aspect_tolerance=MASK_ASPECT_TOLERANCE, seconds_per_megapixel=round(engine.seconds_per_mp, 3),
                   max_video_bytes=s.max_video_bytes, max_video_seconds=s.max_video_seconds,
                   max_video_pixels=s.max_video_pixels)
 

@@ -27,6 +27,8 @@ SCHEMA = """CREATE TABLE IF NOT EXISTS styles (
 # a file written before tenants has the first three columns only: they are added, rows kept
 UPGRADE = {"owner": "ALTER TABLE styles ADD COLUMN owner TEXT NOT NULL DEFAULT 'local'",
            "expires": "ALTER TABLE styles ADD COLUMN expires REAL"}
+SWEEP = "DELETE FROM styles WHERE expires <= ?"
+LIVE = "(expires IS NULL OR expires > ?)"  # rows not expired yet (swept at the next registration)
 INDEXES = ("CREATE INDEX IF NOT EXISTS styles_by_owner ON styles (owner, sort_key)",
            "CREATE INDEX IF NOT EXISTS styles_by_expiry ON styles (expires) WHERE expires IS NOT NULL")
 
@@ -103,7 +105,7 @@ class SQLiteStyles(SQLiteFile, StyleStore):
                 db = self._db
                 db.execute("BEGIN IMMEDIATE")  # the sweep, the counts and the insert as one
                 try:
-                    db.execute("DELETE FROM styles WHERE expires <= ?", (now(),))
+                    db.execute(SWEEP, (now(),))
                     row = db.execute("SELECT value FROM styles WHERE id = ?", (entry.id,)).fetchone()
                     old = self.entry(entry.id, row[0]) if row else None
                     if old is not None:
@@ -133,21 +135,14 @@ class SQLiteStyles(SQLiteFile, StyleStore):
             return self._execute("DELETE FROM styles WHERE id = ?", (style_id,))[1] > 0
 
     def page(self, owner: str | None, after: str | None, limit: int) -> list[tuple[str, StyleEntry | None]]:
-        self.sweep()
         mine, args = ("AND owner = ? ", (owner,)) if owner is not None else ("", ())
-        rows = self._run("list", f"SELECT sort_key, id, value FROM styles WHERE sort_key > ? {mine}"
-                         "ORDER BY sort_key LIMIT ?", (after or "", *args, limit))
+        rows = self._run("list", f"SELECT sort_key, id, value FROM styles WHERE sort_key > ? AND {LIVE} {mine}"
+                         "ORDER BY sort_key LIMIT ?", (after or "", now(), *args, limit))
         return [(key, self.entry(i, v)) for key, i, v in rows]
 
     def count(self, owner: str | None = None) -> int:
-        self.sweep()
-        if owner is None:
-            return self._run("count", "SELECT COUNT(*) FROM styles")[0][0]
-        return self._run("count", "SELECT COUNT(*) FROM styles WHERE owner = ?", (owner,))[0][0]
-
-    def sweep(self) -> int:
-        """Delete expired styles; how many."""
-        return self._execute("DELETE FROM styles WHERE expires <= ?", (now(),))[1]
+        mine, args = ("AND owner = ?", (owner,)) if owner is not None else ("", ())
+        return self._run("count", f"SELECT COUNT(*) FROM styles WHERE {LIVE} {mine}", (now(), *args))[0][0]
 
     def ping(self) -> None:
         self._run("ping", "SELECT 1")

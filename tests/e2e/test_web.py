@@ -171,10 +171,11 @@ def test_stylize_with_the_mouse_then_the_live_preview(site, open_page, images, t
     live_ms = (time.perf_counter() - started) * 1000
     with capsys.disabled():
         print(f"\nlive preview: slider change to new image in {live_ms:.0f} ms (96x64 photo at 256 px, CPU)")
-    # the result stays in view while the sliders are used, at the bottom of the controls too
-    page.locator("#stylize").scroll_into_view_if_needed()
+    # the result stays in view while the controls scroll, down to the page's end (where, without
+    # the sticky panel, it would have scrolled far out of view)
+    scrolled = page.evaluate("window.scrollTo(0, document.body.scrollHeight), scrollY")
     box, height = page.locator("#result").bounding_box(), page.viewport_size["height"]
-    assert box["y"] >= 0 and box["y"] + box["height"] <= height, box
+    assert scrolled > box["height"] and box["y"] >= 0 and box["y"] + box["height"] <= height, (scrolled, box)
     # the format changes only the download: encoded here, no new stylization
     asked = sum("/stylize" in u for u in page.urls)
     page.select_option("#format", "jpeg")
@@ -263,11 +264,12 @@ def test_errors_keep_the_last_result_marked_and_a_phone_sees_its_result(site, op
     page.click("#stylize")
     wait_result(page)
     # on a phone the result sits above the controls and stays there while they scroll
-    for where in ("#stylize", "#alpha"):
+    for where in ("#alpha", "#stylize"):
         page.locator(where).scroll_into_view_if_needed()
-        top, bottom = page.evaluate("[document.getElementById('result').getBoundingClientRect().top, "
-                                    "document.getElementById('result').getBoundingClientRect().bottom]")
-        assert 0 <= top and bottom <= PHONE["height"], (where, top, bottom)
+        top, bottom, scrolled = page.evaluate("[document.getElementById('result').getBoundingClientRect().top, "
+                                              "document.getElementById('result').getBoundingClientRect().bottom, "
+                                              "scrollY]")
+        assert scrolled > PHONE["height"] and 0 <= top and bottom <= PHONE["height"], (where, top, bottom)
     assert serious(page) == [], "result page, phone"
     assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]  # no sideways scrolling
     show(capsys, page, tmp_path, "web-result-phone")
@@ -478,7 +480,8 @@ def test_docs_try_it_out_stylizes_without_edits(server_env, open_page, images, t
         page.locator("#operations-stylize-stylize_stylize_post input[type=file]").first.set_input_files(
             str(images["content"]))
         page.click("#operations-stylize-stylize_stylize_post .execute")
-        status = page.locator("#operations-stylize-stylize_stylize_post .live-responses-table tbody .response-col_status")
+        op = "#operations-stylize-stylize_stylize_post"
+        status = page.locator(f"{op} .live-responses-table tbody .response-col_status")
         status.first.wait_for(timeout=60_000)
         assert status.first.inner_text().strip().startswith("200"), page.inner_text(
             "#operations-stylize-stylize_stylize_post .live-responses-table")

@@ -42,14 +42,17 @@ def test_winograd_draws_the_pictures_direct_convolution_draws(pair, size, monkey
     assert a.size == b.size == size and psnr(a, b) >= 60, psnr(a, b)  # 1500²: in tiles of 512
 
 
-def test_auto_measures_each_layer_once_per_size_and_keeps_the_picture(decoder_path, pair):
+def test_auto_measures_each_layer_once_per_size_and_keeps_the_picture(decoder_path, pair, monkeypatch):
     auto = Stylizer.load(decoder_path, device="cpu", precision="fp32", conv="auto")
+    measured = []
+    real = convs.FastConv2d._measure
+    monkeypatch.setattr(convs.FastConv2d, "_measure", lambda self, x, key: measured.append(key) or real(self, x, key))
     content, style = noise_image(256, 192, seed=3), noise_image(64, 64, seed=4)
     out = auto.stylize(content, [style], content_size=0, style_size=0)
-    chosen = auto.convolutions
-    assert set(chosen) <= {"direct", "winograd"} and sum(chosen.values()) >= 18
+    chosen, first = auto.convolutions, len(measured)
+    assert set(chosen) <= {"direct", "winograd"} and sum(chosen.values()) == first >= 18
     auto.stylize(content, [style], content_size=0, style_size=0)
-    assert auto.convolutions == chosen  # measured once per layer and size bucket
+    assert len(measured) == first and auto.convolutions == chosen  # once per layer and size bucket
     assert psnr(out, pair[0].stylize(content, [style], content_size=0, style_size=0)) >= 60
 
 

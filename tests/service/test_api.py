@@ -210,7 +210,7 @@ def test_timeout_gives_504_and_frees_the_worker(make_client, stylizer, monkeypat
 def test_early_busy_503_is_counted_under_its_route(client, monkeypatch):
     """A full queue answers 503 before routing; the metric still names /stylize, not "other"."""
     queue = client.app.state.engine.queue
-    monkeypatch.setattr(queue, "_accepted", queue.capacity)  # every slot taken, as under a flood
+    monkeypatch.setattr(queue, "_pending", {"flood": queue.capacity})  # every slot taken, as under a flood
     r = client.post("/stylize", files=files(CONTENT, STYLE_A))
     assert r.status_code == 503 and int(r.headers["retry-after"]) >= 1
     assert 'adain_requests_total{method="POST",route="/stylize",status="503"}' in client.get("/metrics").text

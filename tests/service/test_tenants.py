@@ -12,7 +12,7 @@ import pytest
 
 from helpers import CONTENT, STYLE_A, STYLE_B, files
 from service.tenants import LOCAL, KeysFileError, TenantLimits, Tenants, add_key, digest, key_tenant, read_keys_file
-from test_videos_api import clip, submit, wait
+from test_videos_api import clip, wait
 
 A, B = {"X-API-Key": "key-of-a"}, {"X-API-Key": "key-of-b"}
 
@@ -73,16 +73,14 @@ def test_inline_style_cache_hits_are_per_tenant(make_client):
 
 def test_a_tenant_sees_and_deletes_only_its_own_video_jobs(make_client):
     client = make_client(api_keys="key-of-a,key-of-b")
-    r = client.post("/videos", files={"video": ("c.mp4", clip(), "video/mp4"), "style": ("s.png", STYLE_A, "image/png")},
-                    headers=A)
+    r = client.post("/videos", headers=A, files={"video": ("c.mp4", clip(), "video/mp4"),
+                                                 "style": ("s.png", STYLE_A, "image/png")})
     assert r.status_code == 202, r.text
     job = r.json()["id"]
     for path in (f"/videos/{job}", f"/videos/{job}/result"):
         assert client.get(path, headers=B).status_code == 404
     assert client.delete(f"/videos/{job}", headers=B).status_code == 404
-    deadline = time.monotonic() + 120
-    while client.get(f"/videos/{job}", headers=A).json()["state"] != "done" and time.monotonic() < deadline:
-        time.sleep(0.05)
+    assert wait(client, job, headers=A)["state"] == "done"
     assert client.get(f"/videos/{job}/result", headers=A).status_code == 200
     assert client.get(f"/videos/{job}/result", headers=B).status_code == 404
     assert client.delete(f"/videos/{job}", headers=A).status_code == 204

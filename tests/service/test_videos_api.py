@@ -30,10 +30,11 @@ def submit(client, video: bytes, style: bytes = STYLE_A, **data):
                                          "style": ("s.png", style, "image/png")}, data=data)
 
 
-def wait(client, job_id: str, until=lambda s: s["state"] not in ("queued", "running"), timeout: float = 120) -> dict:
+def wait(client, job_id: str, until=lambda s: s["state"] not in ("queued", "running"), timeout: float = 120,
+         headers: dict | None = None) -> dict:
     deadline = time.monotonic() + timeout
     while True:
-        s = client.get(f"/videos/{job_id}").json()
+        s = client.get(f"/videos/{job_id}", headers=headers).json()
         if until(s) or time.monotonic() > deadline:
             return s
         time.sleep(0.05)
