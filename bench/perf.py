@@ -99,6 +99,10 @@ def machine(device: torch.device) -> str:
                platform.processor())
     present = set(next((line.split(":", 1)[1].split() for line in info.splitlines() if line.startswith("flags")), []))
     flags = ", ".join(name for flag, name in CPU_FLAGS.items() if flag in present) or "none of AVX2/AVX-512/AMX"
+    cap = os.environ.get("ONEDNN_MAX_CPU_ISA")
+    if cap or os.environ.get("ATEN_CPU_CAPABILITY"):
+        flags += (f"; used as {cap or 'all'} by oneDNN, {torch.backends.cpu.get_cpu_capability()} by ATen "
+                  "(ONEDNN_MAX_CPU_ISA / ATEN_CPU_CAPABILITY)")
     jemalloc = "jemalloc" in os.environ.get("LD_PRELOAD", "")
     return (f"{cpu} [{flags}], {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} "
             f"threads, allocator {'jemalloc' if jemalloc else 'glibc'}")

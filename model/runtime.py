@@ -24,7 +24,19 @@ def cpu_has_native_bf16() -> bool:
         flags = Path("/proc/cpuinfo").read_text()
     except OSError:
         return False
-    return " avx512_bf16" in flags or " amx_bf16" in flags
+    return (" avx512_bf16" in flags or " amx_bf16" in flags) and not isa_capped_below_bf16()
+
+
+# oneDNN's ISA names that include native bf16; a cap below them (ONEDNN_MAX_CPU_ISA=AVX2, say) makes
+# bf16 emulated even on a CPU that has it, so the service must choose fp32 as on an AVX2-only CPU.
+_BF16_ISAS = ("AVX512_CORE_BF16", "AVX512_CORE_FP16", "AVX10_1_512", "AVX512_CORE_AMX", "AVX10_1_512_AMX",
+              "AVX10_1_512_AMX_FP16", "AVX10_2_512", "AVX10_2_512_AMX_2", "ALL", "DEFAULT")
+
+
+def isa_capped_below_bf16() -> bool:
+    """True when ONEDNN_MAX_CPU_ISA keeps oneDNN below the instructions that run bf16 natively."""
+    cap = os.environ.get("ONEDNN_MAX_CPU_ISA", os.environ.get("DNNL_MAX_CPU_ISA", "")).strip().upper()
+    return bool(cap) and cap not in _BF16_ISAS
 
 
 def resolve_device(device: str = "auto") -> torch.device:
