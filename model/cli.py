@@ -105,7 +105,7 @@ def cmd_video(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from model.plan import Options
-    from model.video import stylize_video
+    from model.segments import stylize_video
 
     stylizer = _stylizer(args)
     try:

@@ -131,10 +131,17 @@ class Stabilizer:
         self.motion = np.zeros(2, np.float32)  # the camera's path since the scene began, px (x, y)
         self.trusted = 0.0  # share of the last frame that follows from the one before
 
-    def __call__(self, frame: np.ndarray, render: Render) -> np.ndarray:
-        """The output for ``frame`` (H, W, 3 uint8 RGB); ``render`` stylizes one frame."""
-        h, w = frame.shape[:2]
-        g = gray(frame)
+    def resume(self, motion: tuple[float, float], previous: np.ndarray) -> None:
+        """Start as a single pass would be after the grey frame ``previous``, whose path since the
+        scene began was ``motion`` (from ``follow``): the next frame keeps that grid phase."""
+        self.reset()
+        self.motion = np.asarray(motion, np.float32).copy()
+        self._frame = previous
+
+    def follow(self, g: np.ndarray) -> None:
+        """Step 1 alone for the grey frame ``g``: the camera's path, or a reset at a cut. A video
+        segment runs this over the frames before it (no rendering) to start on the grid phase a
+        single pass would have there."""
         if self._frame is not None and self._frame.shape != g.shape:
             self.reset()
         if self._frame is not None:
@@ -147,6 +154,13 @@ class Stabilizer:
                 self.reset()
             else:
                 self.motion += np.median(fwd[::4, ::4].reshape(-1, 2), axis=0)  # robust to moving objects
+        self._frame = g
+
+    def __call__(self, frame: np.ndarray, render: Render) -> np.ndarray:
+        """The output for ``frame`` (H, W, 3 uint8 RGB); ``render`` stylizes one frame."""
+        h, w = frame.shape[:2]
+        g = gray(frame)
+        self.follow(g)
         offset = (-self.motion) % 8
         canvas = shift(frame, offset, (w + 8, h + 8))
         cg, new = gray(canvas), render(canvas).astype(np.float32)
@@ -157,7 +171,7 @@ class Stabilizer:
             # a soft edge, so an occlusion boundary does not draw a seam
             weight = cv2.GaussianBlur(trust.astype(np.float32), (5, 5), 0)[..., None] * self.keep
             out = weight * warp(self._out, back, cv2.INTER_NEAREST) + (1 - weight) * new
-        self._frame, self._canvas, self._out = g, cg, out
+        self._canvas, self._out = cg, out
         out = np.clip(out + 0.5, 0, 255).astype(np.uint8)
         return shift(out, -offset, (w, h))
 

@@ -1,18 +1,16 @@
 """Video in and out with PyAV (FFmpeg inside its wheel, libx264 included: no system ffmpeg).
 
 ``probe`` reads what a file holds and refuses what cannot or may not be rendered before any work;
-``stylize_video`` decodes frame by frame (MP4/H.264, WebM/VP8/VP9, MOV, MKV, GIF ...), turns each
-frame upright, renders it through the Stylizer with the style code computed once for the clip and
-the ``Stabilizer`` between frames, and writes MP4: H.264 in yuv420p with the index at the front
-(faststart: a browser plays it while it downloads), at the input's frame rate and size, with the
-audio passed through as it was (re-encoded to AAC only when MP4 cannot carry its codec). Memory is
-a few frames whatever the clip's length.
+``decoded`` reads frames (MP4/H.264, WebM/VP8/VP9, MOV, MKV, GIF ...) upright at the output size;
+``Frames`` renders them through the Stylizer with the clip's style codes and the ``Stabilizer``
+between frames; ``Writer`` encodes H.264 in yuv420p. ``model/segments.py`` puts these together,
+for a whole clip or a part of one. Memory is a few frames whatever the clip's length.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from pathlib import Path
 
@@ -27,8 +25,6 @@ from model.stylizer import Stylizer
 from model.temporal import Stabilizer
 
 VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov", ".webm", ".mkv", ".gif", ".avi")
-# audio codecs an MP4 file carries as they are; anything else is re-encoded to AAC
-MP4_AUDIO = {"aac", "mp3", "opus", "ac3", "eac3", "alac", "flac"}
 CRF = 18  # x264 quality: visually lossless for stylized frames, ~1-3 Mbit/s at 480p
 
 
@@ -45,6 +41,7 @@ class VideoInfo:
     rotation: int
     codec: str
     audio: str | None
+    first: np.ndarray | None = field(default=None, repr=False, compare=False)  # upright RGB, input size
 
 
 @dataclass(frozen=True)
@@ -104,12 +101,12 @@ def probe(path: Path, limits: VideoLimits = VideoLimits()) -> VideoInfo:
             raise InvalidVideo(f"the first frame cannot be decoded ({_reason(e)})") from None
         if first is None:
             raise InvalidVideo("the video has no frames")
-        rotation = int(first.rotation or 0)
+        rotation, rgb = int(first.rotation or 0), _upright(first)
         if round(rotation / 90) % 2:
             w, h = h, w
         frames = v.frames or max(1, round(seconds * fps))
         audio = c.streams.audio[0].codec_context.name if c.streams.audio else None
-        return VideoInfo(w, h, Fraction(fps), frames, seconds, rotation, v.codec_context.codec.name, audio)
+        return VideoInfo(w, h, Fraction(fps), frames, seconds, rotation, v.codec_context.codec.name, audio, rgb)
 
 
 def output_size(info: VideoInfo, content_size: int, max_pixels: int | None = None) -> tuple[int, int]:
@@ -123,23 +120,16 @@ def output_size(info: VideoInfo, content_size: int, max_pixels: int | None = Non
     return w, h
 
 
-class _Writer:
-    """MP4 out: H.264 yuv420p, faststart, the input's audio stream copied (or AAC)."""
+class Writer:
+    """Frames out as MP4: H.264 yuv420p from a keyframe, the same settings for every file, so
+    files written apart (a clip's segments) join without re-encoding (``model/segments.py``)."""
 
-    def __init__(self, path: Path, size: tuple[int, int], fps: Fraction, audio: av.audio.AudioStream | None) -> None:
-        self.out = av.open(str(path), "w", format="mp4", options={"movflags": "+faststart"})
+    def __init__(self, path: Path, size: tuple[int, int], fps: Fraction) -> None:
+        self.out = av.open(str(path), "w", format="mp4")
         self.video = self.out.add_stream("libx264", rate=fps)
         self.video.width, self.video.height = size
         self.video.pix_fmt = "yuv420p"
         self.video.options = {"crf": str(CRF), "preset": "veryfast"}
-        self.audio, self.copy = None, False
-        if audio is not None:
-            self.copy = audio.codec_context.name in MP4_AUDIO
-            if self.copy:
-                self.audio = self.out.add_stream_from_template(audio)
-            else:
-                self.audio = self.out.add_stream("aac", rate=audio.codec_context.sample_rate or 48000)
-                self.audio.layout = audio.codec_context.layout.name if audio.codec_context.layout else "stereo"
         self.frames = 0
 
     def frame(self, rgb: np.ndarray) -> None:
@@ -148,21 +138,8 @@ class _Writer:
         self.out.mux(self.video.encode(frame))
         self.frames += 1
 
-    def audio_packet(self, packet: av.Packet) -> None:
-        if self.audio is None or packet.dts is None:  # a flush packet
-            return
-        if self.copy:
-            packet.stream = self.audio
-            self.out.mux(packet)
-            return
-        for frame in packet.decode():
-            frame.pts = None  # the encoder counts samples itself
-            self.out.mux(self.audio.encode(frame))
-
     def close(self) -> None:
         self.out.mux(self.video.encode())
-        if self.audio is not None and not self.copy:
-            self.out.mux(self.audio.encode())
         self.out.close()
 
 
@@ -170,16 +147,16 @@ Progress = Callable[[int, int], None]  # (frames done, frames expected); may rai
 
 
 class Frames:
-    """One clip's frames through the Stylizer: the style codes made once (from the first frame,
-    which ``preserve_color`` recolours them to), the ``stabilizer`` between frames (None: each
-    frame on its own), then the colour step on each frame as shown. The colour step comes last
+    """One clip's frames through the Stylizer: the style ``codes`` (made from the first frame when
+    not given: ``preserve_color`` recolours them to it), the ``stabilizer`` between frames (None:
+    each frame on its own), then the colour step on each frame as shown. The colour step comes last
     because the stabilizer renders past the frame's edges: colours matched over that larger canvas
     measured 9 % further from the style (the card's style term, 320x240 frames)."""
 
     def __init__(self, stylizer: Stylizer, styles: Sequence[object], options: Options,
-                 stabilizer: Stabilizer | None) -> None:
+                 stabilizer: Stabilizer | None, codes: tuple | None = None) -> None:
         self.stylizer, self.styles, self.options, self.stabilizer = stylizer, styles, options, stabilizer
-        self.codes: tuple | None = None
+        self.codes = codes
 
     def _network(self, rgb: np.ndarray) -> np.ndarray:
         plan = Plan(Image.fromarray(rgb), self.codes, self.options.alpha, 0.0)
@@ -188,49 +165,40 @@ class Frames:
     def __call__(self, rgb: np.ndarray) -> np.ndarray:
         """The stylized frame for (H, W, 3) uint8 RGB ``rgb``, at its output size already."""
         if self.codes is None:
-            first = replace(self.options, content_size=0)  # the frame is at its output size
-            self.codes = self.stylizer.prepare(Image.fromarray(rgb), self.styles, first).codes
+            self.codes = clip_codes(self.stylizer, rgb, self.styles, self.options)
         out = self.stabilizer(rgb, self._network) if self.stabilizer else self._network(rgb)
         plan = Plan(Image.fromarray(out), self.codes, self.options.alpha, self.options.color_match)
         return np.asarray(to_image(Stylizer.recolor(to_tensor(plan.content)[0], plan)))
 
 
-def stylize_video(stylizer: Stylizer, src: Path, dst: Path, styles: Sequence[object],
-                  options: Options = Options(content_size=0), *, stabilize: bool = True,
-                  limits: VideoLimits = VideoLimits(), progress: Progress | None = None) -> VideoInfo:
-    """Stylize the clip ``src`` into the MP4 ``dst`` (see the module docstring). ``styles`` and
-    ``options`` as for ``Stylizer.prepare`` (no mask); ``Frames`` renders each frame.
-    ``progress(done, total)`` follows the frames and may raise to stop. Returns the input's info."""
-    info = probe(src, limits)
-    size = output_size(info, options.content_size, limits.pixels)
-    frames = Frames(stylizer, styles, options, Stabilizer() if stabilize else None)
-    done = 0
-    with _open(src) as c:
+def clip_codes(stylizer: Stylizer, first: np.ndarray, styles: Sequence[object], options: Options) -> tuple:
+    """The style codes for a whole clip, made once from its first frame (at its output size)."""
+    return stylizer.prepare(Image.fromarray(first), styles, replace(options, content_size=0)).codes
+
+
+def decoded(path: Path, size: tuple[int, int], start: int = 0, stop: int | None = None,
+            limits: VideoLimits = VideoLimits(), fps: Fraction | None = None) -> Iterator[tuple[int, np.ndarray]]:
+    """(index, upright RGB frame at ``size``) for frames ``start`` to ``stop`` (exclusive; None =
+    to the end). Frames before ``start`` are decoded but not converted: the index is the frame's
+    place in decoding order, which is right for variable frame rates too, where a seek by time is
+    not. ``InvalidVideo`` for a damaged packet, ``VideoTooLarge`` past ``limits.seconds``."""
+    with _open(path) as c:
         v = c.streams.video[0]
         v.thread_type = "AUTO"
-        a = c.streams.audio[0] if c.streams.audio else None
-        writer = _Writer(dst, size, info.fps, a)
-        try:
-            for packet in c.demux(*[s for s in (v, a) if s is not None]):
-                if packet.stream is a:
-                    writer.audio_packet(packet)
-                    continue
-                for frame in _decode(packet, done):
+        rate = fps or v.average_rate or v.guessed_rate
+        index = 0
+        for packet in c.demux(v):
+            for frame in _decode(packet, index):
+                if stop is not None and index >= stop:
+                    return
+                if limits.seconds and rate and index / rate > limits.seconds + 1:
+                    raise VideoTooLarge(f"the video runs past {limits.seconds:g} s (longer than its header said)")
+                if index >= start:
                     rgb = _upright(frame)
                     if rgb.shape[1::-1] != size:
                         rgb = np.asarray(Image.fromarray(rgb).resize(size, Image.Resampling.BICUBIC))
-                    writer.frame(frames(rgb))
-                    done += 1
-                    if limits.seconds and done / info.fps > limits.seconds + 1:
-                        raise VideoTooLarge(f"the video runs past {limits.seconds:g} s (its header said "
-                                            f"{info.seconds:.1f} s)")
-                    if progress:
-                        progress(done, max(info.frames, done))
-            if done == 0:
-                raise InvalidVideo("the video has no frames that can be decoded")
-        finally:
-            writer.close()
-    return info
+                    yield index, rgb
+                index += 1
 
 
 def _decode(packet: av.Packet, done: int) -> Iterator[av.VideoFrame]:

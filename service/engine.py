@@ -145,7 +145,7 @@ class Engine:
             "queue_depth": self.queue.waiting, "in_flight": self.queue.in_flight,
             "cache_hits": self.registry.hits, "cache_misses": self.registry.misses,
             "cache_entries": len(self.registry), "load_seconds": self.load_seconds, "ready": float(self.ready),
-            "video_jobs": self.videos.active - self.videos.waiting, "video_jobs_waiting": self.videos.waiting,
+            "video_jobs": self.videos.active, "video_jobs_waiting": self.videos.waiting,
             "live_streams": sum(self.streams.values()),
         }
 

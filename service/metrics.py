@@ -31,10 +31,10 @@ class LiveState(Collector):
         yield GaugeMetricFamily("adain_style_cache_entries", "style codes held", value=v["cache_entries"])
         yield GaugeMetricFamily("adain_model_load_seconds", "time to load weights at startup", value=v["load_seconds"])
         yield GaugeMetricFamily("adain_ready", "1 once weights are loaded and warm", value=v["ready"])
-        yield GaugeMetricFamily("adain_video_jobs_running", "video jobs rendering on this replica",
+        yield GaugeMetricFamily("adain_video_jobs_running", "video segments rendering on this replica",
                                 value=v["video_jobs"])
         yield GaugeMetricFamily("adain_live_streams", "WebSocket streams open", value=v["live_streams"])
-        yield GaugeMetricFamily("adain_video_jobs_waiting", "video jobs accepted by this replica, not started",
+        yield GaugeMetricFamily("adain_video_jobs_waiting", "video jobs accepted by this replica, not finished",
                                 value=v["video_jobs_waiting"])
 
 

@@ -87,7 +87,13 @@ class VideoStatus(BaseModel):
     frames_done: int = Field(examples=[120])
     frames_total: int = Field(description="from the clip's header (exact once done)", examples=[240])
     eta_seconds: float | None = Field(None, description="estimated seconds left while running", examples=[42.5])
-    frames_per_second: float = Field(description="render speed so far", examples=[2.8])
+    frames_per_second: float = Field(description="render speed now, summed over the replicas rendering its "
+                                     "segments (once done: frames over the job's whole time)", examples=[2.8])
+    segments_total: int = Field(description="segments the clip is rendered in (any replica renders any)",
+                                examples=[4])
+    segments_done: int = Field(examples=[2])
+    rendered_by: dict[str, int] = Field(description="replica id (ADAIN_REPLICA_ID) -> segments it rendered",
+                                        examples=[{"api-7d9f-abc12": 1, "api-7d9f-xyz34": 1}])
     width: int = Field(description="output frame width", examples=[640])
     height: int = Field(examples=[360])
     fps: float = Field(description="the clip's frame rate, kept in the output", examples=[30.0])

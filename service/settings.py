@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 from pathlib import Path
 
 from pydantic import Field, field_validator, model_validator
@@ -110,11 +111,16 @@ class Settings(BaseSettings):
                                      "decoding)")
     max_video_pixels: int = Field(1920 * 1080, gt=0, description="largest output frame (the frames at content_size); "
                                   "a 1080p frame takes ~2 s on a 2-core CPU")
-    video_jobs: int = Field(1, ge=1, description="video jobs rendering at once per replica")
-    video_queue: int = Field(4, ge=0, description="accepted video jobs waiting per replica before 503")
+    video_jobs: int = Field(1, ge=1, description="video segments rendering at once per replica (threads)")
+    video_queue: int = Field(4, ge=0, description="unfinished video jobs a replica accepts beyond video_jobs "
+                             "before 503 (any replica renders them)")
     video_ttl: float = Field(3600.0, gt=0, description="seconds a finished job and its MP4 are kept, then deleted")
-    video_stale_seconds: float = Field(60.0, gt=0, description="a queued or running job not heard from for this long "
-                                       "is failed (its replica stopped)")
+    video_stale_seconds: float = Field(60.0, gt=0, description="a segment's lease: a replica renews it while it "
+                                       "renders; one not renewed for this long (the replica stopped) is taken over")
+    video_segment_frames: int = Field(60, ge=8, description="frames per segment of a video job (about 2 s); any "
+                                      "replica renders any segment")
+    replica_id: str = Field("", max_length=100, description="this replica's name in rendered_by and the logs; "
+                            "empty = host name:pid")
 
     # live streams (WebSocket /ws/stylize)
     max_streams: int = Field(4, ge=1, description="live streams at once per replica; more are refused (close 1013)")
@@ -132,9 +138,13 @@ class Settings(BaseSettings):
 
     @property
     def videos_dir(self) -> Path:
-        """This replica's video work space: uploads being rendered, MP4s being written (and, with
-        the SQLite store, the results)."""
+        """This replica's video work space: segments being written, copies of the jobs' files
+        (and, with the SQLite store, the stored files and results)."""
         return self.state_dir / "videos"
+
+    @property
+    def replica(self) -> str:
+        return self.replica_id or f"{socket.gethostname()}:{os.getpid()}"
 
     @model_validator(mode="after")
     def _precision_fits_backend(self) -> Settings:

@@ -1,144 +1,147 @@
 """Video jobs: a clip takes minutes, so ``POST /videos`` answers at once (202) and the work goes on
-in the background.
+in the background, in segments that any replica renders.
 
-A job runs on the replica that received its upload (the clip is already on that replica's disk; a
-shared queue would first have to copy it into Redis), on a pool of ``ADAIN_VIDEO_JOBS`` threads
-with ``ADAIN_VIDEO_QUEUE`` waiting places (503 beyond), at a lower CPU priority than image
-requests (``_lower_priority``), so a long video does not starve ``/stylize``. What every replica
-shares is the job's record and its result, in the job store (service/stores), so any replica
-answers status, result and DELETE. That is why this is not a job-queue library: RQ and Dramatiq run
-jobs in worker processes of their own, which would each load a second copy of the model and
-compete with this process's image requests as equals, and arq would still need an in-process
-default without Redis; what they add over a thread pool (retries, scheduling) is what a video job
-must not do: re-render a clip twice. A worker that dies stops reporting; a job not heard from for
-``ADAIN_VIDEO_STALE_SECONDS`` is reported failed, never "running" for ever. A server that shuts
-down fails its unfinished jobs, with a message saying so."""
+At submit the clip is probed (once), its style codes are made (once, from its first frame) and
+both go into the job store with the clip itself, beside the job's units of work
+(service/segments.py). Every replica runs ``ADAIN_VIDEO_JOBS`` video threads that take whatever
+unit is ready, tenants in turn, render it and put the result back in the store; whoever finishes
+the last segment's ``join`` writes the MP4. A replica that stops (SIGTERM) hands its unit back; one
+that dies stops renewing its lease and another takes the unit over after
+``ADAIN_VIDEO_STALE_SECONDS``. So a job fails only when its own data does (a damaged frame, with
+that reason) or on a bug, never because a replica went away.
+
+The threads run at a lower CPU priority than image requests (``_lower_priority``), so a long
+video does not starve ``/stylize``. Why threads in this process rather than RQ/Dramatiq workers:
+those run in processes of their own, each with a second copy of the model competing with this
+process's image requests as equals."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import secrets
-import socket
 import sys
 import threading
 import time
-from collections import OrderedDict, deque
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from collections import Counter
 from dataclasses import replace
-from functools import partial
+from fractions import Fraction
 from pathlib import Path
 
+import numpy as np
 from PIL import Image
 
 from model.adain import StyleCode, normalise_weights
 from model.errors import InputError
 from model.plan import Options, check_combination
+from model.segments import WARMUP, Segment, encode, join, render_segment, split, track
 from model.stylizer import Stylizer
-from model.video import VideoLimits, output_size, probe, stylize_video
+from model.temporal import Stabilizer
+from model.video import Frames, VideoInfo, VideoLimits, clip_codes, output_size, probe
 from service.errors import Busy, Cancelled, NotFound, TooManyRequests
 from service.forms import VideoForm
+from service.segments import JOIN, TRACK, Lease, Leases, plan, progress, segment_index, segment_name
 from service.settings import Settings
 from service.stores import JobStore, StoreDown, VideoJob
-from service.stores.jobs import ACTIVE
+from service.stores import codec
 from service.tenants import Caller, may_access
 from service.uploads import SavedUpload, Upload, decode
 
 log = logging.getLogger("adain.videos")
-REPORT_EVERY = 0.5  # s between progress writes to the store
+REPORT_EVERY = 0.5  # s between lease renewals (with progress) while rendering
+POLL = 1.0  # s between looks for work when there was none
+
+
+class Released(Exception):
+    """This replica is stopping: hand the unit back."""
 
 
 class VideoJobs:
     def __init__(self, settings: Settings, store: JobStore) -> None:
         self.settings = settings
         self.store = store
-        self.replica = f"{socket.gethostname()}:{os.getpid()}"
+        self.replica = settings.replica
+        self.leases = Leases(store, self.replica, settings.video_stale_seconds)
         self.limits = VideoLimits(settings.max_video_seconds, settings.max_video_pixels, settings.max_image_pixels)
         self.stylizer: Stylizer | None = None
-        self._pool = ThreadPoolExecutor(settings.video_jobs, thread_name_prefix="video", initializer=_lower_priority)
         self._lock = threading.Lock()
-        self._cancel: dict[str, threading.Event] = {}  # this replica's unfinished jobs
-        self._queued: dict[str, VideoJob] = {}  # those not started: the keeper reports them alive
-        self._lines: OrderedDict[str, deque[Callable[[], None]]] = OrderedDict()  # queued work, per tenant
-        self._tenants: dict[str, str] = {}  # unfinished job id -> tenant
+        self._accepted: set[str] = set()  # unfinished jobs this replica accepted (its 503 limit)
+        self._working: dict[str, int] = {}  # job id -> this replica's threads on it
+        self._cancel: dict[str, threading.Event] = {}  # DELETEs seen here, for the threads on those jobs
+        self._served: Counter[str] = Counter()  # units taken per tenant: who goes next
+        self._wake = threading.Event()
         self._closing = threading.Event()
-        self._keeper: threading.Thread | None = None
+        self._threads: list[threading.Thread] = []
 
     # lifetime
 
     def start(self, stylizer: Stylizer) -> None:
         self.stylizer = stylizer
-        self._keeper = threading.Thread(target=self._keep, name="video-keeper", daemon=True)
-        self._keeper.start()
+        self._closing.clear()
+        self._threads = [threading.Thread(target=self._loop, name=f"video-{i}", daemon=True)
+                         for i in range(self.settings.video_jobs)]
+        self._threads.append(threading.Thread(target=self._keep, name="video-keeper", daemon=True))
+        for t in self._threads:
+            t.start()
+
+    def stop(self) -> None:
+        """Stop the threads: each hands its unit back (another replica, or this one restarted, goes on)."""
+        self._closing.set()
+        self._wake.set()
+        for t in self._threads:
+            t.join(timeout=60)
 
     def close(self) -> None:
-        """Stop: unfinished jobs end as failed (with a message), their files are removed."""
-        self._closing.set()
-        with self._lock:
-            for event in self._cancel.values():
-                event.set()
-        self._pool.shutdown(wait=True, cancel_futures=True)
-        for job in list(self._queued.values()):  # never started: the pool dropped them
-            self._finish(job, "failed", "the server shut down before the job started; submit it again")
-        if self._keeper is not None:
-            self._keeper.join(timeout=5)
+        self.stop()
         self.store.close()
 
     @property
     def active(self) -> int:
-        return len(self._cancel)
+        """Units this replica is rendering now."""
+        return sum(self._working.values())
 
     @property
     def waiting(self) -> int:
-        return len(self._queued)
+        """Jobs this replica accepted that are not finished."""
+        return len(self._accepted)
 
     def retry_after_if_full(self) -> int | None:
-        return 30 if self.active >= self.settings.video_jobs + self.settings.video_queue else None
+        return 30 if len(self._accepted) >= self.settings.video_jobs + self.settings.video_queue else None
 
     # requests
 
     async def submit(self, caller: Caller, form: VideoForm, styles: list[Upload | Image.Image | StyleCode]) -> VideoJob:
-        """Check the request, the styles and the clip (header and first frame), record the job as
-        ``caller``'s, queue it. The upload is the job's from here (removed when it ends), or
-        removed now if the job is refused."""
+        """Check the request, the styles and the clip (header and first frame), make the style codes,
+        store the clip, the codes and the units, record the job as ``caller``'s. The upload is the
+        store's from here, or removed if the job is refused."""
         upload = form.video
         try:
             options = form.options(self.settings)
             if self.retry_after_if_full() is not None:
-                raise Busy(f"{self.active} video jobs are in progress or waiting on this server; retry later",
+                raise Busy(f"{len(self._accepted)} video jobs accepted here are unfinished; retry later",
                            headers={"Retry-After": "30"})
-            mine = sum(1 for t in self._tenants.values() if t == caller.tenant)
-            if mine >= caller.limits.max_video_jobs:
-                raise TooManyRequests(f"tenant {caller.tenant!r} has {mine} video jobs queued or running on this "
-                                      "server, its limit; wait for one to finish", headers={"Retry-After": "30"})
+            await asyncio.to_thread(self._check_tenant, caller)
             info = await asyncio.to_thread(self._probe, upload)  # the clip first: it is what the job is
+            size = output_size(info, options.content_size, self.limits.pixels)
             sources = await asyncio.to_thread(self._sources, styles, options)
-            w, h = output_size(info, options.content_size, self.limits.pixels)
-            now = time.time()
-            job = VideoJob(secrets.token_urlsafe(16), tenant=caller.tenant, replica=self.replica, created=now,
-                           updated=now, frames_total=info.frames, width=w, height=h, fps=float(info.fps),
-                           seconds=info.seconds, audio=info.audio is not None)
-            src = self.store.work_path(job.id, ".input")
-            upload.path.replace(src)
-        except BaseException:
+            job = await asyncio.to_thread(self._create, caller, upload.path, info, size, sources, options,
+                                          form.stabilize)
+        finally:
             upload.path.unlink(missing_ok=True)
-            raise
-        try:
-            await asyncio.to_thread(self.store.put, job)
-        except BaseException:
-            src.unlink(missing_ok=True)
-            raise
         with self._lock:
-            self._cancel[job.id] = threading.Event()
-            self._queued[job.id] = job
-            self._tenants[job.id] = caller.tenant
-            self._lines.setdefault(caller.tenant, deque()).append(
-                partial(self._run, job, src, sources, options, form.stabilize))
-        self._pool.submit(self._next)
-        log.info("video %s queued: %dx%d, %d frames", job.id, w, h, job.frames_total)
+            self._accepted.add(job.id)
+        self._wake.set()
+        log.info("video %s queued: %dx%d, %d frames in %d segments", job.id, job.width, job.height,
+                 job.frames_total, job.segments_total)
         return job
+
+    def _check_tenant(self, caller: Caller) -> None:
+        mine = sum(1 for j in map(self.store.get, self.store.active()) if j is not None and j.tenant == caller.tenant)
+        if mine >= caller.limits.max_video_jobs:
+            raise TooManyRequests(f"tenant {caller.tenant!r} has {mine} video jobs queued or running, its limit; "
+                                  "wait for one to finish", headers={"Retry-After": "30"})
 
     def _sources(self, styles: list[Upload | Image.Image | StyleCode],
                  options: Options) -> list[Image.Image | StyleCode]:
@@ -148,128 +151,245 @@ class VideoJobs:
         normalise_weights(options.weights, len(sources))
         return sources
 
-    def _probe(self, upload: SavedUpload):
+    def _probe(self, upload: SavedUpload) -> VideoInfo:
         try:
             return probe(upload.path, self.limits)
         except InputError as e:
             raise type(e)(f"{upload.label}: {e}") from None
 
+    def _create(self, caller: Caller, clip: Path, info: VideoInfo, size: tuple[int, int],
+                sources: list[Image.Image | StyleCode], options: Options, stabilize: bool) -> VideoJob:
+        first = np.asarray(Image.fromarray(info.first).resize(size, Image.Resampling.BICUBIC))
+        (code,) = clip_codes(self.stylizer, first, sources, options)
+        n = len(split(info.frames, self.settings.video_segment_frames))
+        now = time.time()
+        job = VideoJob(secrets.token_urlsafe(16), tenant=caller.tenant, replica=self.replica, created=now,
+                       updated=now, frames_total=info.frames, width=size[0], height=size[1], fps=float(info.fps),
+                       seconds=info.seconds, audio=info.audio is not None,
+                       segment_frames=self.settings.video_segment_frames, segments_total=n, alpha=options.alpha,
+                       color_match=options.color_match, stabilize=stabilize)
+        codes = self.store.work_path(job.id, ".codes.new")
+        codes.write_bytes(codec.encode(code, {}))
+        try:
+            self.store.put_file(job.id, "input", clip)
+            self.store.put_file(job.id, "codes", codes)
+            self.store.put_units(job.id, plan(n, stabilize and n > 1))
+            self.store.put(job)  # last: from here the job is there for every replica to work on
+        except BaseException:
+            self.store.delete(job.id)
+            raise
+        return job
+
     async def status(self, caller: Caller, job_id: str) -> VideoJob:
-        """``caller``'s job (404 for an unknown id and for another tenant's alike)."""
+        """``caller``'s job with its progress (404 for an unknown id and for another tenant's alike)."""
         job = await asyncio.to_thread(self.store.get, job_id)
         if job is None or not may_access(caller, job.tenant):
             raise NotFound(f"no video job {job_id!r} (finished jobs are kept {self.settings.video_ttl:g} s)")
-        if job.state in ACTIVE and time.time() - job.updated > self.settings.video_stale_seconds:
-            # its worker stopped (the replica died): say so instead of "running" for ever
-            job = replace(job, state="failed", error="the server working on this job stopped; submit it again")
-            await asyncio.to_thread(self.store.update, job)
+        if job.state in ("queued", "running"):
+            return progress(job, (await asyncio.to_thread(self.leases.read, job_id))[1])
         return job
 
     async def delete(self, caller: Caller, job_id: str) -> None:
+        """Cancel and remove: this replica's threads stop at once, the others at their next renewal."""
         await self.status(caller, job_id)  # 404 unless it is the caller's
-        event = self._cancel.get(job_id)
-        if event is not None:
-            event.set()
-        if not await asyncio.to_thread(self.store.delete, job_id) and event is None:
+        with self._lock:
+            if job_id in self._working:
+                self._cancel.setdefault(job_id, threading.Event()).set()
+            self._accepted.discard(job_id)
+        if not await asyncio.to_thread(self.store.delete, job_id):
             raise NotFound(f"no video job {job_id!r}")
 
     # on a video thread
 
-    def _next(self) -> None:
-        """Run the next queued job, tenants in turn: a tenant with many clips queued does not keep
-        another's waiting behind all of them."""
-        with self._lock:
-            tenant, line = next(iter(self._lines.items()))
-            work = line.popleft()
-            if line:
-                self._lines.move_to_end(tenant)
-            else:
-                del self._lines[tenant]
-        work()
+    def _loop(self) -> None:
+        _lower_priority()
+        while not self._closing.is_set():
+            try:
+                lease = self._take()
+            except StoreDown as e:
+                log.warning("video: the job store is down (%s)", e.detail)
+                lease = None
+            if lease is None:
+                self._wake.wait(POLL)
+                self._wake.clear()
+                continue
+            self._work(lease)
 
-    def _run(self, job: VideoJob, src: Path, sources: list[Image.Image | StyleCode], options: Options,
-             stabilize: bool) -> None:
-        cancel = self._cancel[job.id]
-        out = src.with_suffix(".mp4.part")
-        try:
-            with self._lock:  # with the keeper's reports, so a late one cannot say "queued" again
-                self._queued.pop(job.id, None)
-                if cancel.is_set():
-                    raise Cancelled()
-                job = replace(job, state="running", updated=time.time())
-                if not self.store.update(job):
-                    raise Cancelled()
-            start, reported = time.monotonic(), 0.0
-
-            def progress(done: int, total: int) -> None:
-                nonlocal job, reported
-                if cancel.is_set():
-                    raise Cancelled()
-                t = time.monotonic()
-                if t - reported >= REPORT_EVERY or done == total:
-                    reported = t
-                    job = replace(job, frames_done=done, frames_total=total, rate=done / max(t - start, 1e-6),
-                                  updated=time.time())
-                    if not self.store.update(job):  # deleted from some replica
-                        raise Cancelled()
-
-            stylize_video(self.stylizer, src, out, sources, options, stabilize=stabilize, limits=self.limits,
-                          progress=progress)
-            size = self.store.keep_result(job.id, out)
-            self._finish(replace(job, frames_total=job.frames_done, result_bytes=size), "done")
-            log.info("video %s done: %d frames at %.2f frames/s", job.id, job.frames_done, job.rate)
-        except Cancelled:
+    def _take(self) -> Lease | None:
+        """The next unit to work on: over the unfinished jobs, the tenant served least first."""
+        jobs = [j for j in map(self.store.get, self.store.active()) if j is not None]
+        for job in sorted(jobs, key=lambda j: (self._served[j.tenant], j.created)):
             if self._closing.is_set():
-                self._finish(job, "failed", "the server shut down before the job finished; submit it again")
-            else:
-                self.store.delete(job.id)  # a DELETE asked for it; no-op if already gone
-        except InputError as e:
-            self._finish(job, "failed", str(e))
-        except StoreDown as e:
-            log.error("video %s: the job store is down (%s); the job is lost", job.id, e.detail)
-        except Exception:
-            log.exception("video %s failed", job.id)
-            self._finish(job, "failed", "internal error while rendering; it has been logged")
-        finally:
-            src.unlink(missing_ok=True)
-            out.unlink(missing_ok=True)
-            with self._lock:
-                self._cancel.pop(job.id, None)
-                self._tenants.pop(job.id, None)
+                return None
+            lease = self.leases.claim(job)
+            if lease is not None:
+                self._served[job.tenant] += 1
+                if job.state == "queued":
+                    self.store.update(replace(job, state="running", updated=time.time()))
+                return lease
+        return None
 
-    def _finish(self, job: VideoJob, state: str, error: str | None = None) -> None:
+    def _work(self, lease: Lease) -> None:
+        job = lease.job
+        with self._lock:
+            self._working[job.id] = self._working.get(job.id, 0) + 1
         try:
-            if not self.store.update(replace(job, state=state, error=error, updated=time.time())):
-                self.store.delete(job.id)  # deleted meanwhile: drop the result too
+            if lease.name == TRACK:
+                self._track(lease)
+            elif lease.name == JOIN:
+                self._join(lease)
+            else:
+                self._segment(lease)
+        except Released:
+            self.leases.release(lease)
+        except Cancelled:
+            log.info("video %s: %s stopped (the job was deleted, or the unit taken over)", job.id, lease.name)
+        except InputError as e:
+            self._fail(job, str(e))
         except StoreDown as e:
-            log.error("video %s: could not record %s (%s)", job.id, state, e.detail)
+            log.error("video %s: the job store is down (%s); %s will be taken up again", job.id, e.detail,
+                      lease.name)
+        except Exception:
+            log.exception("video %s: %s failed", job.id, lease.name)
+            self._fail(job, "internal error while rendering; it has been logged")
+        finally:
+            with self._lock:
+                self._working[job.id] -= 1
+                if not self._working[job.id]:
+                    del self._working[job.id]
+                    self._cancel.pop(job.id, None)
+
+    def _checker(self, lease: Lease):
+        """A callback for long work: raises Released when this replica stops, Cancelled when the
+        job was deleted here or the lease is no longer ours; renews it every REPORT_EVERY s."""
+        start = last = time.monotonic()
+        state = {"lease": lease}
+
+        def check(frames: int) -> None:
+            nonlocal last
+            if self._closing.is_set():
+                raise Released()
+            event = self._cancel.get(lease.job.id)
+            if event is not None and event.is_set():
+                raise Cancelled()
+            t = time.monotonic()
+            if t - last >= REPORT_EVERY:
+                last = t
+                renewed = self.leases.renew(state["lease"], frames, frames / max(t - start, 1e-6))
+                if renewed is None:
+                    raise Cancelled()
+                state["lease"] = renewed
+
+        return check, state
+
+    def _file(self, job: VideoJob, name: str) -> Path:
+        path = self.store.local_file(job.id, name)
+        if path is None:
+            raise Cancelled()  # the job's files are gone: it was deleted or has ended
+        return path
+
+    def _segments(self, job: VideoJob) -> list[Segment]:
+        return split(job.frames_total, job.segment_frames, WARMUP)
+
+    def _track(self, lease: Lease) -> None:
+        job = lease.job
+        check, state = self._checker(lease)
+        motions = track(self._file(job, "input"), (job.width, job.height), self._segments(job), self.limits, check)
+        path = self.store.work_path(job.id, f".track.{self.replica_tag}.new")
+        path.write_text(json.dumps(motions))
+        self.store.put_file(job.id, "track", path)
+        self.leases.finish(state["lease"])
+
+    def _segment(self, lease: Lease) -> None:
+        job, index = lease.job, segment_index(lease.name)
+        segment = self._segments(job)[index]
+        code, _ = codec.decode(self._file(job, "codes").read_bytes())
+        motion = None
+        if job.stabilize and segment.warm > 0:
+            motion = json.loads(self._file(job, "track").read_text())[index]
+        frames = Frames(self.stylizer, [], Options(alpha=job.alpha, color_match=job.color_match),
+                        Stabilizer() if job.stabilize else None, codes=(code,))
+        check, state = self._checker(lease)
+        part = self.store.work_path(job.id, f".{lease.name}.{self.replica_tag}.mp4")
+        try:
+            size = (job.width, job.height)
+            n = encode(render_segment(frames, self._file(job, "input"), size, segment, motion, self.limits, check),
+                       part, size, _fraction(job.fps))
+            self.store.put_file(job.id, f"{lease.name}.mp4", part)
+        finally:
+            part.unlink(missing_ok=True)
+        self.leases.finish(state["lease"], n)
+        log.info("video %s: %s done (%d frames)", job.id, lease.name, n)
+
+    def _join(self, lease: Lease) -> None:
+        job = lease.job
+        _, units = self.leases.read(job.id)
+        parts = [self._file(job, f"{segment_name(i)}.mp4") for i in range(job.segments_total)]
+        out = self.store.work_path(job.id, f".{self.replica_tag}.mp4.part")
+        try:
+            frames = join(parts, self._file(job, "input"), out)
+            size = self.store.keep_result(job.id, out)
+        finally:
+            out.unlink(missing_ok=True)
+        done = progress(job, units)
+        took = max(time.time() - job.created, 1e-6)
+        if not self.store.update(replace(done, state="done", frames_total=frames, frames_done=frames,
+                                         rate=frames / took, result_bytes=size, updated=time.time())):
+            self.store.delete(job.id)  # deleted meanwhile: drop the result too
+            return
+        self.store.drop_files(job.id)
+        log.info("video %s done: %d frames in %d segments by %s", job.id, frames, job.segments_total,
+                 done.rendered_by)
+
+    @property
+    def replica_tag(self) -> str:
+        """This replica and thread in a file name (two threads may work on one job)."""
+        return f"{os.getpid()}-{threading.get_native_id()}"
+
+    def _fail(self, job: VideoJob, error: str) -> None:
+        try:
+            current = self.store.get(job.id)
+            if current is not None and current.state in ("queued", "running"):
+                self.store.update(replace(current, state="failed", error=error, updated=time.time()))
+                self.store.drop_files(job.id)
+                log.warning("video %s failed: %s", job.id, error)
+        except StoreDown as e:
+            log.error("video %s: could not record the failure (%s)", job.id, e.detail)
 
     def _keep(self) -> None:
-        """Report queued jobs alive, and sweep expired jobs and orphaned work files."""
-        every = min(5.0, self.settings.video_stale_seconds / 4)
+        """Forget accepted jobs that ended, sweep expired jobs and orphaned work files."""
         last_sweep = 0.0
-        while not self._closing.wait(every):
+        while not self._closing.wait(min(5.0, POLL * 5)):
             try:
+                active = set(self.store.active())
                 with self._lock:
-                    for job in self._queued.values():
-                        self.store.update(replace(job, updated=time.time()))
+                    ended = {j for j in self._accepted if j not in active}
+                    self._accepted -= ended
                 if time.monotonic() - last_sweep > 60:
                     last_sweep = time.monotonic()
                     self.store.sweep()
-                    self._sweep_files()
+                    self._sweep_files(active)
             except StoreDown as e:
                 log.warning("video keeper: the job store is down (%s)", e.detail)
 
-    def _sweep_files(self) -> None:
-        """Work files older than a job can live and not this replica's: left by a crash."""
+    def _sweep_files(self, active: set[str]) -> None:
+        """This replica's copies of jobs that ended elsewhere, and work files a crash left."""
         cutoff = time.time() - self.settings.video_ttl - 60
         for path in self.store.folder.glob("*"):
             job_id = path.name.split(".")[0]
             try:
-                if job_id not in self._cancel and path.stat().st_mtime < cutoff:
+                if job_id in active or job_id in self._working:
+                    continue
+                # on SQLite the folder is the store itself: only what outlived any job goes
+                if path.stat().st_mtime < (cutoff if self.store.backend == "sqlite" else time.time() - 60):
                     path.unlink()
             except FileNotFoundError:
                 pass
+
+
+def _fraction(fps: float) -> Fraction:
+    """The stored rate back as the fraction it was (30000/1001 for 29.97)."""
+    return Fraction(fps).limit_denominator(1001)
 
 
 def _lower_priority() -> None:

@@ -25,6 +25,8 @@ def status(job: VideoJob) -> VideoStatus:
     return VideoStatus(id=job.id, state=job.state, frames_done=job.frames_done, frames_total=job.frames_total,
                        eta_seconds=job.eta_seconds, frames_per_second=round(job.rate, 3), width=job.width,
                        height=job.height, fps=job.fps, seconds=job.seconds, audio=job.audio,
+                       segments_total=job.segments_total, segments_done=job.segments_done,
+                       rendered_by=job.rendered_by,
                        created=datetime.fromtimestamp(job.created, timezone.utc),
                        result_url=f"/videos/{job.id}/result" if job.state == "done" else None,
                        result_bytes=job.result_bytes if job.state == "done" else None, error=job.error)

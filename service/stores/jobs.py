@@ -15,7 +15,7 @@ import logging
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from service.tenants import LOCAL
@@ -32,7 +32,7 @@ class VideoJob:
     replica: str = ""  # the replica working on it (its host and process id)
     state: str = "queued"
     created: float = 0.0
-    updated: float = 0.0  # last heard from its worker: a stale active job has lost it
+    updated: float = 0.0  # last change of state
     frames_done: int = 0
     frames_total: int = 0
     rate: float = 0.0  # frames/s so far
@@ -43,6 +43,15 @@ class VideoJob:
     audio: bool = False
     error: str | None = None
     result_bytes: int = 0
+    # how the work is done, fixed at submit (service/segments.py)
+    segment_frames: int = 0  # frames per segment (0: a record from before segments)
+    segments_total: int = 0
+    alpha: float = 1.0
+    color_match: float = 0.0
+    stabilize: bool = True
+    # progress: summed over the segments while the job runs, recorded when it ends
+    segments_done: int = 0
+    rendered_by: dict[str, int] = field(default_factory=dict)  # replica -> segments it rendered
 
     @property
     def eta_seconds(self) -> float | None:
@@ -106,6 +115,41 @@ class JobStore(ABC):
 
     @abstractmethod
     def result_size(self, job_id: str) -> int | None: ...
+
+    @abstractmethod
+    def active(self) -> list[str]:
+        """The ids of jobs queued or running, oldest first: where every replica looks for work."""
+
+    # A job's units of work (service/segments.py): name -> a small JSON value, changed only by
+    # compare-and-set, so two replicas never both take one. Each swap keeps the job from expiring.
+
+    @abstractmethod
+    def put_units(self, job_id: str, units: dict[str, str]) -> None: ...
+
+    @abstractmethod
+    def units(self, job_id: str) -> dict[str, str]:
+        """Every unit's value; empty when the job is gone."""
+
+    @abstractmethod
+    def swap_unit(self, job_id: str, name: str, old: str, new: str) -> bool:
+        """Set the unit to ``new`` if it is still ``old`` and the job exists; False otherwise."""
+
+    # A job's files (the clip, its style codes, the segments' MP4s), readable by every replica.
+
+    @abstractmethod
+    def put_file(self, job_id: str, name: str, path: Path) -> None:
+        """Take the file at ``path`` into the store (``path`` is gone after)."""
+
+    @abstractmethod
+    def local_file(self, job_id: str, name: str) -> Path | None:
+        """A path on this replica's disk holding the stored file (fetched once), or None if gone."""
+
+    @abstractmethod
+    def drop_files(self, job_id: str) -> None:
+        """Remove a job's units and files, keeping its record and result (it has ended)."""
+
+    def drop_local(self, job_id: str) -> None:
+        """Forget this replica's copies of a job's files (the job ended here or elsewhere)."""
 
     @abstractmethod
     def read_result(self, job_id: str, start: int, end: int) -> Iterator[bytes]:

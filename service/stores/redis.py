@@ -18,6 +18,7 @@ the next call after Redis is back simply works: redis-py reconnects by itself.""
 
 from __future__ import annotations
 
+import shutil
 import threading
 import time
 from collections.abc import Iterator
@@ -28,7 +29,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from service.stores.base import QuotaFull, StoreDown, StoreFull, StyleEntry, StyleStore, Timing, merged
-from service.stores.jobs import JobStore, VideoJob
+from service.stores.jobs import ACTIVE, JobStore, VideoJob
 
 PREFIX = "adain:"
 SCHEMA = 2
@@ -201,14 +202,26 @@ class RedisStyles(StyleStore):
         self.client.close()
 
 
-PIECE = 1024 * 1024  # results go into Redis and come out in pieces of this size
+PIECE = 1024 * 1024  # files go into Redis and come out in pieces of this size
+# KEYS: the units hash, the job's record, its set of file keys; ARGV: unit, old value, new value,
+# expiry (s). 1 = swapped (and the job's keys kept alive), 0 = the unit is not the old value, -1 = no job.
+SWAP = """
+if redis.call('EXISTS', KEYS[2]) == 0 then return -1 end
+if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then return 0 end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
+for _, key in ipairs({KEYS[1], KEYS[2], KEYS[3]}) do redis.call('EXPIRE', key, ARGV[4]) end
+for _, key in ipairs(redis.call('SMEMBERS', KEYS[3])) do redis.call('EXPIRE', key, ARGV[4]) end
+return 1
+"""
 
 
 class RedisJobs(JobStore):
-    """Video jobs in Redis: ``adain:video:{id}`` holds the record (JSON), ``adain:video:{id}:mp4``
-    the result; both expire ``ttl`` s after the last write, so Redis itself forgets old jobs.
-    Results are written with APPEND and read with GETRANGE a piece at a time, so neither side holds
-    a whole clip in one command. (``folder`` is only this replica's work space.)"""
+    """Video jobs in Redis: ``adain:video:{id}`` holds the record (JSON), ``:units`` its units of
+    work (a hash), ``:file:{name}`` its files (the clip, codes, segments) with ``:files`` naming
+    them, ``:mp4`` the result; all expire ``ttl`` s after the last write, so Redis itself forgets
+    old jobs. ``adain:videos:active`` lists the unfinished ones (a sorted set by creation time).
+    Files are written with APPEND and read with GETRANGE a piece at a time, so neither side holds a
+    whole clip in one command; each replica keeps the copies it fetched in its own ``folder``."""
 
     backend = "redis"
 
@@ -216,6 +229,8 @@ class RedisJobs(JobStore):
         super().__init__(folder, ttl)
         self.client = connect(url)
         self.ex = max(1, round(ttl))
+        self.active_key = PREFIX + "videos:active"
+        self._swap = self.client.register_script(SWAP)
 
     def key(self, job_id: str) -> str:
         return f"{PREFIX}video:{job_id}"
@@ -223,15 +238,36 @@ class RedisJobs(JobStore):
     def result_key(self, job_id: str) -> str:
         return self.key(job_id) + ":mp4"
 
+    def _keys(self, job_id: str) -> tuple[str, str, str]:
+        """The units hash, the record, the set of file keys."""
+        return self.key(job_id) + ":units", self.key(job_id), self.key(job_id) + ":files"
+
     def put(self, job: VideoJob) -> None:
-        call(lambda: self.client.set(self.key(job.id), job.to_json(), ex=self.ex))
+        def run() -> None:
+            pipe = self.client.pipeline(transaction=True)
+            pipe.set(self.key(job.id), job.to_json(), ex=self.ex)
+            self._mark(pipe, job)
+            pipe.execute()
+
+        call(run)
+
+    def _mark(self, pipe, job: VideoJob) -> None:
+        if job.state in ACTIVE:
+            pipe.zadd(self.active_key, {job.id: job.created})
+        else:
+            pipe.zrem(self.active_key, job.id)
 
     def update(self, job: VideoJob) -> bool:
         def run() -> bool:
             pipe = self.client.pipeline(transaction=True)
             pipe.set(self.key(job.id), job.to_json(), ex=self.ex, xx=True)
             pipe.expire(self.result_key(job.id), self.ex)
-            return bool(pipe.execute()[0])
+            written = pipe.execute()[0]
+            if written or job.state not in ACTIVE:
+                pipe = self.client.pipeline(transaction=True)
+                self._mark(pipe, job)
+                pipe.execute()
+            return bool(written)
 
         return call(run)
 
@@ -239,16 +275,97 @@ class RedisJobs(JobStore):
         return VideoJob.from_json(job_id, call(lambda: self.client.get(self.key(job_id))))
 
     def delete(self, job_id: str) -> bool:
-        return bool(call(lambda: self.client.delete(self.key(job_id), self.result_key(job_id))))
+        def run() -> bool:
+            units, record, files = self._keys(job_id)
+            keys = [*self.client.smembers(files), units, files, self.result_key(job_id)]
+            pipe = self.client.pipeline(transaction=True)
+            pipe.delete(record, *keys)
+            pipe.zrem(self.active_key, job_id)
+            return bool(pipe.execute()[0])
 
-    def keep_result(self, job_id: str, path: Path) -> int:
-        key, size = self.result_key(job_id), 0
+        found = call(run)
+        self.drop_local(job_id)
+        return found
+
+    def drop_files(self, job_id: str) -> None:
+        units, _, files = self._keys(job_id)
+        call(lambda: self.client.delete(*self.client.smembers(files), units, files))
+        self.drop_local(job_id)
+
+    def active(self) -> list[str]:
+        def run() -> list[str]:
+            ids = [i.decode() for i in self.client.zrange(self.active_key, 0, -1)]
+            if not ids:
+                return ids
+            gone = [i for i, there in zip(ids, self._exist(ids)) if not there]
+            if gone:  # expired while unfinished (every replica was away): no longer anyone's work
+                self.client.zrem(self.active_key, *gone)
+            return [i for i in ids if i not in gone]
+
+        return call(run)
+
+    def _exist(self, ids: list[str]) -> list[bool]:
+        pipe = self.client.pipeline()
+        for i in ids:
+            pipe.exists(self.key(i))
+        return [bool(n) for n in pipe.execute()]
+
+    def put_units(self, job_id: str, units: dict[str, str]) -> None:
+        key = self._keys(job_id)[0]
+        call(lambda: self.client.pipeline(transaction=True).hset(key, mapping=units).expire(key, self.ex).execute())
+
+    def units(self, job_id: str) -> dict[str, str]:
+        raw = call(lambda: self.client.hgetall(self._keys(job_id)[0]))
+        return {k.decode(): v.decode() for k, v in raw.items()}
+
+    def swap_unit(self, job_id: str, name: str, old: str, new: str) -> bool:
+        return call(lambda: self._swap(keys=list(self._keys(job_id)), args=[name, old, new, self.ex])) == 1
+
+    def _file_key(self, job_id: str, name: str) -> str:
+        return f"{self.key(job_id)}:file:{name}"
+
+    def _local(self, job_id: str, name: str) -> Path:
+        return self.folder / f"{job_id}.{name}"
+
+    def put_file(self, job_id: str, name: str, path: Path) -> None:
+        key, files = self._file_key(job_id, name), self._keys(job_id)[2]
+        self._upload(key, path)
+        call(lambda: self.client.pipeline(transaction=True).sadd(files, key).expire(files, self.ex).execute())
+        self.folder.mkdir(parents=True, exist_ok=True)
+        shutil.move(path, self._local(job_id, name))  # this replica's copy (an upload may be on another disk)
+
+    def _upload(self, key: str, path: Path) -> int:
+        size = 0
         call(lambda: self.client.delete(key))
         with open(path, "rb") as f:
             while piece := f.read(PIECE):
                 call(lambda: self.client.append(key, piece))
                 size += len(piece)
         call(lambda: self.client.expire(key, self.ex))
+        return size
+
+    def local_file(self, job_id: str, name: str) -> Path | None:
+        path = self._local(job_id, name)
+        if path.exists():
+            return path
+        key = self._file_key(job_id, name)
+        size = call(lambda: self.client.strlen(key))
+        if not size:
+            return None
+        part = path.with_name(path.name + f".{threading.get_ident()}.part")
+        self.folder.mkdir(parents=True, exist_ok=True)
+        with open(part, "wb") as f:
+            for at in range(0, size, PIECE):
+                f.write(call(lambda: self.client.getrange(key, at, at + PIECE - 1)))
+        part.replace(path)
+        return path
+
+    def drop_local(self, job_id: str) -> None:
+        for path in self.folder.glob(f"{job_id}.*"):
+            path.unlink(missing_ok=True)
+
+    def keep_result(self, job_id: str, path: Path) -> int:
+        size = self._upload(self.result_key(job_id), path)
         path.unlink()
         return size
 

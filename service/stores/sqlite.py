@@ -7,6 +7,7 @@ file of their own beside it (``SQLiteJobs``)."""
 
 from __future__ import annotations
 
+import shutil
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -155,9 +156,19 @@ JOBS_SCHEMA = """CREATE TABLE IF NOT EXISTS jobs (
 )"""
 
 
+UNITS_SCHEMA = """CREATE TABLE IF NOT EXISTS units (
+    job TEXT NOT NULL,
+    name TEXT NOT NULL,
+    value TEXT NOT NULL,             -- service/segments.py Unit as JSON
+    PRIMARY KEY (job, name)
+)"""
+ACTIVE_JOBS = ("SELECT id FROM jobs WHERE expires > ? AND json_extract(value, '$.state') IN ('queued', 'running') "
+               "ORDER BY json_extract(value, '$.created')")
+
+
 class SQLiteJobs(SQLiteFile, JobStore):
-    """Video jobs in SQLite, their MP4s as files beside it: every process sharing the state folder
-    (one host) sees them."""
+    """Video jobs in SQLite, their files (the clip, codes, segments, the MP4) beside it in the
+    state folder: every process sharing that folder (one host) sees them."""
 
     backend = "sqlite"
     schema = JOBS_SCHEMA
@@ -166,8 +177,41 @@ class SQLiteJobs(SQLiteFile, JobStore):
         JobStore.__init__(self, folder, ttl)
         SQLiteFile.__init__(self, path)
 
+    def upgrade(self, db: sqlite3.Connection) -> None:
+        db.execute(UNITS_SCHEMA)
+
     def _result(self, job_id: str) -> Path:
         return self.folder / f"{job_id}.mp4"
+
+    def _file(self, job_id: str, name: str) -> Path:
+        return self.folder / f"{job_id}.{name}"
+
+    def active(self) -> list[str]:
+        return [r[0] for r in self._execute(ACTIVE_JOBS, (now(),))[0]]
+
+    def put_units(self, job_id: str, units: dict[str, str]) -> None:
+        for name, value in units.items():
+            self._execute("INSERT OR REPLACE INTO units (job, name, value) VALUES (?, ?, ?)", (job_id, name, value))
+
+    def units(self, job_id: str) -> dict[str, str]:
+        return dict(self._execute("SELECT name, value FROM units WHERE job = ?", (job_id,))[0])
+
+    def swap_unit(self, job_id: str, name: str, old: str, new: str) -> bool:
+        t = now()
+        swapped = self._execute("UPDATE units SET value = ? WHERE job = ? AND name = ? AND value = ? AND EXISTS "
+                                "(SELECT 1 FROM jobs WHERE id = ? AND expires > ?)",
+                                (new, job_id, name, old, job_id, t))[1] > 0
+        if swapped:
+            self._execute("UPDATE jobs SET expires = ? WHERE id = ?", (t + self.ttl, job_id))
+        return swapped
+
+    def put_file(self, job_id: str, name: str, path: Path) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        shutil.move(path, self._file(job_id, name))  # an upload may be on another disk
+
+    def local_file(self, job_id: str, name: str) -> Path | None:
+        path = self._file(job_id, name)
+        return path if path.exists() else None
 
     def put(self, job: VideoJob) -> None:
         self._execute("INSERT OR REPLACE INTO jobs (id, value, expires) VALUES (?, ?, ?)",
@@ -183,8 +227,17 @@ class SQLiteJobs(SQLiteFile, JobStore):
 
     def delete(self, job_id: str) -> bool:
         found = self._execute("DELETE FROM jobs WHERE id = ?", (job_id,))[1] > 0
-        self._result(job_id).unlink(missing_ok=True)
+        self._execute("DELETE FROM units WHERE job = ?", (job_id,))
+        for path in self.folder.glob(f"{job_id}.*"):
+            path.unlink(missing_ok=True)
         return found
+
+    def drop_files(self, job_id: str) -> None:
+        """The work files of a finished job (the result stays)."""
+        self._execute("DELETE FROM units WHERE job = ?", (job_id,))
+        for path in self.folder.glob(f"{job_id}.*"):
+            if path != self._result(job_id):
+                path.unlink(missing_ok=True)
 
     def keep_result(self, job_id: str, path: Path) -> int:
         size = path.stat().st_size

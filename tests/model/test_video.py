@@ -15,7 +15,8 @@ import clips
 from helpers import noise_image
 from model.errors import InvalidVideo, VideoTooLarge
 from model.plan import Options
-from model.video import VideoLimits, probe, read_video, stylize_video
+from model.segments import stylize_video
+from model.video import VideoLimits, probe, read_video
 
 ADAIN = Path(sys.executable).with_name("adain")
 

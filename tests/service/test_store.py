@@ -204,16 +204,17 @@ def test_sqlite_keeps_what_was_committed_across_reopening(tmp_path):
 
 @pytest.fixture(params=["sqlite", "redis"])
 def make_jobs(request, tmp_path):
-    """make_jobs(ttl) -> a fresh video-job store of the parametrised backend."""
+    """make_jobs(ttl, folder) -> a video-job store of the parametrised backend (a replica with
+    its own work folder; on SQLite the folder is where the files are kept)."""
     if request.param == "sqlite":
         from service.stores.sqlite import SQLiteJobs
 
-        yield lambda ttl=60: SQLiteJobs(tmp_path / "videos.sqlite3", tmp_path / "work", ttl)
+        yield lambda ttl=60, folder="work": SQLiteJobs(tmp_path / "videos.sqlite3", tmp_path / folder, ttl)
         return
     from service.stores.redis import RedisJobs
 
     with run_redis(tmp_path / "redis") as server:
-        yield lambda ttl=60: RedisJobs(server.url, tmp_path / "work", ttl)
+        yield lambda ttl=60, folder="work": RedisJobs(server.url, tmp_path / folder, ttl)
 
 
 def test_job_records_and_results(make_jobs):
@@ -272,3 +273,83 @@ def test_job_records_from_before_tenants_belong_to_the_local_tenant(make_jobs):
         store.client.set(store.key("j0"), old)
     job = store.get("j0")
     assert (job.tenant, job.replica, job.state, job.result_bytes) == (LOCAL, "host:1", "done", 1234)
+
+
+def test_units_swap_only_from_the_value_they_hold_and_keep_the_job_alive(make_jobs):
+    import time
+
+    from service.stores import VideoJob
+
+    store = make_jobs(ttl=2)
+    store.put(VideoJob("j", created=1.0))
+    store.put_units("j", {"s0": "a", "s1": "b"})
+    assert store.units("j") == {"s0": "a", "s1": "b"}
+    assert store.swap_unit("j", "s0", "a", "a2") and not store.swap_unit("j", "s0", "a", "a3")
+    assert store.units("j")["s0"] == "a2"
+    for _ in range(3):  # each swap pushes the expiry on: 3 s later the job is still there
+        time.sleep(1)
+        assert store.swap_unit("j", "s1", store.units("j")["s1"], f"b{_}")
+    assert store.get("j") is not None
+    assert store.active() == ["j"]
+    store.delete("j")
+    assert store.units("j") == {} and not store.swap_unit("j", "s1", "b2", "x") and store.active() == []
+
+
+def test_files_are_readable_from_another_replicas_store(make_jobs, tmp_path):
+    from service.stores import VideoJob
+
+    here = make_jobs()
+    there = make_jobs(folder="work" if here.backend == "sqlite" else "other")  # another replica
+    here.put(VideoJob("j", state="running"))
+    blob = bytes(range(256)) * 9000
+    src = tmp_path / "clip"
+    src.write_bytes(blob)
+    here.put_file("j", "input", src)
+    assert not src.exists()
+    copy = there.local_file("j", "input")
+    assert copy.read_bytes() == blob and there.local_file("j", "nothing") is None
+    here.drop_files("j")
+    there.drop_local("j")
+    assert there.local_file("j", "input") is None and here.get("j") is not None
+
+
+def test_leases_hand_each_unit_to_one_replica_in_order(make_jobs):
+    from service.segments import TRACK, Leases, plan
+    from service.stores import VideoJob
+
+    store = make_jobs()
+    job = VideoJob("j", state="queued")
+    store.put(job)
+    store.put_units("j", plan(2, track=True))
+    a, b = Leases(store, "a", 60), Leases(store, "b", 60)
+    t, s0 = a.claim(job), b.claim(job)
+    assert (t.name, s0.name) == (TRACK, "s0")
+    assert a.claim(job) is None  # s1 waits for the track, join for every segment
+    assert a.finish(t) and a.claim(job).name == "s1"
+    s0 = b.renew(s0, 5, 2.0)
+    assert s0 is not None and b.read("j")[1]["s0"].frames == 5
+    assert b.finish(s0, 8) and not b.finish(s0, 8)  # done once: the old value is gone
+    assert a.claim(job) is None  # s1 is still a's
+
+
+def test_a_lapsed_lease_is_taken_over_and_the_old_holder_learns_it(make_jobs):
+    from service.segments import JOIN, Leases, plan
+    from service.stores import VideoJob
+
+    store = make_jobs()
+    job = VideoJob("k", state="queued")
+    store.put(job)
+    store.put_units("k", plan(1, track=False))
+    slow, other = Leases(store, "slow", -1), Leases(store, "other", 60)  # slow's leases lapse at once
+    mine = slow.claim(job)
+    taken = other.claim(job)
+    assert mine.name == taken.name == "s0"
+    assert slow.renew(mine, 1, 1.0) is None and not slow.finish(mine)  # taken over: slow stops
+    assert other.finish(taken, 8) and other.claim(job).name == JOIN
+    back = Leases(store, "x", 60)
+    assert back.claim(job) is None  # join is leased; s0 is done and never handed out again
+    store.put_units("m", plan(1, track=False))
+    store.put(VideoJob("m", state="queued"))
+    held = back.claim(VideoJob("m"))
+    back.release(held)
+    assert other.claim(VideoJob("m")).name == "s0"  # handed back: taken at once
