@@ -30,7 +30,7 @@ run: $(STAMP)
 	$(RUN_ENV) $(PY) -m service
 
 test: $(STAMP) $(CHECKOV)
-	$(RUN_ENV) $(PY) -m pytest -q
+	$(RUN_ENV) $(PY) -m pytest -q --durations=15
 
 # the Dockerfile's images built with podman and run as docker-compose.yml runs them (root, ~6 min;
 # needs podman, runc and debootstrap from Debian; see tests/containers/images.py and check.py)

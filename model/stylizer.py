@@ -155,7 +155,7 @@ class Stylizer:
         img = resize_shorter(open_image(content), options.content_size)
         recolor_to = None
         if options.preserve_color:  # a large photo's colours gathered a strip at a time
-            recolor_to = image_moments(img) if needs_tiles(img.size, self.tile) else img
+            recolor_to = image_moments(img) if self.tiled(img.size) else img
         codes = [s if isinstance(s, StyleCode) else self.encode_style(s, options.style_size, recolor_to)
                  for s in styles]
         if mask is None:
@@ -172,15 +172,27 @@ class Stylizer:
                           preserve_color=preserve_color, content_size=content_size, style_size=style_size)
         return self.render([self.prepare(content, styles, options, mask)], progress)[0]
 
-    @torch.inference_mode()
+    def tiled(self, size: tuple[int, int]) -> bool:
+        """Whether an image of ``size`` (w, h) is drawn in tiles: the one place that decides."""
+        return needs_tiles(size, self.tile)
+
     def render(self, plans: Sequence[Plan], progress: Progress | None = None) -> list[Image.Image]:
+        """Plans of one size: in tiles one at a time when they are larger than a tile
+        (``progress(done, total)`` follows the tiles), else in one batched pass."""
+        if plans and self.tiled(plans[0].size):
+            return [self.render_tiled(p, progress) for p in plans]
+        return self.render_whole(plans)
+
+    @torch.inference_mode()
+    def render_tiled(self, plan: Plan, progress: Progress | None = None) -> Image.Image:
+        return Tiled(self, plan, self.core, MARGIN, progress).render()
+
+    @torch.inference_mode()
+    def render_whole(self, plans: Sequence[Plan]) -> list[Image.Image]:
         """The network pass for plans of one size, as one batch (a GPU runs 8 images in little more
-        than the time of one), each with its own style code(s), alpha and colour step. Plans larger
-        than a tile are drawn one at a time in tiles (``progress(done, total)`` follows them)."""
+        than the time of one), each with its own style code(s), alpha and colour step."""
         if not plans or len({p.size for p in plans}) > 1:
             raise ValueError(f"render needs plans of one size, got {sorted({p.size for p in plans})}")
-        if needs_tiles(plans[0].size, self.tile):
-            return [Tiled(self, p, self.core, MARGIN, progress).render() for p in plans]
         (w, h) = plans[0].size
         x = torch.cat([to_tensor(p.content) for p in plans]) if len(plans) > 1 else to_tensor(plans[0].content)
         feat = self.encoder(pad_to_multiple(self.net_input(x)))

@@ -63,9 +63,8 @@ def consistent(forward: np.ndarray, backward: np.ndarray) -> np.ndarray:
 
 class Flow:
     """DIS optical flow between grey frames, estimated at most ``width`` px wide and scaled up.
-    The MEDIUM preset for the blend: FAST halves the stabilizer's time (39 vs 76 ms a 342x256
-    frame) but trusts pixels an object has just uncovered, where it then leaves a trail (the
-    ghosting test fails with it)."""
+    The MEDIUM preset for the blend: FAST is twice as quick but trusts pixels an object has just
+    uncovered, where it then leaves a trail (the ghosting test fails with it; docs/video.md)."""
 
     def __init__(self, preset: int = cv2.DISOPTICAL_FLOW_PRESET_MEDIUM, width: int = FLOW_WIDTH) -> None:
         self.dis = cv2.DISOpticalFlow_create(preset)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from PIL import Image
@@ -25,6 +26,9 @@ from PIL import Image
 from model.adain import EPS, Moments, adain, apply_color_map, blend, color_map, resize_mask
 from model.images import pad_to_multiple, to_image, to_tensor
 from model.plan import Plan
+
+if TYPE_CHECKING:  # the Stylizer imports this module: its networks are what a tile runs through
+    from model.stylizer import Stylizer
 
 TILE = 1024   # core side in px (a multiple of 8)
 MARGIN = 64  # image around each core, px (a multiple of 8): 64 already gives the whole pass to 1 level
@@ -48,7 +52,7 @@ def cores(width: int, height: int, tile: int) -> list[Core]:
 class Tiled:
     """One plan rendered tile by tile with ``stylizer``'s networks."""
 
-    def __init__(self, stylizer, plan: Plan, tile: int = TILE, margin: int = MARGIN,
+    def __init__(self, stylizer: Stylizer, plan: Plan, tile: int = TILE, margin: int = MARGIN,
                  progress: Progress | None = None) -> None:
         if tile % 8 or margin % 8 or tile <= 0:
             raise ValueError(f"tile ({tile}) and margin ({margin}) must be positive multiples of 8")

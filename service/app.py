@@ -17,7 +17,7 @@ from model.stylizer import Stylizer
 from service import errors
 from service.context import RequestContextMiddleware
 from service.engine import Engine
-from service.limits import BodyLimitMiddleware, EarlyBusyMiddleware
+from service.limits import BodyLimitMiddleware, EarlyBusyMiddleware, queued_paths
 from service.metrics import MetricsMiddleware
 from service.routes import live, ops, styles, stylize, videos
 from service.settings import Settings
@@ -59,11 +59,10 @@ def create_app(settings: Settings | None = None, stylizer: Stylizer | None = Non
     )
     app.state.engine = engine
     errors.install(app)
-    app.include_router(stylize.router)
-    app.include_router(styles.router)
-    app.include_router(videos.router)
-    app.include_router(live.router)
-    app.include_router(ops.router)
+    routers = (stylize.router, styles.router, videos.router, live.router, ops.router)
+    for router in routers:
+        app.include_router(router)
+    routes = [route for router in routers for route in router.routes]
     install_docs(app, settings.root_path)
     if settings.frontend_dir.is_dir():
         # The page is the router's fallback rather than a mount at "/": a mount there matches every
@@ -78,9 +77,10 @@ def create_app(settings: Settings | None = None, stylizer: Stylizer | None = Non
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_total_bytes, body_timeout=settings.body_timeout,
                        per_path={"/videos": (settings.max_video_bytes + settings.max_total_bytes,
                                              "ADAIN_MAX_VIDEO_BYTES + ADAIN_MAX_TOTAL_BYTES")})
-    model_paths = ("/stylize", "/styles")  # the POSTs that queue for the model
+    model_paths = queued_paths(routes, "model")  # the POSTs marked @queues_for("model")
     app.add_middleware(EarlyBusyMiddleware, retry_after=engine.queue.retry_after_if_full, paths=model_paths)
-    app.add_middleware(EarlyBusyMiddleware, retry_after=engine.videos.retry_after_if_full, paths=("/videos",))
+    app.add_middleware(EarlyBusyMiddleware, retry_after=engine.videos.retry_after_if_full,
+                       paths=queued_paths(routes, "video"))
     app.add_middleware(MetricsMiddleware, metrics=engine.metrics, paths=model_paths)  # sees every status
     app.add_middleware(RequestContextMiddleware)  # outermost: every answer carries its request id
     return app

@@ -30,11 +30,11 @@ from model.images import OUTPUT_FORMATS, encode_image, open_image, png_chunks, r
 from model.plan import Options
 from model.stylizer import Stylizer
 from model.temporal import Stabilizer
-from model.tiling import needs_tiles
 from model.video import Frames
 from service import context
 from service.batching import Batcher
-from service.errors import BadRequest, Busy, Cancelled, Forbidden, NotFound, TooManyRequests, Unauthorized
+from service.errors import (BadRequest, Busy, Cancelled, Forbidden, NotFound, ServiceError, TooManyRequests,
+                            Unauthorized)
 from service.forms import LiveSettings, StyleFields, StyleForm, StylizeForm, VideoForm
 from service.metrics import Metrics
 from service.queue import ModelQueue, Turn
@@ -110,7 +110,7 @@ class Engine:
         if s.warmup:  # the common sizes: kernels chosen, convolutions measured, this machine's speed
             self.seconds_per_mp = self.stylizer.warmup(sorted({256, s.default_content_size} - {0}))
         if s.batch_max > 1:
-            self.batcher = Batcher(self.stylizer.render, s.batch_max, s.batch_wait_ms / 1000,
+            self.batcher = Batcher(self.stylizer.render_whole, s.batch_max, s.batch_wait_ms / 1000,
                                    on_batch=self.metrics.batch_size.observe)
         n = self.registry.load_presets(
             s.presets_dir, lambda img: self.stylizer.encode_style(img, s.default_style_size), s.default_style_size)
@@ -208,7 +208,7 @@ class Engine:
         if not any(isinstance(s, str) for s in given):
             return given  # type: ignore[return-value]
         # the store may be remote: off the event loop
-        return await asyncio.to_thread(lambda: [self.registered(caller, s) if isinstance(s, str) else s
+        return await asyncio.to_thread(lambda: [self.lookup(caller, s) if isinstance(s, str) else s
                                                 for s in given])
 
     def _timeout(self, form: StylizeForm, options: Options) -> float:
@@ -224,15 +224,16 @@ class Engine:
 
     async def register(self, caller: Caller, form: StyleForm) -> StyleEntry:
         size = form.options(self.settings).style_size
-        encode = self._encoder(form.style, size)
-        return await self._run(caller, lambda turn: self.registry.register(caller, form.style.data, size, encode,
-                                                                            form.name, form.ttl))
+
+        def job(turn: Turn) -> StyleEntry:
+            code, _ = self._style_code(caller, form.style, size)
+            return self.registry.register(caller, form.style.data, size, code, form.name, form.ttl)
+
+        return await self._run(caller, job)
 
     async def style(self, caller: Caller, style_id: str) -> StyleEntry:
-        entry = await asyncio.to_thread(self.registry.get, caller, style_id)
-        if entry is None:
-            raise NotFound(f"no style with id {style_id!r}")
-        return entry
+        """GET /styles/{id}: the id is the resource, so an unknown one is 404."""
+        return await asyncio.to_thread(self.lookup, caller, style_id, NotFound)
 
     async def styles(self, caller: Caller, limit: int, cursor: str | None,
                      tenant: str | None = None) -> tuple[list[StyleEntry], str | None]:
@@ -253,10 +254,12 @@ class Engine:
         if n > self.settings.max_styles:
             raise BadRequest(f"{n} styles given; at most {self.settings.max_styles} per request")
 
-    def registered(self, caller: Caller, style_id: str) -> StyleEntry:
+    def lookup(self, caller: Caller, style_id: str, missing: type[ServiceError] = BadRequest) -> StyleEntry:
+        """A preset or a style ``caller`` registered. An unknown id (or another tenant's) raises
+        ``missing``: 400 where the id is a field of a request, 404 where it is the resource."""
         entry = self.registry.get(caller, style_id.strip())
         if entry is None:
-            raise BadRequest(f"style_id {style_id!r} is not registered (GET /styles lists them)")
+            raise missing(f"style_id {style_id!r} is not registered (GET /styles lists them)")
         return entry
 
     # live streams (service/live.py speaks the protocol)
@@ -292,7 +295,7 @@ class Engine:
             raise BadRequest(f"content_size {settings.content_size} is too large for a stream: frames up to "
                              f"{self.settings.max_stream_pixels} pixels")
         options = Options(alpha=settings.alpha, color_match=settings.color_match, content_size=0)
-        codes = [self.registered(caller, i).code for i in settings.style_id]
+        codes = [self.lookup(caller, i).code for i in settings.style_id]
         code = mix(codes, normalise_weights(settings.weights, len(codes)))
         return Frames(self.stylizer, [code], options, Stabilizer() if settings.stabilize else None)
 
@@ -307,9 +310,15 @@ class Engine:
 
     # on a worker thread
 
-    def _encoder(self, upload: Upload, style_size: int) -> Callable[[], StyleCode]:
-        """Encoding a style upload (decoded within the limits), for the registry to call on a miss."""
-        return lambda: self.stylizer.encode_style(decode(upload, self.settings, style_size), style_size)
+    def _style_code(self, caller: Caller, upload: Upload, style_size: int) -> tuple[StyleCode, bool]:
+        """A style upload's code: (code, cache hit). Encoded (decoded within the limits) on a miss
+        and kept in the registry's cache, keyed by the tenant, the bytes and the size."""
+        code = self.registry.cached(caller, upload.data, style_size)
+        if code is not None:
+            return code, True
+        code = self.stylizer.encode_style(decode(upload, self.settings, style_size), style_size)
+        self.registry.keep(caller, upload.data, style_size, code)
+        return code, False
 
     def _stylize(self, caller: Caller, form: StylizeForm, options: Options, styles: list[Upload | StyleEntry],
                  turn: Turn) -> StylizeResult:
@@ -325,19 +334,20 @@ class Engine:
                 elif options.preserve_color:  # recoloured to this content: nothing to cache
                     sources.append(decode(style, s, options.style_size))
                 else:  # an inline upload: through the cache (tenant + bytes + style size)
-                    code, hit = self.registry.code(caller, style.data, options.style_size,
-                                                   self._encoder(style, options.style_size))
+                    code, hit = self._style_code(caller, style, options.style_size)
                     sources.append(code)
                     hits += hit
         with t.stage("stylize"):
             plan = self.stylizer.prepare(content, sources, options, mask)
             # a tiled image renders alone, a tile per turn: another tenant may go between two tiles,
             # and a request nobody waits for stops at the next one
-            tiled = needs_tiles(plan.size, self.stylizer.tile)
-            if self.batcher and not tiled:
+            tiled = self.stylizer.tiled(plan.size)
+            if tiled:
+                out = self.stylizer.render_tiled(plan, progress=lambda done, total: turn.checkpoint())
+            elif self.batcher:
                 out = self.batcher.submit(plan)
             else:
-                out = self.stylizer.render([plan], progress=lambda done, total: turn.checkpoint())[0]
+                out = self.stylizer.render_whole([plan])[0]
         with t.stage("encode-image"):
             if form.format == "png" and tiled:
                 data: bytes | Iterator[bytes] = png_chunks(out, s.png_compress_level)  # encoded while sent

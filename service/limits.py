@@ -12,6 +12,7 @@ import asyncio
 import json
 import time
 from collections.abc import Callable
+from typing import TypeVar
 
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -72,6 +73,25 @@ class BodyLimitMiddleware:
             return message
 
         await self.app(scope, counting_receive, send)
+
+
+F = TypeVar("F", bound=Callable)
+
+
+def queues_for(queue: str) -> Callable[[F], F]:
+    """Mark a POST route as waiting for ``queue`` ("model" or "video"): ``queued_paths`` finds it,
+    and the app refuses it early (``EarlyBusyMiddleware``) while that queue is full."""
+    def mark(endpoint: F) -> F:
+        endpoint.queue = queue  # type: ignore[attr-defined]
+        return endpoint
+
+    return mark
+
+
+def queued_paths(routes: list, queue: str) -> tuple[str, ...]:
+    """The paths of the POST routes marked with ``queues_for(queue)``."""
+    return tuple(r.path for r in routes if "POST" in (getattr(r, "methods", None) or ())
+                 and getattr(getattr(r, "endpoint", None), "queue", None) == queue)
 
 
 class EarlyBusyMiddleware:

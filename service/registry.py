@@ -60,31 +60,32 @@ class StyleRegistry:
     def __len__(self) -> int:
         return len(self._cache)
 
-    def code(self, caller: Caller, data: bytes, style_size: int,
-             encode: Callable[[], StyleCode]) -> tuple[StyleCode, bool]:
-        """The code of an inline upload through the cache, encoding on a miss: (code, hit). Per
-        tenant: a hit must not tell one tenant what another sent."""
+    def cached(self, caller: Caller, data: bytes, style_size: int) -> StyleCode | None:
+        """The cached code of an inline upload, or None. Per tenant: a hit must not tell one
+        tenant what another sent."""
         key = style_key(data, style_size, caller.tenant)
         with self._lock:
             code = self._cache.get(key)
-            if code is not None:
-                self._cache.move_to_end(key)
-                self.hits += 1
-                return code, True
-        code = encode()  # outside the lock: encoding takes a while
+            if code is None:
+                self.misses += 1
+                return None
+            self._cache.move_to_end(key)
+            self.hits += 1
+            return code
+
+    def keep(self, caller: Caller, data: bytes, style_size: int, code: StyleCode) -> None:
+        """Cache the code of an inline upload (the least recently used goes beyond the capacity)."""
+        key = style_key(data, style_size, caller.tenant)
         with self._lock:
-            self.misses += 1
             self._cache[key] = code
             self._cache.move_to_end(key)
             while len(self._cache) > self.capacity:
                 self._cache.popitem(last=False)
-        return code, False
 
-    def register(self, caller: Caller, data: bytes, style_size: int, encode: Callable[[], StyleCode],
+    def register(self, caller: Caller, data: bytes, style_size: int, code: StyleCode,
                  name: str | None = None, ttl: float | None = None) -> StyleEntry:
-        """Register an upload as ``caller``'s (the same bytes at the same size: the same id; a
-        registration never shortens a style's life)."""
-        code, _ = self.code(caller, data, style_size, encode)
+        """Register an upload's ``code`` as ``caller``'s (the same bytes at the same size: the same
+        id; a registration never shortens a style's life)."""
         entry = StyleEntry(style_key(data, style_size, caller.tenant), code, style_size, "uploaded", name,
                            owner=caller.tenant, expires=None if ttl is None else time.time() + ttl)
         return self.store.add(entry, caller.limits.max_styles)

@@ -395,9 +395,8 @@ def _fraction(fps: float) -> Fraction:
 def _lower_priority() -> None:
     """Run this video thread at nice 10. Image requests and video frames then share the cores as
     the kernel sees fit: a frame's threads (torch's, started from this thread, inherit the value)
-    get a tenth of an image request's share while both want the CPU, and all of it otherwise.
-    Measured with a 640x480 clip rendering: /stylize 256² went from 0.34-0.49 s idle to 0.41-0.42 s
-    (at nice 0: 0.39 -> 0.61 s; waiting for the current frame to end instead: 0.44 -> 2.66 s).
-    Linux only: elsewhere the call would lower the whole process."""
+    get a tenth of an image request's share while both want the CPU, and all of it otherwise
+    (measured against equal priority and against waiting for the frame: docs/video.md). Linux
+    only: elsewhere the call would lower the whole process."""
     if sys.platform == "linux":
         os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)

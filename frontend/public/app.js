@@ -15,7 +15,7 @@ let limits = { max_file_bytes: 20 * 2 ** 20, max_image_pixels: 8192 * 8192, max_
                max_video_bytes: 200 * 2 ** 20, max_video_seconds: 300, max_video_pixels: 1920 * 1080,
                mask_aspect_tolerance: 0.02, seconds_per_megapixel: 0 };
 const state = {
-  mode: "photo",       // the tab: "photo" or "video"
+  mode: "photo",       // the tab: "photo", "video" or "live"
   content: null,       // { file, w, h, url }
   video: null,         // { file, w?, h?, seconds? } (what the browser could read of it)
   job: null,           // { id, url } of the video job being followed
@@ -955,7 +955,6 @@ async function startLive() {
       if (l.url) URL.revokeObjectURL(l.url);
       l.url = URL.createObjectURL(e.data);
       $("live-out").src = l.url;
-      l.busy = false;
       l.answers = [...(l.answers || []).filter((t) => performance.now() - t < 5000), performance.now()];
       return;
     }

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query, Response
 
 from service.deps import CurrentCaller, ReadyEngine, StyleFormDep
 from service.errors import NotFound, responses
+from service.limits import queues_for
 from service.forms import StyleForm, request_body
 from service.stores import StyleEntry
 from service.schemas import StyleInfo, StyleList
@@ -32,6 +33,7 @@ def info(entry: StyleEntry) -> StyleInfo:
 @router.post("", status_code=201, response_model=StyleInfo, openapi_extra=request_body(StyleForm),
              responses=responses(400, 413, 415, 422, 504, 507),
              summary="Register a style image as the caller's; answers its id for use as style_id")
+@queues_for("model")
 async def register_style(engine: ReadyEngine, caller: CurrentCaller, form: StyleFormDep) -> StyleInfo:
     return info(await engine.register(caller, form))
 

@@ -12,6 +12,7 @@ from fastapi.responses import StreamingResponse
 from service.deps import CurrentCaller, ReadyEngine, StylizeFormDep
 from service.engine import StylizeResult
 from service.errors import responses
+from service.limits import queues_for
 from service.forms import StylizeForm, request_body
 
 router = APIRouter(tags=["stylize"])
@@ -62,6 +63,7 @@ def image_response(result: StylizeResult) -> StreamingResponse:
                      "description": "the stylized image, streamed; Server-Timing and X-Image-* headers"},
                **responses(400, 401, 413, 415, 422, 429, 503, 504)},
 )
+@queues_for("model")
 async def stylize(request: Request, engine: ReadyEngine, caller: CurrentCaller,
                   form: StylizeFormDep) -> StreamingResponse:
     result = await unless_disconnected(request, engine.stylize(caller, form))

@@ -13,6 +13,7 @@ from fastapi.responses import StreamingResponse
 
 from service.deps import CurrentCaller, ReadyEngine, VideoFormDep
 from service.errors import Conflict, NotFound, RangeNotSatisfiable, responses
+from service.limits import queues_for
 from service.forms import VideoForm, request_body
 from service.schemas import VideoAccepted, VideoStatus
 from service.stores import VideoJob
@@ -35,6 +36,7 @@ def status(job: VideoJob) -> VideoStatus:
 @router.post("", status_code=202, response_model=VideoAccepted, openapi_extra=request_body(VideoForm),
              responses=responses(400, 413, 415, 422),
              summary="Stylize a video clip: answers a job id at once; the MP4 follows")
+@queues_for("video")
 async def create_video(engine: ReadyEngine, caller: CurrentCaller, form: VideoFormDep,
                        response: Response) -> VideoAccepted:
     job = await engine.submit_video(caller, form)

@@ -311,6 +311,29 @@ def compose_stack(keep: bool) -> str:
         (WORK / "compose.log").write_text(logs.stdout + logs.stderr)
         if not keep:
             compose(env, "down", "-v", check=False)
+            remove_project()
+
+
+def project_containers() -> list[str]:
+    """Every container of the compose project, running or not (``--scale``'s too)."""
+    out = podman("ps", "-a", "--filter", f"label=com.docker.compose.project={PROJECT}", "--format", "{{.Names}}",
+                 quiet=True, check=False)
+    return sorted(out.stdout.split())
+
+
+def remove_project() -> None:
+    """podman-compose's `down` leaves the containers `--scale` added: removed here by label."""
+    names = project_containers()
+    if names:
+        podman("rm", "-f", *names, quiet=True, check=False)
+
+
+def nothing_left() -> str:
+    """The check's own containers are all gone (it ran `down` and removed what that left)."""
+    ours = podman("ps", "-a", "--format", "{{.Names}}", quiet=True, check=False).stdout.split()
+    left = [n for n in ours if n.startswith(("ct-", PROJECT))] + project_containers()
+    check(not left, f"containers left running after the check: {sorted(set(left))}")
+    return "no container of the check is left"
 
 
 def main() -> int:
@@ -332,6 +355,8 @@ def main() -> int:
             step("train", train)
         if serve_ok:
             step("compose", lambda: compose_stack(args.keep))
+    if not args.keep:
+        step("clean up", nothing_left)
 
     print(f"\ncontainer check, {time.monotonic() - t0:.0f} s in all:")
     for name, ok, detail in results:
