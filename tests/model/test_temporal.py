@@ -66,8 +66,9 @@ def shipped() -> Stylizer:
 def test_stabilized_pan_meets_the_flicker_target(shipped):
     """On a generated pan, with the shipped decoder at the service's precision: warping error at
     least 50 % below per-frame stylization (the target). The style distance (the card's style
-    term) measured +17-22 % here, short of the 5 % target (docs/video.md): held to 30 %, so a
-    change that blurs more than the bicubic shift does fails."""
+    term) measured +17-22 % here, short of the 5 % target (docs/video.md): held to 24 %, so a
+    change that blurs more than the bicubic shift does fails (a bilinear warp of the previous
+    output in the blend, instead of the nearest pixel, measured +27 %)."""
     frames = clips.pan(256, 192, 24)
     style = Image.open(PRESETS_DIR / "swamp.jpg").convert("RGB")
     code = shipped.encode_style(style, 256)
@@ -86,4 +87,4 @@ def test_stabilized_pan_meets_the_flicker_target(shipped):
                          for outs in (per_frame, ours))
     print(f"warping error {e_per:.5f} -> {e_ours:.5f}; style distance {d_per:.4f} -> {d_ours:.4f}")
     assert e_ours <= 0.5 * e_per
-    assert d_ours <= 1.30 * d_per
+    assert d_ours <= 1.24 * d_per

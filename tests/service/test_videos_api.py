@@ -235,8 +235,9 @@ def test_a_full_replica_answers_503_with_retry_after(make_client):
 
 
 def test_a_long_video_does_not_starve_image_requests(make_client):
-    """A /stylize during a video job completes within 3x its idle latency: the video's threads run
-    at a lower priority (service/videos.py), so image requests keep most of the CPU."""
+    """A /stylize during a video job completes within 2x its idle latency: the video's threads run
+    at a lower priority (service/videos.py), so image requests keep most of the CPU. Without the
+    lower priority this measured above 2x (docs/video.md), so the bound tests the priority."""
     client = make_client()
     photo = png(noise_image(256, 256, seed=3))
 
@@ -246,14 +247,14 @@ def test_a_long_video_does_not_starve_image_requests(make_client):
         return time.perf_counter() - start
 
     latency()
-    idle = statistics.median(latency() for _ in range(5))
+    idle = statistics.median(latency() for _ in range(7))
     job = submit(client, clip(640, 480, 100)).json()
     wait(client, job["id"], lambda s: s["frames_done"] > 2)
-    busy = statistics.median(latency() for _ in range(5))
+    busy = statistics.median(latency() for _ in range(7))
     assert client.get(f"/videos/{job['id']}").json()["state"] == "running"  # the video was going on throughout
     client.delete(f"/videos/{job['id']}")
     print(f"/stylize idle {idle * 1000:.0f} ms, during a video {busy * 1000:.0f} ms")
-    assert busy <= 3 * idle
+    assert busy <= 2 * idle
 
 
 def test_video_routes_need_the_api_key_when_keys_are_set(make_client):
