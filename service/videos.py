@@ -26,6 +26,7 @@ import sys
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import replace
 from fractions import Fraction
 from pathlib import Path
@@ -233,15 +234,16 @@ class VideoJobs:
         job = lease.job
         with self._lock:
             self._working[job.id] = self._working.get(job.id, 0) + 1
+        check, held = self._checker(lease)
         try:
             if lease.name == TRACK:
-                self._track(lease)
+                self._track(lease, check, held)
             elif lease.name == JOIN:
                 self._join(lease)
             else:
-                self._segment(lease)
+                self._segment(lease, check, held)
         except Released:
-            self.leases.release(lease)
+            self.leases.release(held["lease"])  # as last renewed: the stored value it must match
         except Cancelled:
             log.info("video %s: %s stopped (the job was deleted, or the unit taken over)", job.id, lease.name)
         except InputError as e:
@@ -259,9 +261,10 @@ class VideoJobs:
                     del self._working[job.id]
                     self._cancel.pop(job.id, None)
 
-    def _checker(self, lease: Lease):
-        """A callback for long work: raises Released when this replica stops, Cancelled when the
-        job was deleted here or the lease is no longer ours; renews it every REPORT_EVERY s."""
+    def _checker(self, lease: Lease) -> tuple[Callable[[int], None], dict[str, Lease]]:
+        """A callback for long work, and the lease as last renewed (``["lease"]``): the callback
+        raises Released when this replica stops, Cancelled when the job was deleted here or the
+        lease is no longer ours, and renews it every REPORT_EVERY s."""
         start = last = time.monotonic()
         state = {"lease": lease}
 
@@ -291,16 +294,15 @@ class VideoJobs:
     def _segments(self, job: VideoJob) -> list[Segment]:
         return split(job.frames_total, job.segment_frames, WARMUP)
 
-    def _track(self, lease: Lease) -> None:
+    def _track(self, lease: Lease, check: Callable[[int], None], state: dict[str, Lease]) -> None:
         job = lease.job
-        check, state = self._checker(lease)
         motions = track(self._file(job, "input"), (job.width, job.height), self._segments(job), self.limits, check)
         path = self.store.work_path(job.id, f".track.{self.replica_tag}.new")
         path.write_text(json.dumps(motions))
         self.store.put_file(job.id, "track", path)
         self.leases.finish(state["lease"])
 
-    def _segment(self, lease: Lease) -> None:
+    def _segment(self, lease: Lease, check: Callable[[int], None], state: dict[str, Lease]) -> None:
         job, index = lease.job, segment_index(lease.name)
         segment = self._segments(job)[index]
         code, _ = codec.decode(self._file(job, "codes").read_bytes())
@@ -309,7 +311,6 @@ class VideoJobs:
             motion = json.loads(self._file(job, "track").read_text())[index]
         frames = Frames(self.stylizer, [], Options(alpha=job.alpha, color_match=job.color_match),
                         Stabilizer() if job.stabilize else None, codes=(code,))
-        check, state = self._checker(lease)
         part = self.store.work_path(job.id, f".{lease.name}.{self.replica_tag}.mp4")
         try:
             size = (job.width, job.height)

@@ -158,18 +158,18 @@ def test_api_keys(make_client):
 
 
 class Gate:
-    """Wraps stylizer.render so a test can hold the model worker busy."""
+    """Wraps stylizer.render_whole so a test can hold the model worker busy."""
 
     def __init__(self, monkeypatch, stylizer):
         self.entered, self.release = threading.Event(), threading.Event()
-        real = stylizer.render
+        real = stylizer.render_whole
 
         def gated(*a, **kw):
             self.entered.set()
             self.release.wait(10)
             return real(*a, **kw)
 
-        monkeypatch.setattr(stylizer, "render", gated)
+        monkeypatch.setattr(stylizer, "render_whole", gated)
 
 
 def test_queue_full_gives_503_with_retry_after(make_client, stylizer, monkeypatch):
@@ -256,16 +256,16 @@ def test_a_bug_is_a_500_not_a_400_and_the_server_goes_on(make_client, stylizer, 
 
     client = make_client()
     quiet = TestClient(client.app, raise_server_exceptions=False)
-    real = stylizer.render
+    real = stylizer.render_whole
 
     def broken(plans):
         raise ValueError("an internal invariant failed")
 
-    monkeypatch.setattr(stylizer, "render", broken)
+    monkeypatch.setattr(stylizer, "render_whole", broken)
     r = quiet.post("/stylize", files=files(CONTENT, STYLE_A))
     assert r.status_code == 500 and r.headers["content-type"] == "application/json"
     assert "internal error" in r.json()["detail"] and "invariant" not in r.json()["detail"]
-    monkeypatch.setattr(stylizer, "render", real)
+    monkeypatch.setattr(stylizer, "render_whole", real)
     assert quiet.post("/stylize", files=files(CONTENT, STYLE_A)).status_code == 200
 
 

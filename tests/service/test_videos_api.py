@@ -163,15 +163,17 @@ def test_a_lapsed_lease_or_a_corrupted_unit_is_done_here(make_client, caplog, un
 
 
 def test_a_shutdown_hands_the_segment_back_and_a_restart_finishes_the_job(make_client):
-    first = make_client(video_segment_frames=40)
-    running = submit(first, clip(96, 64, 120)).json()
+    first = make_client(video_segment_frames=20)
+    running = submit(first, clip(64, 48, 60)).json()
     wait(first, running["id"], lambda s: s["frames_done"] > 0)
-    first.__exit__(None, None, None)  # the server stops: nothing fails
-    s = make_client().get(f"/videos/{running['id']}").json()
-    assert s["state"] == "running" or s["state"] == "done", s
-    again = make_client(video_segment_frames=40)
-    s = wait(again, running["id"], timeout=240)
-    assert s["state"] == "done" and s["frames_done"] == 120, s
+    start = time.monotonic()
+    first.__exit__(None, None, None)  # the server stops: its segment is handed back, nothing fails
+    assert time.monotonic() - start < 10
+    again = make_client(video_segment_frames=20)
+    s = again.get(f"/videos/{running['id']}").json()
+    assert s["state"] == "running" and s["segments_done"] < s["segments_total"] == 3, s
+    s = wait(again, running["id"], timeout=30)  # at once: not after the 60 s lease lapses
+    assert s["state"] == "done" and s["frames_done"] == 60, s
 
 
 @pytest.mark.parametrize("case,status,words", [
@@ -235,9 +237,9 @@ def test_a_full_replica_answers_503_with_retry_after(make_client):
 
 
 def test_a_long_video_does_not_starve_image_requests(make_client):
-    """A /stylize during a video job completes within 2x its idle latency: the video's threads run
+    """A /stylize during a video job completes within 1.8x its idle latency: the video's threads run
     at a lower priority (service/videos.py), so image requests keep most of the CPU. Without the
-    lower priority this measured above 2x (docs/video.md), so the bound tests the priority."""
+    lower priority this measured 1.9-2.4x (docs/video.md), so the bound tests the priority."""
     client = make_client()
     photo = png(noise_image(256, 256, seed=3))
 
@@ -250,11 +252,13 @@ def test_a_long_video_does_not_starve_image_requests(make_client):
     idle = statistics.median(latency() for _ in range(7))
     job = submit(client, clip(640, 480, 100)).json()
     wait(client, job["id"], lambda s: s["frames_done"] > 2)
-    busy = statistics.median(latency() for _ in range(7))
+    # the better of two rounds of 7: one noisy round must not fail it; without the lower priority
+    # both rounds measured over 2x
+    busy = min(statistics.median(latency() for _ in range(7)) for _ in range(2))
     assert client.get(f"/videos/{job['id']}").json()["state"] == "running"  # the video was going on throughout
     client.delete(f"/videos/{job['id']}")
     print(f"/stylize idle {idle * 1000:.0f} ms, during a video {busy * 1000:.0f} ms")
-    assert busy <= 2 * idle
+    assert busy <= 1.8 * idle
 
 
 def test_video_routes_need_the_api_key_when_keys_are_set(make_client):
