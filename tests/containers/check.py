@@ -322,10 +322,16 @@ def project_containers() -> list[str]:
 
 
 def remove_project() -> None:
-    """podman-compose's `down` leaves the containers `--scale` added: removed here by label."""
-    names = project_containers()
-    if names:
-        podman("rm", "-f", *names, quiet=True, check=False)
+    """podman-compose's `down` leaves the containers `--scale` added (and a container still
+    stopping may refuse removal for a moment): removed here by label, a few tries."""
+    for _ in range(5):
+        names = project_containers()
+        if not names:
+            return
+        done = podman("rm", "-f", "-t", "5", *names, quiet=True, check=False)
+        if done.returncode:
+            log(f"podman rm {' '.join(names)}: {done.stderr.strip()[-300:]}")
+        time.sleep(1)
 
 
 def nothing_left() -> str:
