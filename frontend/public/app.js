@@ -872,7 +872,9 @@ async function followJob(job) {
     $("job-progress").value = Math.round((100 * s.frames_done) / total);
     const eta = s.eta_seconds != null && s.state === "running" ? ` · about ${seconds(s.eta_seconds)} left` : "";
     const speed = s.frames_per_second ? ` · ${rate(s.frames_per_second)}` : "";
-    hint("job-status", s.state === "queued" ? "Waiting for the server…" : `${s.frames_done} / ${s.frames_total} frames${speed}${eta}`);
+    // a clip is rendered in parts that any server may take: say how many are done
+    const parts = s.segments_total > 1 && s.state === "running" ? ` · ${s.segments_done} of ${s.segments_total} parts done` : "";
+    hint("job-status", s.state === "queued" ? "Waiting for the server…" : `${s.frames_done} / ${s.frames_total} frames${speed}${eta}${parts}`);
     if (s.state === "done") { await showVideo(s); return; }
     if (s.state === "failed" || s.state === "cancelled") { setStatus(`The video failed: ${friendly(s.error || s.state)}`, "error"); return; }
     await sleep(700);
