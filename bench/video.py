@@ -31,8 +31,9 @@ import torch
 from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO), str(REPO / "tests")]
+sys.path[:0] = [str(REPO), str(REPO / "tests"), str(REPO / "bench")]
 import clips  # noqa: E402
+from common import psnr  # noqa: E402
 from model.images import to_tensor  # noqa: E402
 from model.paths import WEIGHTS_DIR  # noqa: E402
 from model.plan import Options  # noqa: E402
@@ -140,11 +141,6 @@ def seams(stylizer: Stylizer, n: int = 72, length: int = 24, size: tuple[int, in
     print(f"\nwarm-up overhead at the default segment length ({default} frames, K = {k}): {k} extra frames "
           f"rendered per segment after the first = {100 * k / default:.0f} % more frames; the track pass: "
           f"{per * 1000:.1f} ms a {size[0]}x{size[1]} frame, once per clip")
-
-
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = float(((a.astype(np.float64) - b) ** 2).mean())
-    return 10 * np.log10(255 ** 2 / max(mse, 1e-10))
 
 
 def replicas(n: int = 72, length: int = 24) -> None:

@@ -35,7 +35,7 @@ from model.errors import InvalidVideo
 from model.plan import Options
 from model.stylizer import Stylizer
 from model.temporal import Stabilizer, gray
-from model.video import (Frames, VideoInfo, VideoLimits, Writer, _open, decoded, output_size, probe)
+from model.video import Frames, VideoInfo, VideoLimits, Writer, decoded, open_video, output_size, probe
 
 WARMUP = 8  # frames rendered before a segment's first written frame (docs/video.md: seam vs K)
 # audio codecs an MP4 file carries as they are; anything else is re-encoded to AAC
@@ -145,7 +145,7 @@ def join(parts: Sequence[Path], src: Path, dst: Path) -> int:
         inputs = [c for c in inputs if c.streams.video and c.streams.video[0].frames != 0]
         if not inputs:
             raise InvalidVideo("the video has no frames that can be decoded")
-        original = stack.enter_context(_open(src))
+        original = stack.enter_context(open_video(src))
         out = stack.enter_context(av.open(str(dst), "w", format="mp4", options={"movflags": "+faststart"}))
         video = out.add_stream_from_template(inputs[0].streams.video[0])
         counted: list[int] = [0]

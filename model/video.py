@@ -9,7 +9,7 @@ for a whole clip or a part of one. Memory is a few frames whatever the clip's le
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from pathlib import Path
@@ -54,7 +54,7 @@ class VideoLimits:
     input_pixels: int | None = None
 
 
-def _open(path: Path) -> av.container.InputContainer:
+def open_video(path: Path) -> av.container.InputContainer:
     try:
         return av.open(str(path), "r", metadata_errors="ignore")
     except (av.FFmpegError, ValueError, UnicodeDecodeError) as e:
@@ -77,7 +77,7 @@ def probe(path: Path, limits: VideoLimits = VideoLimits()) -> VideoInfo:
     """Read the header and decode the first frame: ``InvalidVideo`` for what is not a playable
     video (not one, truncated, no frames, a codec FFmpeg lacks), ``VideoTooLarge`` past ``limits``
     (a header claiming 10 hours is refused here, before any frame is rendered)."""
-    with _open(path) as c:
+    with open_video(path) as c:
         if c.format.name == "image2" or c.format.name.endswith("_pipe"):  # FFmpeg reads a still as 1 frame
             raise InvalidVideo(f"this is a still image ({c.format.name.removesuffix('_pipe')}), not a video")
         if not c.streams.video:
@@ -143,9 +143,6 @@ class Writer:
         self.out.close()
 
 
-Progress = Callable[[int, int], None]  # (frames done, frames expected); may raise to stop the job
-
-
 class Frames:
     """One clip's frames through the Stylizer: the style ``codes`` (made from the first frame when
     not given: ``preserve_color`` recolours them to it), the ``stabilizer`` between frames (None:
@@ -165,27 +162,34 @@ class Frames:
     def __call__(self, rgb: np.ndarray) -> np.ndarray:
         """The stylized frame for (H, W, 3) uint8 RGB ``rgb``, at its output size already."""
         if self.codes is None:
-            self.codes = clip_codes(self.stylizer, rgb, self.styles, self.options)
+            self.codes = clip_codes(self.stylizer, rgb, rgb.shape[1::-1], self.styles, self.options)
         out = self.stabilizer(rgb, self._network) if self.stabilizer else self._network(rgb)
         plan = Plan(Image.fromarray(out), self.codes, self.options.alpha, self.options.color_match)
         return np.asarray(to_image(Stylizer.recolor(to_tensor(plan.content)[0], plan)))
 
 
-def clip_codes(stylizer: Stylizer, first: np.ndarray, styles: Sequence[object], options: Options) -> tuple:
-    """The style codes for a whole clip, made once from its first frame (at its output size)."""
-    return stylizer.prepare(Image.fromarray(first), styles, replace(options, content_size=0)).codes
+def at_size(rgb: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """An (H, W, 3) uint8 frame at the output ``size`` (w, h): bicubic, as every frame is."""
+    return rgb if rgb.shape[1::-1] == size else np.asarray(Image.fromarray(rgb).resize(size, Image.Resampling.BICUBIC))
+
+
+def clip_codes(stylizer: Stylizer, first: np.ndarray, size: tuple[int, int], styles: Sequence[object],
+               options: Options) -> tuple:
+    """The style codes for a whole clip, made once from its first frame at the output ``size``
+    (``preserve_color`` recolours the styles to it)."""
+    return stylizer.prepare(Image.fromarray(at_size(first, size)), styles, replace(options, content_size=0)).codes
 
 
 def decoded(path: Path, size: tuple[int, int], start: int = 0, stop: int | None = None,
-            limits: VideoLimits = VideoLimits(), fps: Fraction | None = None) -> Iterator[tuple[int, np.ndarray]]:
+            limits: VideoLimits = VideoLimits()) -> Iterator[tuple[int, np.ndarray]]:
     """(index, upright RGB frame at ``size``) for frames ``start`` to ``stop`` (exclusive; None =
     to the end). Frames before ``start`` are decoded but not converted: the index is the frame's
     place in decoding order, which is right for variable frame rates too, where a seek by time is
     not. ``InvalidVideo`` for a damaged packet, ``VideoTooLarge`` past ``limits.seconds``."""
-    with _open(path) as c:
+    with open_video(path) as c:
         v = c.streams.video[0]
         v.thread_type = "AUTO"
-        rate = fps or v.average_rate or v.guessed_rate
+        rate = v.average_rate or v.guessed_rate
         index = 0
         for packet in c.demux(v):
             for frame in _decode(packet, index):
@@ -194,10 +198,7 @@ def decoded(path: Path, size: tuple[int, int], start: int = 0, stop: int | None 
                 if limits.seconds and rate and index / rate > limits.seconds + 1:
                     raise VideoTooLarge(f"the video runs past {limits.seconds:g} s (longer than its header said)")
                 if index >= start:
-                    rgb = _upright(frame)
-                    if rgb.shape[1::-1] != size:
-                        rgb = np.asarray(Image.fromarray(rgb).resize(size, Image.Resampling.BICUBIC))
-                    yield index, rgb
+                    yield index, at_size(_upright(frame), size)
                 index += 1
 
 
@@ -210,7 +211,7 @@ def _decode(packet: av.Packet, done: int) -> Iterator[av.VideoFrame]:
 
 def read_video(path: Path) -> tuple[list[np.ndarray], Fraction]:
     """Every frame (upright RGB) and the frame rate: for tests and benchmarks of short clips."""
-    with _open(path) as c:
+    with open_video(path) as c:
         v = c.streams.video[0]
         return [_upright(f) for f in c.decode(v)], Fraction(v.average_rate or v.guessed_rate)
 

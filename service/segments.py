@@ -72,7 +72,7 @@ class Lease:
     stored: str
 
 
-def plan(segments: int, track: bool) -> dict[str, str]:
+def new_units(segments: int, track: bool) -> dict[str, str]:
     """The units of a new job, all waiting."""
     names = ([TRACK] if track else []) + [segment_name(i) for i in range(segments)] + [JOIN]
     return {name: Unit().to_json() for name in names}
@@ -109,10 +109,9 @@ class Leases:
             takeable = unit is None or unit.state == "waiting" or (unit.state == "leased" and unit.lease < now)
             if not takeable or not _ready(name, units):
                 continue
-            mine = Unit("leased", self.replica, now + self.seconds, unit.frames if unit else 0)
             if unit is not None and unit.state == "leased":
                 log.warning("video %s: %s's lease on %s lapsed; taking it over", job.id, unit.replica, name)
-                mine = replace(mine, frames=0)
+            mine = Unit("leased", self.replica, now + self.seconds)
             if self.store.swap_unit(job.id, name, stored[name], value := mine.to_json()):
                 return Lease(job, name, mine, value)
         return None

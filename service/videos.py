@@ -26,12 +26,10 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import replace
 from fractions import Fraction
 from pathlib import Path
 
-import numpy as np
 from PIL import Image
 
 from model.adain import StyleCode, normalise_weights
@@ -43,9 +41,10 @@ from model.temporal import Stabilizer
 from model.video import Frames, VideoInfo, VideoLimits, clip_codes, output_size, probe
 from service.errors import Busy, Cancelled, NotFound, TooManyRequests
 from service.forms import VideoForm
-from service.segments import JOIN, TRACK, Lease, Leases, plan, progress, segment_index, segment_name
+from service.segments import JOIN, TRACK, Lease, Leases, new_units, progress, segment_index, segment_name
 from service.settings import Settings
 from service.stores import JobStore, StoreDown, VideoJob
+from service.stores.jobs import ACTIVE
 from service.stores import codec
 from service.tenants import Caller, may_access
 from service.uploads import SavedUpload, Upload, decode
@@ -160,8 +159,7 @@ class VideoJobs:
 
     def _create(self, caller: Caller, clip: Path, info: VideoInfo, size: tuple[int, int],
                 sources: list[Image.Image | StyleCode], options: Options, stabilize: bool) -> VideoJob:
-        first = np.asarray(Image.fromarray(info.first).resize(size, Image.Resampling.BICUBIC))
-        (code,) = clip_codes(self.stylizer, first, sources, options)
+        (code,) = clip_codes(self.stylizer, info.first, size, sources, options)
         n = len(split(info.frames, self.settings.video_segment_frames))
         now = time.time()
         job = VideoJob(secrets.token_urlsafe(16), tenant=caller.tenant, replica=self.replica, created=now,
@@ -174,7 +172,7 @@ class VideoJobs:
         try:
             self.store.put_file(job.id, "input", clip)
             self.store.put_file(job.id, "codes", codes)
-            self.store.put_units(job.id, plan(n, stabilize and n > 1))
+            self.store.put_units(job.id, new_units(n, stabilize and n > 1))
             self.store.put(job)  # last: from here the job is there for every replica to work on
         except BaseException:
             self.store.delete(job.id)
@@ -186,7 +184,7 @@ class VideoJobs:
         job = await asyncio.to_thread(self.store.get, job_id)
         if job is None or not may_access(caller, job.tenant):
             raise NotFound(f"no video job {job_id!r} (finished jobs are kept {self.settings.video_ttl:g} s)")
-        if job.state in ("queued", "running"):
+        if job.state in ACTIVE:
             return progress(job, (await asyncio.to_thread(self.leases.read, job_id))[1])
         return job
 
@@ -234,16 +232,16 @@ class VideoJobs:
         job = lease.job
         with self._lock:
             self._working[job.id] = self._working.get(job.id, 0) + 1
-        check, held = self._checker(lease)
+        held = Holding(self, lease)
         try:
             if lease.name == TRACK:
-                self._track(lease, check, held)
+                self._track(held)
             elif lease.name == JOIN:
                 self._join(lease)
             else:
-                self._segment(lease, check, held)
+                self._segment(held)
         except Released:
-            self.leases.release(held["lease"])  # as last renewed: the stored value it must match
+            self.leases.release(held.lease)  # as last renewed: the stored value it must match
         except Cancelled:
             log.info("video %s: %s stopped (the job was deleted, or the unit taken over)", job.id, lease.name)
         except InputError as e:
@@ -261,30 +259,6 @@ class VideoJobs:
                     del self._working[job.id]
                     self._cancel.pop(job.id, None)
 
-    def _checker(self, lease: Lease) -> tuple[Callable[[int], None], dict[str, Lease]]:
-        """A callback for long work, and the lease as last renewed (``["lease"]``): the callback
-        raises Released when this replica stops, Cancelled when the job was deleted here or the
-        lease is no longer ours, and renews it every REPORT_EVERY s."""
-        start = last = time.monotonic()
-        state = {"lease": lease}
-
-        def check(frames: int) -> None:
-            nonlocal last
-            if self._closing.is_set():
-                raise Released()
-            event = self._cancel.get(lease.job.id)
-            if event is not None and event.is_set():
-                raise Cancelled()
-            t = time.monotonic()
-            if t - last >= REPORT_EVERY:
-                last = t
-                renewed = self.leases.renew(state["lease"], frames, frames / max(t - start, 1e-6))
-                if renewed is None:
-                    raise Cancelled()
-                state["lease"] = renewed
-
-        return check, state
-
     def _file(self, job: VideoJob, name: str) -> Path:
         path = self.store.local_file(job.id, name)
         if path is None:
@@ -294,15 +268,16 @@ class VideoJobs:
     def _segments(self, job: VideoJob) -> list[Segment]:
         return split(job.frames_total, job.segment_frames, WARMUP)
 
-    def _track(self, lease: Lease, check: Callable[[int], None], state: dict[str, Lease]) -> None:
-        job = lease.job
-        motions = track(self._file(job, "input"), (job.width, job.height), self._segments(job), self.limits, check)
+    def _track(self, held: Holding) -> None:
+        job = held.lease.job
+        motions = track(self._file(job, "input"), (job.width, job.height), self._segments(job), self.limits, held.check)
         path = self.store.work_path(job.id, f".track.{self.replica_tag}.new")
         path.write_text(json.dumps(motions))
         self.store.put_file(job.id, "track", path)
-        self.leases.finish(state["lease"])
+        self.leases.finish(held.lease)
 
-    def _segment(self, lease: Lease, check: Callable[[int], None], state: dict[str, Lease]) -> None:
+    def _segment(self, held: Holding) -> None:
+        lease = held.lease
         job, index = lease.job, segment_index(lease.name)
         segment = self._segments(job)[index]
         code, _ = codec.decode(self._file(job, "codes").read_bytes())
@@ -314,12 +289,12 @@ class VideoJobs:
         part = self.store.work_path(job.id, f".{lease.name}.{self.replica_tag}.mp4")
         try:
             size = (job.width, job.height)
-            n = encode(render_segment(frames, self._file(job, "input"), size, segment, motion, self.limits, check),
-                       part, size, _fraction(job.fps))
+            n = encode(render_segment(frames, self._file(job, "input"), size, segment, motion, self.limits,
+                                      held.check), part, size, _fraction(job.fps))
             self.store.put_file(job.id, f"{lease.name}.mp4", part)
         finally:
             part.unlink(missing_ok=True)
-        self.leases.finish(state["lease"], n)
+        self.leases.finish(held.lease, n)
         log.info("video %s: %s done (%d frames)", job.id, lease.name, n)
 
     def _join(self, lease: Lease) -> None:
@@ -350,7 +325,7 @@ class VideoJobs:
     def _fail(self, job: VideoJob, error: str) -> None:
         try:
             current = self.store.get(job.id)
-            if current is not None and current.state in ("queued", "running"):
+            if current is not None and current.state in ACTIVE:
                 self.store.update(replace(current, state="failed", error=error, updated=time.time()))
                 self.store.drop_files(job.id)
                 log.warning("video %s failed: %s", job.id, error)
@@ -386,6 +361,30 @@ class VideoJobs:
                     path.unlink()
             except FileNotFoundError:
                 pass
+
+
+class Holding:
+    """A unit this replica works on: ``check(frames)``, called as the work goes, raises Released
+    when the replica stops and Cancelled when the job was deleted here or the lease is no longer
+    ours, and renews the lease every REPORT_EVERY s; ``lease`` is the lease as last renewed."""
+
+    def __init__(self, jobs: VideoJobs, lease: Lease) -> None:
+        self.jobs, self.lease = jobs, lease
+        self.start = self.renewed = time.monotonic()
+
+    def check(self, frames: int) -> None:
+        if self.jobs._closing.is_set():
+            raise Released()
+        event = self.jobs._cancel.get(self.lease.job.id)
+        if event is not None and event.is_set():
+            raise Cancelled()
+        t = time.monotonic()
+        if t - self.renewed >= REPORT_EVERY:
+            self.renewed = t
+            lease = self.jobs.leases.renew(self.lease, frames, frames / max(t - self.start, 1e-6))
+            if lease is None:
+                raise Cancelled()
+            self.lease = lease
 
 
 def _fraction(fps: float) -> Fraction:

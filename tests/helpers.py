@@ -11,6 +11,14 @@ from PIL import Image
 import model.images  # noqa: F401 - registers the HEIF plugin that phone_photo saves with
 
 
+def psnr(a, b) -> float:
+    """PSNR in dB of two same-size 8-bit pictures (PIL images or uint8 arrays); inf when equal."""
+    x, y = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    assert x.shape == y.shape, (x.shape, y.shape)
+    err = np.mean((x - y) ** 2)
+    return float("inf") if err == 0 else float(10 * np.log10(255.0 ** 2 / err))
+
+
 def noise_image(w: int, h: int, seed: int = 0, mode: str = "RGB") -> Image.Image:
     """Smooth-ish coloured noise: random blocks upsampled, so features are not degenerate."""
     rng = np.random.default_rng(seed)

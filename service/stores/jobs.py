@@ -29,7 +29,7 @@ STATES = ACTIVE + ("done", "failed", "cancelled")
 class VideoJob:
     id: str
     tenant: str = LOCAL  # who submitted it: the only one (with admins) who sees it
-    replica: str = ""  # the replica working on it (its host and process id)
+    replica: str = ""  # the replica that accepted it (ADAIN_REPLICA_ID); rendered_by says who rendered it
     state: str = "queued"
     created: float = 0.0
     updated: float = 0.0  # last change of state

@@ -227,13 +227,11 @@ class SQLiteJobs(SQLiteFile, JobStore):
 
     def delete(self, job_id: str) -> bool:
         found = self._execute("DELETE FROM jobs WHERE id = ?", (job_id,))[1] > 0
-        self._execute("DELETE FROM units WHERE job = ?", (job_id,))
-        for path in self.folder.glob(f"{job_id}.*"):
-            path.unlink(missing_ok=True)
+        self.drop_files(job_id)
+        self._result(job_id).unlink(missing_ok=True)
         return found
 
     def drop_files(self, job_id: str) -> None:
-        """The work files of a finished job (the result stays)."""
         self._execute("DELETE FROM units WHERE job = ?", (job_id,))
         for path in self.folder.glob(f"{job_id}.*"):
             if path != self._result(job_id):

@@ -4,21 +4,15 @@ PyTorch's own convolution (gradients flow)."""
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 
-from helpers import noise_image
+from helpers import noise_image, psnr
 from model import convs
 from model.plan import Options
 from model.stylizer import Stylizer
 
 pytestmark = pytest.mark.skipif(not convs.winograd_available(), reason="this torch has no NNPACK")
-
-
-def psnr(a, b) -> float:
-    d = np.asarray(a, np.float64) - np.asarray(b, np.float64)
-    return float(10 * np.log10(255 ** 2 / max((d ** 2).mean(), 1e-12)))
 
 
 @pytest.fixture(scope="module")

@@ -7,11 +7,11 @@ import json
 import os
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 from PIL import Image
 
+from helpers import psnr
 from model import ort
 from model.cli import main as cli
 from model.decoder import random_decoder, save_decoder
@@ -20,12 +20,6 @@ from model.stylizer import Stylizer
 
 pytest.importorskip("onnxruntime")
 CONTENT, STYLE = PRESETS_DIR / "swamp.jpg", PRESETS_DIR / "battlefield.jpg"
-
-
-def psnr(a: Image.Image, b: Image.Image) -> float:
-    x, y = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
-    assert x.shape == y.shape
-    return float(10 * np.log10(255**2 / max(np.mean((x - y) ** 2), 1e-12)))
 
 
 @pytest.fixture(scope="module")

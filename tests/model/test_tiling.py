@@ -8,15 +8,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from helpers import noise_image
+from helpers import noise_image, psnr
 from model.plan import Options
 from model.stylizer import Stylizer
 from model.tiling import Tiled, cores, needs_tiles
-
-
-def psnr(a, b) -> float:
-    err = np.mean((np.asarray(a, np.float64) - np.asarray(b, np.float64)) ** 2)
-    return float("inf") if err == 0 else 10 * np.log10(255.0 ** 2 / err)
 
 
 def seam_ratio(a, b, tile: int) -> float:

@@ -8,18 +8,12 @@ import io
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
-import numpy as np
 import pytest
 from PIL import Image
 
-from helpers import CONTENT, STYLE_A, STYLE_B, files, noise_image, png
+from helpers import CONTENT, STYLE_A, STYLE_B, files, noise_image, png, psnr
 from model.plan import Options
 from service.batching import Batcher
-
-
-def psnr(a, b) -> float:
-    err = np.mean((np.asarray(a, np.float64) - np.asarray(b, np.float64)) ** 2)
-    return float("inf") if err == 0 else 10 * np.log10(255.0 ** 2 / err)
 
 
 @pytest.fixture

@@ -314,13 +314,13 @@ def test_files_are_readable_from_another_replicas_store(make_jobs, tmp_path):
 
 
 def test_leases_hand_each_unit_to_one_replica_in_order(make_jobs):
-    from service.segments import TRACK, Leases, plan
+    from service.segments import TRACK, Leases, new_units
     from service.stores import VideoJob
 
     store = make_jobs()
     job = VideoJob("j", state="queued")
     store.put(job)
-    store.put_units("j", plan(2, track=True))
+    store.put_units("j", new_units(2, track=True))
     a, b = Leases(store, "a", 60), Leases(store, "b", 60)
     t, s0 = a.claim(job), b.claim(job)
     assert (t.name, s0.name) == (TRACK, "s0")
@@ -333,13 +333,13 @@ def test_leases_hand_each_unit_to_one_replica_in_order(make_jobs):
 
 
 def test_a_lapsed_lease_is_taken_over_and_the_old_holder_learns_it(make_jobs):
-    from service.segments import JOIN, Leases, plan
+    from service.segments import JOIN, Leases, new_units
     from service.stores import VideoJob
 
     store = make_jobs()
     job = VideoJob("k", state="queued")
     store.put(job)
-    store.put_units("k", plan(1, track=False))
+    store.put_units("k", new_units(1, track=False))
     slow, other = Leases(store, "slow", -1), Leases(store, "other", 60)  # slow's leases lapse at once
     mine = slow.claim(job)
     taken = other.claim(job)
@@ -348,7 +348,7 @@ def test_a_lapsed_lease_is_taken_over_and_the_old_holder_learns_it(make_jobs):
     assert other.finish(taken, 8) and other.claim(job).name == JOIN
     back = Leases(store, "x", 60)
     assert back.claim(job) is None  # join is leased; s0 is done and never handed out again
-    store.put_units("m", plan(1, track=False))
+    store.put_units("m", new_units(1, track=False))
     store.put(VideoJob("m", state="queued"))
     held = back.claim(VideoJob("m"))
     back.release(held)
