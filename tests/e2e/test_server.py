@@ -16,6 +16,8 @@ def test_round_trip_and_registered_style(server):
         assert c.get("/healthz").json() == {"status": "ok"}
         ready = c.get("/readyz").json()
         assert ready["ready"] and ready["presets"] == 1 and ready["device"] == "cpu"
+        # started as users start it: warmed up, this machine's speed and its convolutions measured
+        assert ready["seconds_per_megapixel"] > 0 and sum(ready["convolutions"].values()) >= 18, ready
         r = c.post("/stylize", files=files(CONTENT, STYLE_A, STYLE_B), data={"weights": "2,1", "alpha": "0.8"})
         assert r.status_code == 200 and r.headers["content-type"] == "image/png"
         img = Image.open(io.BytesIO(r.content))

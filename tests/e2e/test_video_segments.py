@@ -24,7 +24,7 @@ FRAMES = 48
 @pytest.fixture(scope="module")
 def clip(tmp_path_factory) -> bytes:
     path = tmp_path_factory.mktemp("clip") / "pan.mp4"
-    return clips.write(path, clips.pan(160, 120, FRAMES), fps=12, audio=True).read_bytes()
+    return clips.write(path, clips.pan(96, 72, FRAMES), fps=12, audio=True).read_bytes()
 
 
 def submit(server: Server, clip: bytes) -> str:

@@ -22,7 +22,7 @@ def pair(decoder_path):
             Stylizer.load(decoder_path, device="cpu", precision="fp32", conv="winograd", tile=512))
 
 
-@pytest.mark.parametrize("size", [(256, 256), (512, 512), (333, 201), (1500, 1500)])
+@pytest.mark.parametrize("size", [(256, 256), (512, 512), (333, 201), (640, 600)])
 def test_winograd_draws_the_pictures_direct_convolution_draws(pair, size, monkeypatch):
     direct, winograd = pair
     calls = []
@@ -33,7 +33,7 @@ def test_winograd_draws_the_pictures_direct_convolution_draws(pair, size, monkey
     n_direct = len(calls)
     b = winograd.stylize(content, [style], content_size=0, style_size=0)
     assert n_direct == 0 and len(calls) >= 18  # the Winograd model really ran by Winograd
-    assert a.size == b.size == size and psnr(a, b) >= 60, psnr(a, b)  # 1500²: in tiles of 512
+    assert a.size == b.size == size and psnr(a, b) >= 60, psnr(a, b)  # 640x600: in 4 tiles of up to 512²
 
 
 def test_auto_measures_each_layer_once_per_size_and_keeps_the_picture(decoder_path, pair, monkeypatch):
