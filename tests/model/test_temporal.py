@@ -68,8 +68,8 @@ def test_stabilized_pan_meets_the_flicker_target(shipped):
     least 50 % below per-frame stylization (the target). The style distance (the card's style
     term) measured +17-22 % here, short of the 5 % target (docs/video.md): held to 24 %, so a
     change that blurs more than the bicubic shift does fails (a bilinear warp of the previous
-    output in the blend, instead of the nearest pixel, measured +27 %)."""
-    frames = clips.pan(256, 192, 24)
+    output in the blend, instead of the nearest pixel, measured +25-27 %)."""
+    frames = clips.pan(256, 192, 12)  # 12 frames measure what 24 do (+20.6 % against +21.7 %)
     style = Image.open(PRESETS_DIR / "swamp.jpg").convert("RGB")
     code = shipped.encode_style(style, 256)
 
