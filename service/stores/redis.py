@@ -324,15 +324,11 @@ class RedisJobs(JobStore):
     def _file_key(self, job_id: str, name: str) -> str:
         return f"{self.key(job_id)}:file:{name}"
 
-    def _local(self, job_id: str, name: str) -> Path:
-        return self.folder / f"{job_id}.{name}"
-
     def put_file(self, job_id: str, name: str, path: Path) -> None:
         key, files = self._file_key(job_id, name), self._keys(job_id)[2]
         self._upload(key, path)
         call(lambda: self.client.pipeline(transaction=True).sadd(files, key).expire(files, self.ex).execute())
-        self.folder.mkdir(parents=True, exist_ok=True)
-        shutil.move(path, self._local(job_id, name))  # this replica's copy (an upload may be on another disk)
+        shutil.move(path, self.work_path(job_id, f".{name}"))  # this replica's copy (an upload may be on another disk)
 
     def _upload(self, key: str, path: Path) -> int:
         size = 0
@@ -345,7 +341,7 @@ class RedisJobs(JobStore):
         return size
 
     def local_file(self, job_id: str, name: str) -> Path | None:
-        path = self._local(job_id, name)
+        path = self.work_path(job_id, f".{name}")
         if path.exists():
             return path
         key = self._file_key(job_id, name)
@@ -353,7 +349,6 @@ class RedisJobs(JobStore):
         if not size:
             return None
         part = path.with_name(path.name + f".{threading.get_ident()}.part")
-        self.folder.mkdir(parents=True, exist_ok=True)
         with open(part, "wb") as f:
             for at in range(0, size, PIECE):
                 f.write(call(lambda: self.client.getrange(key, at, at + PIECE - 1)))

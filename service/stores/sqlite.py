@@ -7,6 +7,7 @@ file of their own beside it (``SQLiteJobs``)."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import sqlite3
 import threading
@@ -14,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from service.stores.base import QuotaFull, StoreDown, StoreFull, StyleEntry, StyleStore, Timing, merged
-from service.stores.jobs import JobStore, VideoJob, now
+from service.stores.jobs import ACTIVE, JobStore, VideoJob, now
 
 CHUNK = 256 * 1024
 
@@ -162,8 +163,8 @@ UNITS_SCHEMA = """CREATE TABLE IF NOT EXISTS units (
     value TEXT NOT NULL,             -- service/segments.py Unit as JSON
     PRIMARY KEY (job, name)
 )"""
-ACTIVE_JOBS = ("SELECT id FROM jobs WHERE expires > ? AND json_extract(value, '$.state') IN ('queued', 'running') "
-               "ORDER BY json_extract(value, '$.created')")
+ACTIVE_JOBS = (f"SELECT id FROM jobs WHERE expires > ? AND json_extract(value, '$.state') IN "
+               f"({', '.join('?' * len(ACTIVE))}) ORDER BY json_extract(value, '$.created')")
 
 
 class SQLiteJobs(SQLiteFile, JobStore):
@@ -183,15 +184,13 @@ class SQLiteJobs(SQLiteFile, JobStore):
     def _result(self, job_id: str) -> Path:
         return self.folder / f"{job_id}.mp4"
 
-    def _file(self, job_id: str, name: str) -> Path:
-        return self.folder / f"{job_id}.{name}"
-
     def active(self) -> list[str]:
-        return [r[0] for r in self._execute(ACTIVE_JOBS, (now(),))[0]]
+        return [r[0] for r in self._execute(ACTIVE_JOBS, (now(), *ACTIVE))[0]]
 
     def put_units(self, job_id: str, units: dict[str, str]) -> None:
-        for name, value in units.items():
-            self._execute("INSERT OR REPLACE INTO units (job, name, value) VALUES (?, ?, ?)", (job_id, name, value))
+        # one statement however many segments: the units as one JSON object, unpacked by SQLite
+        self._execute("INSERT OR REPLACE INTO units (job, name, value) SELECT ?, key, value FROM json_each(?)",
+                      (job_id, json.dumps(units)))
 
     def units(self, job_id: str) -> dict[str, str]:
         return dict(self._execute("SELECT name, value FROM units WHERE job = ?", (job_id,))[0])
@@ -206,11 +205,10 @@ class SQLiteJobs(SQLiteFile, JobStore):
         return swapped
 
     def put_file(self, job_id: str, name: str, path: Path) -> None:
-        self.folder.mkdir(parents=True, exist_ok=True)
-        shutil.move(path, self._file(job_id, name))  # an upload may be on another disk
+        shutil.move(path, self.work_path(job_id, f".{name}"))  # an upload may be on another disk
 
     def local_file(self, job_id: str, name: str) -> Path | None:
-        path = self._file(job_id, name)
+        path = self.work_path(job_id, f".{name}")
         return path if path.exists() else None
 
     def put(self, job: VideoJob) -> None:

@@ -33,7 +33,8 @@ def test_winograd_draws_the_pictures_direct_convolution_draws(pair, size, monkey
     n_direct = len(calls)
     b = winograd.stylize(content, [style], content_size=0, style_size=0)
     assert n_direct == 0 and len(calls) >= 18  # the Winograd model really ran by Winograd
-    assert a.size == b.size == size and psnr(a, b) >= 60, psnr(a, b)  # 640x600: in 4 tiles of up to 512²
+    assert a.size == b.size == size and psnr(a, b) >= 60, psnr(a, b)
+    assert winograd.tiled(size) == (size == (640, 600))  # the last size in 4 tiles of up to 512²
 
 
 def test_auto_measures_each_layer_once_per_size_and_keeps_the_picture(decoder_path, pair, monkeypatch):
