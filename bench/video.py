@@ -11,7 +11,7 @@ Speed: ``stylize_video`` end to end (decode, stylize, stabilize, encode H.264) o
 Segments (model/segments.py): a pan rendered in segments against one pass, per warm-up length K:
 PSNR to the single pass, warping error across the seams vs inside segments, and without the
 track (each segment's grid phase from zero); the warm-up's extra frames at the default segment
-length. Replicas (``--replicas``): a 480p job through real servers on a real redis-server, one
+length. Starvation: /stylize's latency idle and beside a video job on a real server. Replicas (``--replicas``): a 480p job through real servers on a real redis-server, one
 replica vs two, each pinned to a core of its own (taskset, one torch thread).
 """
 
@@ -177,15 +177,46 @@ def replicas(n: int = 72, length: int = 24) -> None:
                     print(f"| {count} | {took:.1f} | {n / took:.2f} | {s['rendered_by']} |")
 
 
+def starvation(rounds: int = 7) -> None:
+    """/stylize latency at 256² on a real server, idle and while a 640x480 video job renders: the
+    video threads' lower priority (service/videos.py) is what keeps the ratio down."""
+    import statistics
+
+    sys.path.insert(0, str(REPO / "tests" / "e2e"))
+    from helpers import STYLE_A, files, noise_image, png
+    from serverproc import run_server
+
+    photo = png(noise_image(256, 256, seed=3))
+    with tempfile.TemporaryDirectory() as d, run_server(Path(d), ADAIN_DEFAULT_CONTENT_SIZE="0") as server, \
+            server.client(timeout=600) as c:
+        def latency() -> float:
+            start = time.perf_counter()
+            assert c.post("/stylize", files=files(photo, STYLE_A)).status_code == 200
+            return time.perf_counter() - start
+
+        latency()
+        idle = statistics.median(latency() for _ in range(rounds))
+        clip = clips.write(Path(d) / "480.mp4", clips.pan(640, 480, 200), fps=24).read_bytes()
+        job = c.post("/videos", files={"video": ("c.mp4", clip, "video/mp4"),
+                                       "style": ("s.png", STYLE_A, "image/png")}).json()["id"]
+        while c.get(f"/videos/{job}").json()["frames_done"] < 3:
+            time.sleep(0.1)
+        busy = statistics.median(latency() for _ in range(rounds))
+        running = c.get(f"/videos/{job}").json()["state"] == "running"
+        c.delete(f"/videos/{job}")
+    print(f"\nstarvation: /stylize 256² idle {idle * 1000:.0f} ms, during a 640x480 video job {busy * 1000:.0f} ms "
+          f"({busy / idle:.2f}x; the video {'still' if running else 'no longer'} running at the end)")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--frames", type=int, default=48, help="frames per quality clip")
     p.add_argument("--speed-frames", type=int, default=24, help="frames per speed clip")
     p.add_argument("--device", default="auto")
-    p.add_argument("--only", choices=("quality", "speed", "segments", "replicas"), action="append",
+    p.add_argument("--only", choices=("quality", "speed", "segments", "replicas", "starvation"), action="append",
                    help="run only these parts (repeatable; default all)")
     args = p.parse_args()
-    parts = args.only or ["quality", "speed", "segments", "replicas"]
+    parts = args.only or ["quality", "speed", "segments", "replicas", "starvation"]
     stylizer = Stylizer.load(device=args.device)
     stylizer.warmup()
     if "quality" in parts:
@@ -196,6 +227,8 @@ def main() -> None:
         seams(stylizer)
     if "replicas" in parts:
         replicas()
+    if "starvation" in parts:
+        starvation()
 
 
 if __name__ == "__main__":

@@ -63,10 +63,12 @@ class StylizeResult:
 
 
 class Timer:
-    """Collects stage durations for the Server-Timing header; checks for cancellation between stages."""
+    """Collects stage durations for the Server-Timing header and reports each stage as it ends
+    (``observe``: so /metrics shows the work a cancelled request still did); checks for
+    cancellation between stages."""
 
-    def __init__(self, cancel: threading.Event) -> None:
-        self.cancel = cancel
+    def __init__(self, cancel: threading.Event, observe: Callable[[str, float], None]) -> None:
+        self.cancel, self.observe = cancel, observe
         self.timings: dict[str, float] = {}
 
     @contextmanager
@@ -75,7 +77,9 @@ class Timer:
             raise Cancelled()
         start = time.perf_counter()
         yield
-        self.timings[name] = self.timings.get(name, 0.0) + time.perf_counter() - start
+        seconds = time.perf_counter() - start
+        self.timings[name] = self.timings.get(name, 0.0) + seconds
+        self.observe(name, seconds)
 
 
 class Engine:
@@ -185,11 +189,8 @@ class Engine:
     async def stylize(self, caller: Caller, form: StylizeForm) -> StylizeResult:
         options = form.options(self.settings)
         styles = await self._styles(caller, form)
-        result = await self._run(caller, partial(self._stylize, caller, form, options, styles),
-                                 self._timeout(form, options))
-        for stage, seconds in result.timings.items():
-            self.metrics.stages.labels(stage).observe(seconds)
-        return result
+        return await self._run(caller, partial(self._stylize, caller, form, options, styles),
+                               self._timeout(form, options))
 
     async def submit_video(self, caller: Caller, form: VideoForm) -> VideoJob:
         try:
@@ -322,7 +323,7 @@ class Engine:
 
     def _stylize(self, caller: Caller, form: StylizeForm, options: Options, styles: list[Upload | StyleEntry],
                  turn: Turn) -> StylizeResult:
-        s, t, hits = self.settings, Timer(turn.cancel), 0
+        s, t, hits = self.settings, Timer(turn.cancel, self.metrics.stage), 0
         with t.stage("decode"):
             content = decode(form.content, s, options.content_size)
             mask = decode(form.mask, s, None) if form.mask is not None else None

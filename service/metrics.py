@@ -66,6 +66,9 @@ class Metrics:
                                     registry=self.registry)
         self.registry.register(LiveState(read_state))
 
+    def stage(self, name: str, seconds: float) -> None:
+        self.stages.labels(name).observe(seconds)
+
     def model_time(self, tenant: str, seconds: float) -> None:
         if tenant in self.tenants:
             self.model_seconds.labels(tenant).inc(seconds)

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from waiting import HANG
+
 REDIS = shutil.which("redis-server") or "/usr/bin/redis-server"
 
 
@@ -35,7 +37,7 @@ class RedisServer:
             [REDIS, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "yes",
              "--dir", str(self.folder), "--logfile", str(self.folder / "redis.log")],
             stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
-        deadline = time.time() + 15
+        deadline = time.time() + HANG
         while True:
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as s:
@@ -51,7 +53,7 @@ class RedisServer:
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.terminate()
-            self.proc.wait(10)
+            self.proc.wait(HANG)
         self.proc = None
 
 

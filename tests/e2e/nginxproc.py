@@ -12,6 +12,7 @@ from pathlib import Path
 import httpx
 
 from serverproc import REPO, free_port
+from waiting import HANG
 
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 
@@ -60,7 +61,7 @@ def run_nginx(tmp: Path, upstream: str) -> Iterator[str]:
     proc = subprocess.Popen([NGINX, "-p", str(tmp), "-c", str(conf)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.time() + 20
+        deadline = time.time() + HANG
         while True:
             try:
                 httpx.get(url + "/healthz", timeout=1)

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import httpx
 
+from waiting import HANG
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -34,14 +36,14 @@ class Server:
         self.port = int(url.rsplit(":", 1)[1])
 
     def client(self, **kw) -> httpx.Client:
-        return httpx.Client(base_url=self.url, **{"timeout": 60, **kw})
+        return httpx.Client(base_url=self.url, **{"timeout": HANG, **kw})
 
     def rss_mb(self) -> tuple[float, float]:
         return rss_mb(self.proc.pid)
 
     def metric(self, name: str) -> float:
         """Sum of a Prometheus metric's samples whose line starts with ``name`` (labels included)."""
-        text = httpx.get(f"{self.url}/metrics", timeout=10).text
+        text = httpx.get(f"{self.url}/metrics", timeout=HANG).text
         return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name))
 
 
@@ -58,7 +60,7 @@ def run_server(tmp_path: Path, log_level: str = "warning", **env: str) -> Iterat
         proc = subprocess.Popen([sys.executable, "-m", "service", "--log-level", log_level], cwd=REPO,
                                 env=full_env, stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 120
+    deadline = time.time() + HANG
     try:
         while True:
             if proc.poll() is not None:
@@ -69,13 +71,13 @@ def run_server(tmp_path: Path, log_level: str = "warning", **env: str) -> Iterat
             except httpx.HTTPError:
                 pass
             if time.time() > deadline:
-                raise RuntimeError(f"server not ready after 120 s:\n{log.read_text()}")
+                raise RuntimeError(f"server not ready after {HANG:g} s:\n{log.read_text()}")
             time.sleep(0.2)
         yield Server(proc, url, log)
     finally:
         if proc.poll() is None:
             proc.terminate()
             try:
-                proc.wait(30)
+                proc.wait(HANG)
             except subprocess.TimeoutExpired:
                 proc.kill()

@@ -38,7 +38,7 @@ def test_fuzz_the_live_api(server_env, tmp_path):
         run = subprocess.run(
             [st, "run", f"{server.url}/openapi.json", "--max-examples", "120", "--checks", "all",
              "--exclude-checks", "positive_data_acceptance,ensure_resource_availability", "--header", f"X-API-Key: {KEY}", "--seed", "1",
-             "--generation-database", "none", "--request-timeout", "30", "--no-color"],
+             "--generation-database", "none", "--request-timeout", "300", "--no-color"],
             cwd=tmp_path, capture_output=True, text=True, timeout=600)
         out = run.stdout + run.stderr
         print(out[-3000:])

@@ -14,6 +14,7 @@ from helpers import files, noise_image, png
 from nginxproc import NGINX, run_nginx
 from redisproc import run_redis
 from serverproc import run_server
+from waiting import HANG, wait_for
 
 pytestmark = pytest.mark.skipif(not __import__("pathlib").Path(NGINX).exists(), reason="nginx is not installed")
 CONTENT = png(noise_image(40, 32, seed=1))
@@ -48,7 +49,7 @@ def test_two_replicas_behind_nginx_share_styles_across_restarts(env, tmp_path):
         shared = {**env, "ADAIN_REDIS_URL": redis.url}
         with run_server(tmp_path / "a", **shared) as a, run_server(tmp_path / "b", **shared) as b, \
                 run_nginx(tmp_path / "nginx", f"{a.url[7:]}; server {b.url[7:]}") as web:
-            with httpx.Client(base_url=web, timeout=30) as c:
+            with httpx.Client(base_url=web, timeout=HANG) as c:
                 kept, gone = register(c), register(c, png(noise_image(32, 32, seed=3)), "to delete")
                 assert all(ok_image(by_id(c, kept)) for _ in range(20))
                 assert served(a) >= 5 and served(b) >= 5  # both replicas answered ids registered once
@@ -108,7 +109,6 @@ def test_video_jobs_through_nginx_any_replica_answers_and_a_dead_replicas_job_go
     """Two replicas on Redis, each with a work folder of its own: a job posted through nginx is
     followed, fetched (with Range) and deleted on either replica; a replica killed mid-job leaves
     a job the other goes on rendering (the lapsed segment taken over), not a failed one."""
-    import time
 
     import clips
 
@@ -120,17 +120,18 @@ def test_video_jobs_through_nginx_any_replica_answers_and_a_dead_replicas_job_go
         assert r.status_code == 202, r.text
         return r.json()
 
-    def state(c: httpx.Client, job_id: str, until: tuple[str, ...], timeout: float = 90) -> dict:
-        deadline = time.monotonic() + timeout
-        while (s := c.get(f"/videos/{job_id}").json())["state"] not in until and time.monotonic() < deadline:
-            time.sleep(0.1)
-        return s
+    def state(c: httpx.Client, job_id: str, until: tuple[str, ...]) -> dict:
+        def met() -> dict | None:
+            s = c.get(f"/videos/{job_id}").json()
+            return s if s["state"] in until else None
+
+        return wait_for(met, f"video job {job_id} {until}", every=0.1)
 
     with run_redis(tmp_path / "redis") as redis:
         shared = {**env, "ADAIN_REDIS_URL": redis.url, "ADAIN_VIDEO_STALE_SECONDS": "3"}
         with run_server(tmp_path / "a", **shared) as a, run_server(tmp_path / "b", **shared) as b, \
                 run_nginx(tmp_path / "nginx", f"{a.url[7:]}; server {b.url[7:]}") as web, \
-                httpx.Client(base_url=web, timeout=60) as c, a.client() as ac, b.client() as bc:
+                httpx.Client(base_url=web, timeout=HANG) as c, a.client() as ac, b.client() as bc:
             job = post(c, short)
             assert state(ac, job["id"], ("done",))["state"] == "done"
             assert state(bc, job["id"], ("done",))["frames_done"] == 8
@@ -144,14 +145,15 @@ def test_video_jobs_through_nginx_any_replica_answers_and_a_dead_replicas_job_go
 
             running = post(ac, long)
             assert state(bc, running["id"], ("running",))["state"] == "running"
-            while bc.get(f"/videos/{running['id']}").json()["frames_done"] == 0:
-                time.sleep(0.1)
+            wait_for(lambda: bc.get(f"/videos/{running['id']}").json()["frames_done"], "the first frames")
             a.proc.kill()  # SIGKILL mid-job: no shutdown code runs
-            a.proc.wait(10)
+            a.proc.wait(HANG)
             survivor = f"{socket.gethostname()}:{b.proc.pid}"
-            deadline = time.monotonic() + 90
-            while survivor not in (s := bc.get(f"/videos/{running['id']}").json())["rendered_by"] and \
-                    time.monotonic() < deadline:
-                time.sleep(0.2)
+
+            def taken_over() -> dict | None:
+                s = bc.get(f"/videos/{running['id']}").json()
+                return s if survivor in s["rendered_by"] else None
+
+            s = wait_for(taken_over, "the survivor to render a segment", every=0.2)
             assert s["state"] == "running" and s["rendered_by"].get(survivor, 0) >= 1, s
             assert bc.delete(f"/videos/{running['id']}").status_code == 204

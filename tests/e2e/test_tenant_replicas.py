@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -19,6 +18,7 @@ from nginxproc import NGINX, run_nginx
 from redisproc import run_redis
 from serverproc import REPO, run_server
 from service.tenants import digest
+from waiting import HANG, wait_for
 
 pytestmark = pytest.mark.skipif(not Path(NGINX).exists(), reason="nginx is not installed")
 CONTENT = png(noise_image(40, 32, seed=1))
@@ -58,7 +58,7 @@ def test_tenants_are_kept_apart_on_every_replica_and_limits_hold_across_them(ser
         with run_server(tmp_path / "a", log_level="debug", **env) as a, \
                 run_server(tmp_path / "b", log_level="debug", **env) as b, \
                 run_nginx(tmp_path / "nginx", f"{a.url[7:]}; server {b.url[7:]}") as web, \
-                httpx.Client(base_url=web, timeout=60) as c:
+                httpx.Client(base_url=web, timeout=HANG) as c:
             style, job = register(c, "acme"), video(c, "acme", clip)
             for replica in (a, b):
                 with replica.client() as rc:
@@ -74,9 +74,8 @@ def test_tenants_are_kept_apart_on_every_replica_and_limits_hold_across_them(ser
                     assert rc.delete(f"/videos/{job}", headers=h("beta")).status_code == 404
                     assert style in [s["id"] for s in rc.get("/styles", headers=h("ops")).json()["styles"]]
                     assert rc.get(f"/videos/{job}", headers=h("ops")).status_code == 200
-            deadline = time.monotonic() + 120
-            while c.get(f"/videos/{job}", headers=h("acme")).json()["state"] != "done" and time.monotonic() < deadline:
-                time.sleep(0.1)
+            wait_for(lambda: c.get(f"/videos/{job}", headers=h("acme")).json()["state"] == "done", "the video job",
+                     every=0.1)
             assert c.get(f"/videos/{job}/result", headers=h("acme")).status_code == 200
             assert c.get(f"/videos/{job}/result", headers=h("beta")).status_code == 404
             ok = c.post("/stylize", files=files(CONTENT), data={"style_id": style}, headers=h("acme"))
@@ -108,5 +107,5 @@ def test_a_bad_keys_file_stops_the_start_naming_the_line(tmp_path):
     path = tmp_path / "keys.toml"
     path.write_text(f'[[tenant]]\nname = "a"\nkeys = ["{digest("k")}"]\nshade = "blue"\n')
     run = subprocess.run([sys.executable, "-m", "service", "--keys-file", str(path), "--port", "0"], cwd=REPO,
-                         capture_output=True, text=True, timeout=120)
+                         capture_output=True, text=True, timeout=HANG)
     assert run.returncode != 0 and f"{path}:4: unknown field 'shade'" in run.stderr

@@ -7,7 +7,6 @@ from __future__ import annotations
 import io
 import re
 import signal
-import time
 
 import av
 import pytest
@@ -16,6 +15,7 @@ import clips
 from helpers import noise_image, png
 from redisproc import run_redis
 from serverproc import Server, run_server
+from waiting import HANG, wait_for
 
 STYLE = png(noise_image(32, 32, seed=2))
 FRAMES = 48
@@ -39,18 +39,13 @@ def status(server: Server, job_id: str) -> dict:
         return c.get(f"/videos/{job_id}").json()
 
 
-def wait(server: Server, job_id: str, until, timeout: float = 180) -> dict:
-    deadline = time.monotonic() + timeout
-    while not until(s := status(server, job_id)) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    return s
+def wait(server: Server, job_id: str, until) -> dict:
+    """The job's status once ``until`` holds."""
+    def met() -> dict | None:
+        s = status(server, job_id)
+        return s if until(s) else None
 
-
-def until(condition, timeout: float = 60) -> bool:
-    deadline = time.monotonic() + timeout
-    while not (met := condition()) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    return bool(met)
+    return wait_for(met, f"video job {job_id}", every=0.1)
 
 
 def ended(s: dict) -> bool:
@@ -87,20 +82,19 @@ def test_replicas_share_a_clips_segments_and_survive_each_others_stopping(server
                 assert set(s["rendered_by"]) == {"a", "b"} and sum(s["rendered_by"].values()) == 6, s
                 check_result(b, job)
 
-                # DELETE from one replica stops the segments on both within about a second
+                # DELETE from one replica stops the segments on both (the other at its next renewal)
                 job = submit(a, clip)
-                assert until(lambda: rendering(a) and rendering(b))
+                wait_for(lambda: rendering(a) and rendering(b), "both replicas rendering")
                 with b.client() as c:
                     assert c.delete(f"/videos/{job}").status_code == 204
-                time.sleep(1.5)
-                assert rendering(a) == 0 and rendering(b) == 0
+                wait_for(lambda: rendering(a) == 0 and rendering(b) == 0, "both replicas to stop")
                 assert status(a, job).get("state") is None  # 404 everywhere
 
                 # SIGTERM mid-segment: b hands its segment back, a finishes the job, nothing twice
                 job = submit(a, clip)
-                assert until(lambda: rendering(b) > 0)
+                wait_for(lambda: rendering(b) > 0, "b rendering")
                 b.proc.send_signal(signal.SIGTERM)
-                b.proc.wait(60)
+                b.proc.wait(HANG)
                 log = b.log.read_text()
                 # it was rendering: it handed its unit back (or, in the moment before the signal,
                 # finished it), and nothing went wrong on the way out
@@ -118,7 +112,7 @@ def test_replicas_share_a_clips_segments_and_survive_each_others_stopping(server
                 job = submit(a, clip)
                 assert wait(a, job, lambda s: s["rendered_by"].get("a", 0) >= 1 or ended(s))["state"] == "running"
                 a.proc.send_signal(signal.SIGKILL)
-                a.proc.wait(10)
+                a.proc.wait(HANG)
                 s = wait(c, job, ended)
                 assert s["state"] == "done" and s["frames_done"] == FRAMES, s
                 assert s["rendered_by"].get("c", 0) >= 1

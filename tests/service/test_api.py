@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import io
 import threading
-import time
 
 import numpy as np
 from PIL import Image
 
 from helpers import CONTENT, STYLE_A, STYLE_B, files, noise_image, phone_photo, png
+from waiting import HANG, wait_for
 
 
 def decode(r) -> np.ndarray:
@@ -166,7 +166,7 @@ class Gate:
 
         def gated(*a, **kw):
             self.entered.set()
-            self.release.wait(10)
+            self.release.wait(HANG)
             return real(*a, **kw)
 
         monkeypatch.setattr(stylizer, "render_whole", gated)
@@ -178,7 +178,7 @@ def test_queue_full_gives_503_with_retry_after(make_client, stylizer, monkeypatc
     results = {}
     t = threading.Thread(target=lambda: results.setdefault("first", client.post("/stylize", files=files(CONTENT, STYLE_A))))
     t.start()
-    assert gate.entered.wait(10)
+    assert gate.entered.wait(HANG)
     r = client.post("/stylize", files=files(CONTENT, STYLE_A))
     check_error(r, 503, "busy")
     assert int(r.headers["retry-after"]) >= 1
@@ -189,7 +189,7 @@ def test_queue_full_gives_503_with_retry_after(make_client, stylizer, monkeypatc
     metrics = client.get("/metrics").text
     assert "adain_in_flight 1.0" in metrics
     gate.release.set()
-    t.join(10)
+    t.join(HANG)
     assert results["first"].status_code == 200
     assert client.post("/stylize", files=files(CONTENT, STYLE_A)).status_code == 200
 
@@ -200,9 +200,7 @@ def test_timeout_gives_504_and_frees_the_worker(make_client, stylizer, monkeypat
     check_error(client.post("/stylize", files=files(CONTENT, STYLE_A)), 504, "longer than 0.3 s")
     gate.release.set()
     state = client.app.state.engine
-    deadline = time.time() + 10
-    while state.queue.in_flight and time.time() < deadline:
-        time.sleep(0.05)
+    wait_for(lambda: state.queue.in_flight == 0, "the timed-out job to stop")
     assert state.queue.in_flight == 0 and state.queue.waiting == 0
     assert client.post("/stylize", files=files(CONTENT, STYLE_A)).status_code == 200
 

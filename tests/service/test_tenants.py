@@ -122,10 +122,10 @@ def test_each_tenant_has_a_quota_of_registered_styles(make_client):
 
 
 def test_a_style_registered_with_a_ttl_expires(client):
-    kept, passing = register(client, {}), register(client, {}, STYLE_B, ttl="1")
+    kept, passing = register(client, {}), register(client, {}, STYLE_B, ttl="2")
     info = client.get(f"/styles/{passing}").json()
     assert info["expires"] is not None and client.get(f"/styles/{kept}").json()["expires"] is None
-    time.sleep(1.3)
+    time.sleep(2.3)
     assert client.get(f"/styles/{passing}").status_code == 404
     assert [s["id"] for s in client.get("/styles").json()["styles"]] == [kept]
     for bad in ("0", "-5", "soon", "1e12"):

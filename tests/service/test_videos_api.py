@@ -3,8 +3,12 @@ worker, shutdown, limits and bad input (4xx, nothing left on disk), fair sharing
 
 from __future__ import annotations
 
+import asyncio
 import io
-import statistics
+import json
+import os
+import sys
+import threading
 import time
 from functools import cache
 from pathlib import Path
@@ -14,6 +18,8 @@ import pytest
 
 import clips
 from helpers import STYLE_A, files, noise_image, png
+from service.tenants import LOCAL, Caller, TenantLimits
+from waiting import wait_for
 
 
 @cache
@@ -29,14 +35,14 @@ def submit(client, video: bytes, style: bytes = STYLE_A, **data):
                                          "style": ("s.png", style, "image/png")}, data=data)
 
 
-def wait(client, job_id: str, until=lambda s: s["state"] not in ("queued", "running"), timeout: float = 120,
+def wait(client, job_id: str, until=lambda s: s["state"] not in ("queued", "running"),
          headers: dict | None = None) -> dict:
-    deadline = time.monotonic() + timeout
-    while True:
+    """The job's status once ``until`` holds (by default: it ended)."""
+    def status() -> dict | None:
         s = client.get(f"/videos/{job_id}", headers=headers).json()
-        if until(s) or time.monotonic() > deadline:
-            return s
-        time.sleep(0.05)
+        return s if until(s) else None
+
+    return wait_for(status, f"video job {job_id}")
 
 
 def work_files(client) -> list[str]:
@@ -102,10 +108,8 @@ def test_delete_cancels_a_running_job_and_removes_its_files(client):
     assert client.delete(f"/videos/{job['id']}").status_code == 204
     assert client.get(f"/videos/{job['id']}").status_code == 404
     engine = client.app.state.engine
-    deadline = time.monotonic() + 30
-    while engine.videos.active and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert engine.videos.active == 0 and work_files(client) == []
+    wait_for(lambda: engine.videos.active == 0, "the cancelled job's thread to stop")
+    assert work_files(client) == []
     assert client.delete(f"/videos/{job['id']}").status_code == 404
     assert wait(client, submit(client, clip()).json()["id"])["state"] == "done"  # still serving
 
@@ -166,13 +170,15 @@ def test_a_shutdown_hands_the_segment_back_and_a_restart_finishes_the_job(make_c
     first = make_client(video_segment_frames=20)
     running = submit(first, clip(64, 48, 60)).json()
     wait(first, running["id"], lambda s: s["frames_done"] > 0)
-    start = time.monotonic()
+    store = first.app.state.engine.videos.store
     first.__exit__(None, None, None)  # the server stops: its segment is handed back, nothing fails
-    assert time.monotonic() - start < 10
+    # handed back, not left leased: the next replica takes it at once, not after the 60 s lease lapses
+    states = [json.loads(u)["state"] for u in store.units(running["id"]).values()]
+    assert "leased" not in states and "waiting" in states, states
     again = make_client(video_segment_frames=20)
     s = again.get(f"/videos/{running['id']}").json()
     assert s["state"] == "running" and s["segments_done"] < s["segments_total"] == 3, s
-    s = wait(again, running["id"], timeout=30)  # at once: not after the 60 s lease lapses
+    s = wait(again, running["id"])
     assert s["state"] == "done" and s["frames_done"] == 60, s
 
 
@@ -230,35 +236,31 @@ def test_a_full_replica_answers_503_with_retry_after(make_client):
     r = submit(client, clip())
     assert r.status_code == 503 and int(r.headers["retry-after"]) > 0
     assert client.delete(f"/videos/{job['id']}").status_code == 204
-    deadline = time.monotonic() + 30
-    while client.app.state.engine.videos.active and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_for(lambda: client.app.state.engine.videos.active == 0, "the cancelled job's thread to stop")
     assert submit(client, clip()).status_code == 202
 
 
-def test_a_long_video_does_not_starve_image_requests(make_client):
-    """A /stylize during a video job completes within 1.8x its idle latency: the video's threads run
-    at a lower priority (service/videos.py), so image requests keep most of the CPU. Without the
-    lower priority this measured 1.9-2.4x (docs/video.md), so the bound tests the priority."""
-    client = make_client()
-    photo = png(noise_image(256, 256, seed=3))
+def nice(thread: threading.Thread) -> int:
+    """The thread's nice value as the kernel reports it (Linux: PRIO_PROCESS of a thread id)."""
+    return os.getpriority(os.PRIO_PROCESS, thread.native_id)
 
-    def latency() -> float:
-        start = time.perf_counter()
-        assert client.post("/stylize", files=files(photo, STYLE_A)).status_code == 200
-        return time.perf_counter() - start
 
-    latency()
-    idle = statistics.median(latency() for _ in range(7))
-    job = submit(client, clip(640, 480, 100)).json()
-    wait(client, job["id"], lambda s: s["frames_done"] > 2)
-    # the better of two rounds of 7: one noisy round must not fail it; without the lower priority
-    # both rounds measured over 2x
-    busy = min(statistics.median(latency() for _ in range(7)) for _ in range(2))
-    assert client.get(f"/videos/{job['id']}").json()["state"] == "running"  # the video was going on throughout
+@pytest.mark.skipif(sys.platform != "linux", reason="per-thread priorities are a Linux feature")
+def test_video_threads_run_below_image_requests(client):
+    """A long video does not starve image requests: its threads run at nice 10, the model queue's
+    at the process's own, so while both want the CPU the kernel gives image requests most of it.
+    (The latency this buys is printed by bench/video.py --starvation, not asserted here.)"""
+    seen: dict[str, int] = {}
+    job = submit(client, clip(96, 64, 60)).json()
+    wait(client, job["id"], lambda s: s["frames_done"] > 0)
+    video = [t for t in threading.enumerate() if t.name[:6] == "video-" and t.name[6:].isdigit()]
+    assert video and all(nice(t) == 10 for t in video), {t.name: nice(t) for t in video}
+    engine = client.app.state.engine
+    asyncio.run(engine.queue.run(Caller(LOCAL, "user", TenantLimits()),
+                                 lambda turn: seen.setdefault("model", nice(threading.current_thread()))))
+    assert seen["model"] == os.getpriority(os.PRIO_PROCESS, 0) < 10
+    assert client.post("/stylize", files=files(png(noise_image(64, 64, seed=3)), STYLE_A)).status_code == 200
     client.delete(f"/videos/{job['id']}")
-    print(f"/stylize idle {idle * 1000:.0f} ms, during a video {busy * 1000:.0f} ms")
-    assert busy <= 1.8 * idle
 
 
 def test_video_routes_need_the_api_key_when_keys_are_set(make_client):

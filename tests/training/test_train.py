@@ -14,6 +14,7 @@ from PIL import Image
 from safetensors.torch import save_file
 
 from helpers import noise_image, without_direction
+from waiting import HANG
 from model.decoder import load_state, random_decoder, save_decoder
 from model.stylizer import Stylizer
 from model.vgg import load_encoder
@@ -313,7 +314,7 @@ def test_torchrun_two_cpu_processes(folders, tmp_path):
     env = {**os.environ, "ADAIN_NO_JEMALLOC": "1", "OMP_NUM_THREADS": "1"}
     r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
                         "-m", "training.train", *args(folders, tmp_path, "--max-iter", "2")],
-                       cwd=REPO, env=env, capture_output=True, text=True, timeout=180)
+                       cwd=REPO, env=env, capture_output=True, text=True, timeout=HANG)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-4000:]
     ckpt = checkpoint.load(tmp_path / "checkpoint.pt")
     assert ckpt["step"] == 2 and ckpt["meta"]["world_size"] == 2
