@@ -156,7 +156,7 @@ def replicas(n: int = 72, length: int = 24) -> None:
     with tempfile.TemporaryDirectory() as d:
         clip = clips.write(Path(d) / "480.mp4", clips.pan(854, 480, n), fps=24).read_bytes()
         with run_redis(Path(d) / "redis") as redis:
-            env = {"ADAIN_REDIS_URL": redis.url, "ADAIN_VIDEO_SEGMENT_FRAMES": str(length), "ADAIN_TORCH_THREADS": "1",
+            env = {"ADAIN_REDIS_URL": redis.url, "ADAIN_VIDEO_FILES_DIR": str(Path(d) / "shared-videos"), "ADAIN_VIDEO_SEGMENT_FRAMES": str(length), "ADAIN_TORCH_THREADS": "1",
                    "ADAIN_DEFAULT_CONTENT_SIZE": "0"}
             for count in (1, 2):
                 with contextlib.ExitStack() as stack:

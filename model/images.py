@@ -66,8 +66,9 @@ def open_image(source: ImageSource, max_pixels: int | None = None) -> Image.Imag
     if max_pixels is not None and w * h > max_pixels:
         raise ImageTooLarge(f"image is {w}x{h} = {w * h} pixels; the limit is {max_pixels}")
     try:
-        if getattr(img, "n_frames", 1) > 1:
-            img.seek(0)
+        # the first frame/page is where Image.open leaves a file: never ask for n_frames, which
+        # walks every page of a TIFF (each lookup from the first: a 1 MB file of empty pages
+        # costs minutes) or every frame of a GIF
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # e.g. "palette images with transparency ..."
             img.load()

@@ -47,11 +47,14 @@ class VideoInfo:
 @dataclass(frozen=True)
 class VideoLimits:
     """``seconds``: longest clip; ``pixels``: largest output frame; ``input_pixels``: largest
-    frame decoded. None = no limit."""
+    frame decoded; ``frames``: most frames (a short clip at a high rate is as much work as a long
+    one); ``fps``: highest frame rate. None = no limit."""
 
     seconds: float | None = None
     pixels: int | None = None
     input_pixels: int | None = None
+    frames: int | None = None
+    fps: float | None = None
 
 
 def open_video(path: Path) -> av.container.InputContainer:
@@ -91,6 +94,8 @@ def probe(path: Path, limits: VideoLimits = VideoLimits()) -> VideoInfo:
         fps = v.average_rate or v.guessed_rate or v.base_rate
         if not fps or fps <= 0 or fps > 1000:
             raise InvalidVideo(f"the video declares no usable frame rate ({fps})")
+        if limits.fps and fps > limits.fps:
+            raise VideoTooLarge(f"the video is {float(fps):g} frames/s; the limit is {limits.fps:g}")
         seconds = (float(v.duration * v.time_base) if v.duration and v.time_base else
                    c.duration / av.time_base if c.duration else (v.frames / fps if v.frames else 0.0))
         if limits.seconds and seconds > limits.seconds:
@@ -105,6 +110,8 @@ def probe(path: Path, limits: VideoLimits = VideoLimits()) -> VideoInfo:
         if round(rotation / 90) % 2:
             w, h = h, w
         frames = v.frames or max(1, round(seconds * fps))
+        if limits.frames and max(frames, seconds * fps) > limits.frames:
+            raise VideoTooLarge(f"the video has {max(frames, round(seconds * fps))} frames; the limit is {limits.frames}")
         audio = c.streams.audio[0].codec_context.name if c.streams.audio else None
         return VideoInfo(w, h, Fraction(fps), frames, seconds, rotation, v.codec_context.codec.name, audio, rgb)
 
@@ -185,7 +192,8 @@ def decoded(path: Path, size: tuple[int, int], start: int = 0, stop: int | None 
     """(index, upright RGB frame at ``size``) for frames ``start`` to ``stop`` (exclusive; None =
     to the end). Frames before ``start`` are decoded but not converted: the index is the frame's
     place in decoding order, which is right for variable frame rates too, where a seek by time is
-    not. ``InvalidVideo`` for a damaged packet, ``VideoTooLarge`` past ``limits.seconds``."""
+    not. ``InvalidVideo`` for a damaged packet, ``VideoTooLarge`` past ``limits.seconds`` or
+    ``limits.frames``."""
     with open_video(path) as c:
         v = c.streams.video[0]
         v.thread_type = "AUTO"
@@ -197,6 +205,8 @@ def decoded(path: Path, size: tuple[int, int], start: int = 0, stop: int | None 
                     return
                 if limits.seconds and rate and index / rate > limits.seconds + 1:
                     raise VideoTooLarge(f"the video runs past {limits.seconds:g} s (longer than its header said)")
+                if limits.frames and index >= limits.frames:
+                    raise VideoTooLarge(f"the video has more than {limits.frames} frames (more than its header said)")
                 if index >= start:
                     yield index, at_size(_upright(frame), size)
                 index += 1

@@ -44,7 +44,8 @@ def create_app(settings: Settings | None = None, stylizer: Stylizer | None = Non
     settings = settings or Settings()
     engine = Engine(settings, stylizer)
     # Keep uploads in memory up to the body limit (Starlette spools parts over 1 MB to a temp
-    # file otherwise): nothing a user sends is written to disk. The body limit bounds memory.
+    # file otherwise): nothing a user sends is written to disk. The body limit bounds a request's
+    # memory, the buffered-bytes budget (BodyLimitMiddleware) all requests' together.
     MultiPartParser.spool_max_size = max(MultiPartParser.spool_max_size, settings.max_total_bytes + 1)
 
     @asynccontextmanager
@@ -76,7 +77,8 @@ def create_app(settings: Settings | None = None, stylizer: Stylizer | None = Non
                                            "RateLimit-Remaining", "RateLimit-Reset"])
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_total_bytes, body_timeout=settings.body_timeout,
                        per_path={"/videos": (settings.max_video_bytes + settings.max_total_bytes,
-                                             "ADAIN_MAX_VIDEO_BYTES + ADAIN_MAX_TOTAL_BYTES")})
+                                             "ADAIN_MAX_VIDEO_BYTES + ADAIN_MAX_TOTAL_BYTES")},
+                       budget=engine.buffered, held={"/videos": settings.max_total_bytes})
     model_paths = queued_paths(routes, "model")  # the POSTs marked @queues_for("model")
     app.add_middleware(EarlyBusyMiddleware, retry_after=engine.queue.retry_after_if_full, paths=model_paths)
     app.add_middleware(EarlyBusyMiddleware, retry_after=engine.videos.retry_after_if_full,

@@ -26,6 +26,7 @@ import torch
 from PIL import Image
 
 from model.adain import StyleCode, mix, normalise_weights
+from model.errors import ImageTooLarge
 from model.images import OUTPUT_FORMATS, encode_image, open_image, png_chunks, resize_shorter, scaled_size
 from model.plan import Options
 from model.stylizer import Stylizer
@@ -37,13 +38,14 @@ from service.errors import (BadRequest, Busy, Cancelled, Forbidden, NotFound, Se
                             Unauthorized)
 from service.forms import LiveSettings, StyleFields, StyleForm, StylizeForm, VideoForm
 from service.metrics import Metrics
+from service.limits import Budget
 from service.queue import ModelQueue, Turn
 from service.ratelimit import RateLimiter
 from service.registry import StyleRegistry
 from service.settings import Settings
 from service.stores import StoreDown, StyleEntry, VideoJob, open_job_store, open_style_store
 from service.tenants import Caller, Tenants
-from service.uploads import Upload, declared_size, decode
+from service.uploads import Upload, check_declared, declared_size, decode
 from service.videos import VideoJobs
 
 log = logging.getLogger("adain.service")
@@ -95,6 +97,8 @@ class Engine:
         self.videos = VideoJobs(settings, open_job_store(settings))
         self.batcher: Batcher | None = None
         self.streams: dict[str, int] = {}  # live streams open, per tenant
+        self.anonymous = 0  # sockets open that have not said who they are
+        self.buffered = Budget(settings.max_buffered_bytes)  # request bodies in memory (BodyLimitMiddleware)
         self.ready = False
         self.load_seconds = 0.0
         self.seconds_per_mp = 0.0  # measured by the warm-up on this machine (0: not measured)
@@ -150,7 +154,8 @@ class Engine:
             "cache_hits": self.registry.hits, "cache_misses": self.registry.misses,
             "cache_entries": len(self.registry), "load_seconds": self.load_seconds, "ready": float(self.ready),
             "video_jobs": self.videos.active, "video_jobs_waiting": self.videos.waiting,
-            "live_streams": sum(self.streams.values()),
+            "live_streams": sum(self.streams.values()), "anonymous_streams": self.anonymous,
+            "buffered_bytes": self.buffered.used,
         }
 
     # callers
@@ -188,24 +193,30 @@ class Engine:
 
     async def stylize(self, caller: Caller, form: StylizeForm) -> StylizeResult:
         options = form.options(self.settings)
-        styles = await self._styles(caller, form)
+        styles = await self._styles(caller, form, options.style_size)
+        check_declared(form.content, self.settings, options.content_size)
         return await self._run(caller, partial(self._stylize, caller, form, options, styles),
                                self._timeout(form, options))
 
     async def submit_video(self, caller: Caller, form: VideoForm) -> VideoJob:
         try:
+            # style sizes are checked once the clip is (VideoJobs._sources): the clip is what the job is
             recolour = form.options(self.settings).preserve_color
             styles = [self.registry.source(s, recolour) if isinstance(s, StyleEntry) else s
-                      for s in await self._styles(caller, form)]
+                      for s in await self._styles(caller, form, None)]
         except BaseException:
             form.video.path.unlink(missing_ok=True)
             raise
         return await self.videos.submit(caller, form, styles)
 
-    async def _styles(self, caller: Caller, form: StyleFields) -> list[Upload | StyleEntry]:
-        """The form's styles in order, ids looked up (400 for none, too many or an unknown id)."""
+    async def _styles(self, caller: Caller, form: StyleFields, style_size: int | None) -> list[Upload | StyleEntry]:
+        """The form's styles in order, ids looked up (400 for none, too many or an unknown id),
+        uploads checked from their headers at ``style_size`` (413; None: later)."""
         given = form.styles
         self.check_style_count(len(given))
+        for style in given:
+            if isinstance(style, Upload) and style_size is not None:
+                check_declared(style, self.settings, style_size, style=True)
         if not any(isinstance(s, str) for s in given):
             return given  # type: ignore[return-value]
         # the store may be remote: off the event loop
@@ -225,6 +236,7 @@ class Engine:
 
     async def register(self, caller: Caller, form: StyleForm) -> StyleEntry:
         size = form.options(self.settings).style_size
+        check_declared(form.style, self.settings, size, style=True)
 
         def job(turn: Turn) -> StyleEntry:
             code, _ = self._style_code(caller, form.style, size)
@@ -266,6 +278,19 @@ class Engine:
     # live streams (service/live.py speaks the protocol)
 
     @contextmanager
+    def anonymous_stream(self) -> Iterator[None]:
+        """Hold one of the replica's places for a socket that has not said who it is yet; Busy
+        when they are all taken."""
+        if self.anonymous >= self.settings.max_anonymous_streams:
+            raise Busy(f"{self.anonymous} connections have not yet sent their API key, the most this server "
+                       "holds; try again shortly")
+        self.anonymous += 1
+        try:
+            yield
+        finally:
+            self.anonymous -= 1
+
+    @contextmanager
     def open_stream(self, caller: Caller) -> Iterator[None]:
         """Hold one of the replica's and the tenant's stream places while the stream is open;
         Busy / TooManyRequests when there is none."""
@@ -304,6 +329,10 @@ class Engine:
         """One stream frame through the model queue, in ``caller``'s turn: a JPEG."""
         def job(turn: Turn) -> bytes:
             img = open_image(data, max_pixels=self.settings.max_stream_pixels)
+            w, h = scaled_size(img.size, size)  # a very wide frame grows on its long side too
+            if w * h > self.settings.max_stream_pixels:
+                raise ImageTooLarge(f"at content_size {size} this {img.width}x{img.height} frame would be {w}x{h} "
+                                    f"= {w * h} pixels; the limit is {self.settings.max_stream_pixels}")
             out = frames(np.asarray(resize_shorter(img, size)))
             return encode_image(Image.fromarray(out), "jpeg", jpeg_quality=STREAM_JPEG_QUALITY)
 
@@ -317,7 +346,7 @@ class Engine:
         code = self.registry.cached(caller, upload.data, style_size)
         if code is not None:
             return code, True
-        code = self.stylizer.encode_style(decode(upload, self.settings, style_size), style_size)
+        code = self.stylizer.encode_style(decode(upload, self.settings, style_size, style=True), style_size)
         self.registry.keep(caller, upload.data, style_size, code)
         return code, False
 
@@ -333,7 +362,7 @@ class Engine:
                 if isinstance(style, StyleEntry):
                     sources.append(self.registry.source(style, options.preserve_color))
                 elif options.preserve_color:  # recoloured to this content: nothing to cache
-                    sources.append(decode(style, s, options.style_size))
+                    sources.append(decode(style, s, options.style_size, style=True))
                 else:  # an inline upload: through the cache (tenant + bytes + style size)
                     code, hit = self._style_code(caller, style, options.style_size)
                     sources.append(code)

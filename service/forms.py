@@ -195,6 +195,8 @@ async def _validate(form: type[BaseModel], data: Any, settings: Settings, saved:
                 value = f"a file ({value.filename or 'unnamed'})"
             elif not value.size and not value.filename:
                 continue  # an untouched file input: sent empty and nameless
+            elif key in values and key not in repeated:  # refused before it is read or written
+                raise BadRequest(f"one {key} file per request; this one has several")
             elif key == "video":
                 value = await save(value, label("video", value), settings)
                 saved.append(value)

@@ -56,6 +56,7 @@ class Stream:
         self.answer_times: deque[float] = deque(maxlen=120)
         self.last_frame_at = 0.0
         self.places = ExitStack()  # the stream's places (the replica's, its tenant's), held while it is open
+        self.anonymous = ExitStack()  # its place among sockets not yet saying who they are
 
     async def send_json(self, message: dict[str, Any]) -> None:
         async with self.send_lock:
@@ -73,8 +74,15 @@ class Stream:
         except Busy as e:
             await self.close(TRY_AGAIN_LATER, e.detail)
             return
-        if self.given is not None and not await self._enter(self.given):
-            return
+        if self.given is not None:
+            if not await self._enter(self.given):
+                return
+        else:
+            try:
+                self.anonymous.enter_context(self.engine.anonymous_stream())
+            except Busy as e:
+                await self.close(TRY_AGAIN_LATER, e.detail)
+                return
         worker = status = None
         try:
             worker, status = asyncio.create_task(self._work()), asyncio.create_task(self._report())
@@ -86,6 +94,7 @@ class Stream:
                 if task is not None:
                     task.cancel()
             await asyncio.gather(*[t for t in (worker, status) if t], return_exceptions=True)
+            self.anonymous.close()
             self.places.close()
 
     async def _enter(self, caller: Caller) -> bool:
@@ -97,6 +106,7 @@ class Stream:
             await self.close(TRY_AGAIN_LATER, e.detail)
             return False
         self.caller = caller
+        self.anonymous.close()
         return True
 
     async def close(self, code: int, detail: str) -> None:
@@ -107,11 +117,18 @@ class Stream:
     # receiving: settings and frames, the newest frame in the one slot
 
     async def _receive(self) -> None:
+        hello_by = time.monotonic() + self.s.stream_hello_seconds  # from connecting, however chatty
         while True:
+            known = self.caller is not None
             try:
-                message = await asyncio.wait_for(self.ws.receive(), self.s.stream_idle_seconds)
+                message = await asyncio.wait_for(self.ws.receive(), self.s.stream_idle_seconds if known
+                                                 else max(0.0, hello_by - time.monotonic()))
             except asyncio.TimeoutError:
-                await self.close(GOING_AWAY, f"nothing received for {self.s.stream_idle_seconds:g} s; closing")
+                if known:
+                    await self.close(GOING_AWAY, f"nothing received for {self.s.stream_idle_seconds:g} s; closing")
+                else:
+                    await self.close(POLICY, f"no settings with an API key within {self.s.stream_hello_seconds:g} s "
+                                             "of connecting; closing")
                 return
             if message["type"] == "websocket.disconnect":
                 return

@@ -36,6 +36,10 @@ class LiveState(Collector):
         yield GaugeMetricFamily("adain_live_streams", "WebSocket streams open", value=v["live_streams"])
         yield GaugeMetricFamily("adain_video_jobs_waiting", "video jobs accepted by this replica, not finished",
                                 value=v["video_jobs_waiting"])
+        yield GaugeMetricFamily("adain_buffered_bytes", "request body bytes held by requests in flight "
+                                "(bounded by ADAIN_MAX_BUFFERED_BYTES)", value=v["buffered_bytes"])
+        yield GaugeMetricFamily("adain_anonymous_streams", "WebSockets open that have not said who they are",
+                                value=v["anonymous_streams"])
 
 
 class Metrics:

@@ -27,6 +27,7 @@ from PIL import Image
 from model.adain import StyleCode
 from model.errors import InputError
 from model.images import IMAGE_SUFFIXES, encode_image, open_image, resize_shorter
+from service.ids import is_style_id
 from service.stores import StyleEntry, StyleStore
 from service.stores.base import BadCursor, decode_cursor, encode_cursor
 from service.tenants import LOCAL, Caller, may_access
@@ -41,7 +42,7 @@ def style_key(data: bytes, style_size: int, tenant: str = LOCAL) -> str:
 
 
 def _slug(text: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "style"
+    return re.sub(r"[^a-z0-9]+", "-", text.lower())[:128].strip("-") or "style"  # the shape of service.ids
 
 
 class StyleRegistry:
@@ -95,6 +96,8 @@ class StyleRegistry:
         the store is down)."""
         if style_id in self.presets:
             return self.presets[style_id]
+        if not is_style_id(style_id):
+            return None
         entry = self.store.get(style_id)
         return entry if entry is not None and may_access(caller, entry.owner) else None
 

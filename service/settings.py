@@ -69,9 +69,15 @@ class Settings(BaseSettings):
     # limits
     max_file_bytes: int = Field(20 * MB, gt=0, description="largest single uploaded file")
     max_total_bytes: int = Field(50 * MB, gt=0, description="largest request body")
+    max_buffered_bytes: int = Field(256 * MB, gt=0, description="bytes all requests in flight may hold in memory "
+                                    "together (each its body; a video upload only the rest of its form): past it, "
+                                    "503 + Retry-After, so N concurrent uploads cannot take N x the body limit")
     max_image_pixels: int = Field(8192 * 8192, gt=0, description="largest decoded upload (checked from the header)")
     max_output_pixels: int = Field(8192 * 8192, gt=0, description="largest image the network processes (8192x8192; "
                                    "above tile_size² it is rendered in tiles)")
+    max_style_pixels: int = Field(2048 * 2048, gt=0, description="largest style the encoder sees, after resizing "
+                                  "to style_size (a style's statistics gain nothing from more; 8 of these are ~2 GB "
+                                  "of activations)")
     tile_size: int = Field(1024, ge=64, le=8192, multiple_of=8, description="images of more than this squared are "
                            "rendered in tiles of this side: it bounds memory (a 1024 tile: ~1.2 GB on a CPU)")
     max_styles: int = Field(8, ge=1, le=8, description="styles per request")
@@ -109,11 +115,17 @@ class Settings(BaseSettings):
     max_video_bytes: int = Field(200 * MB, gt=0, description="largest uploaded video file")
     max_video_seconds: float = Field(300.0, gt=0, description="longest video, from its header (and checked while "
                                      "decoding)")
+    max_video_frames: int = Field(9000, gt=0, description="most frames in a video (5 min at 30 fps), from its header "
+                                  "and checked while decoding: a short clip at a high rate is as much work as a long one")
+    max_video_fps: float = Field(120.0, gt=0, description="highest frame rate a video may declare")
     max_video_pixels: int = Field(1920 * 1080, gt=0, description="largest output frame (the frames at content_size); "
                                   "a 1080p frame takes ~2 s on a 2-core CPU")
     video_jobs: int = Field(1, ge=1, description="video segments rendering at once per replica (threads)")
     video_queue: int = Field(4, ge=0, description="unfinished video jobs a replica accepts beyond video_jobs "
                              "before 503 (any replica renders them)")
+    video_files_dir: Path | None = Field(None, description="folder of video jobs' files (clips, segments, results); "
+                                         "with Redis every replica must see the same one (a shared volume): Redis "
+                                         "holds only the jobs' state; unset = state_dir/videos")
     video_ttl: float = Field(3600.0, gt=0, description="seconds a finished job and its MP4 are kept, then deleted")
     video_stale_seconds: float = Field(60.0, gt=0, description="a segment's lease: a replica renews it while it "
                                        "renders; one not renewed for this long (the replica stopped) is taken over")
@@ -127,6 +139,10 @@ class Settings(BaseSettings):
     stream_max_fps: float = Field(30.0, gt=0, description="frames a stream may send per second; faster ones are "
                                   "dropped unread")
     stream_idle_seconds: float = Field(30.0, gt=0, description="a stream that sends nothing this long is closed")
+    stream_hello_seconds: float = Field(10.0, gt=0, description="a stream that has not said who it is (a key in the "
+                                        "handshake or its first settings) this long after connecting is closed")
+    max_anonymous_streams: int = Field(16, ge=1, description="sockets per replica still to say who they are; more "
+                                       "are refused (close 1013), so idle sockets cannot take the replica's capacity")
     max_stream_frame_bytes: int = Field(2 * MB, gt=0, description="largest frame a stream may send")
     max_stream_pixels: int = Field(1280 * 720, gt=0, description="largest frame a stream may send, and largest "
                                    "answer (at its content_size), in pixels")
@@ -138,9 +154,8 @@ class Settings(BaseSettings):
 
     @property
     def videos_dir(self) -> Path:
-        """This replica's video work space: segments being written, copies of the jobs' files
-        (and, with the SQLite store, the stored files and results)."""
-        return self.state_dir / "videos"
+        """Where video jobs' files are: uploads, clips, segments, results."""
+        return self.video_files_dir or self.state_dir / "videos"
 
     @property
     def replica(self) -> str:
@@ -154,6 +169,13 @@ class Settings(BaseSettings):
         if self.precision not in allowed:
             raise ValueError(f"precision {self.precision} does not run on the {self.backend} backend "
                              f"({', '.join(allowed)})")
+        return self
+
+    @model_validator(mode="after")
+    def _one_request_fits_the_buffer(self) -> Settings:
+        if self.max_buffered_bytes < self.max_total_bytes:
+            raise ValueError(f"max_buffered_bytes ({self.max_buffered_bytes}) must hold at least one request "
+                             f"(max_total_bytes, {self.max_total_bytes})")
         return self
 
     @field_validator("rate_limit")

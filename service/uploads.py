@@ -80,20 +80,39 @@ def declared_size(upload: Upload) -> tuple[int, int] | None:
         return None
 
 
-def decode(upload: Upload, settings: Settings, shorter_side: int | None) -> Image.Image:
+def check_size(upload: Upload, size: tuple[int, int], shorter_side: int, limit: int, setting: str) -> None:
+    """413 when ``upload`` (``size`` pixels) would be more than ``limit`` pixels at ``shorter_side``
+    (0: as it is): an upscale is bounded as much as an upload."""
+    w, h = scaled_size(size, shorter_side)
+    if w * h > limit:
+        raise TooLarge(f"{upload.label}: at shorter side {shorter_side or min(size)} it would be {w}x{h} = "
+                       f"{w * h} pixels; the limit is {limit} ({setting}): ask for a smaller size")
+
+
+def limit_for(settings: Settings, style: bool) -> tuple[int, str]:
+    """The pixel limit a content (the output) or a style is checked against, and its setting."""
+    if style:
+        return settings.max_style_pixels, "ADAIN_MAX_STYLE_PIXELS"
+    return settings.max_output_pixels, "ADAIN_MAX_OUTPUT_PIXELS"
+
+
+def check_declared(upload: Upload, settings: Settings, shorter_side: int, style: bool = False) -> None:
+    """The size check from the header alone (no pixel decoded), before a request is queued."""
+    size = declared_size(upload)
+    if size is not None:
+        check_size(upload, size, shorter_side, *limit_for(settings, style))
+
+
+def decode(upload: Upload, settings: Settings, shorter_side: int | None, style: bool = False) -> Image.Image:
     """Decode an upload within the pixel limits, naming the upload in any error. ``shorter_side``
-    is the size the network will see it at (checked against the output limit); None for a mask,
-    which is only resized to the content."""
+    is the size the network will see it at (checked against the output limit, or the style limit
+    for a ``style``); None for a mask, which is only resized to the content."""
     try:
         img = open_image(upload.data, max_pixels=settings.max_image_pixels)
     except InvalidImage as e:
         raise InvalidImage(f"{upload.label}: {e}") from None
     except ImageTooLarge as e:
         raise ImageTooLarge(f"{upload.label}: {e} (ADAIN_MAX_IMAGE_PIXELS)") from None
-    if shorter_side is None:
-        return img
-    w, h = scaled_size(img.size, shorter_side)
-    if w * h > settings.max_output_pixels:
-        raise TooLarge(f"{upload.label}: at shorter side {shorter_side or min(img.size)} it would be {w}x{h} = "
-                       f"{w * h} pixels; the limit is {settings.max_output_pixels}: ask for a smaller size")
+    if shorter_side is not None:
+        check_size(upload, img.size, shorter_side, *limit_for(settings, style))
     return img

@@ -21,6 +21,7 @@ import asyncio
 import json
 import logging
 import os
+import re
 import secrets
 import sys
 import threading
@@ -41,6 +42,7 @@ from model.temporal import Stabilizer
 from model.video import Frames, VideoInfo, VideoLimits, clip_codes, output_size, probe
 from service.errors import Busy, Cancelled, NotFound, TooManyRequests
 from service.forms import VideoForm
+from service.ids import is_job_id
 from service.segments import JOIN, TRACK, Lease, Leases, new_units, progress, segment_index, segment_name
 from service.settings import Settings
 from service.stores import JobStore, StoreDown, VideoJob
@@ -64,7 +66,8 @@ class VideoJobs:
         self.store = store
         self.replica = settings.replica
         self.leases = Leases(store, self.replica, settings.video_stale_seconds)
-        self.limits = VideoLimits(settings.max_video_seconds, settings.max_video_pixels, settings.max_image_pixels)
+        self.limits = VideoLimits(settings.max_video_seconds, settings.max_video_pixels, settings.max_image_pixels,
+                                  settings.max_video_frames, settings.max_video_fps)
         self.stylizer: Stylizer | None = None
         self._lock = threading.Lock()
         self._accepted: set[str] = set()  # unfinished jobs this replica accepted (its 503 limit)
@@ -138,15 +141,20 @@ class VideoJobs:
         return job
 
     def _check_tenant(self, caller: Caller) -> None:
+        """Refuse early (before the clip is probed) a tenant at its limit; ``store.put`` decides."""
         mine = sum(1 for j in map(self.store.get, self.store.active()) if j is not None and j.tenant == caller.tenant)
         if mine >= caller.limits.max_video_jobs:
-            raise TooManyRequests(f"tenant {caller.tenant!r} has {mine} video jobs queued or running, its limit; "
-                                  "wait for one to finish", headers={"Retry-After": "30"})
+            raise self._over_limit(caller)
+
+    @staticmethod
+    def _over_limit(caller: Caller) -> TooManyRequests:
+        return TooManyRequests(f"tenant {caller.tenant!r} has {caller.limits.max_video_jobs} video jobs queued or "
+                               "running, its limit; wait for one to finish", headers={"Retry-After": "30"})
 
     def _sources(self, styles: list[Upload | Image.Image | StyleCode],
                  options: Options) -> list[Image.Image | StyleCode]:
         """Style uploads decoded now, so a bad style is a 4xx, not a failed job."""
-        sources = [decode(s, self.settings, options.style_size) if isinstance(s, Upload) else s for s in styles]
+        sources = [decode(s, self.settings, options.style_size, style=True) if isinstance(s, Upload) else s for s in styles]
         check_combination(sources, options, masked=False)
         normalise_weights(options.weights, len(sources))
         return sources
@@ -173,7 +181,10 @@ class VideoJobs:
             self.store.put_file(job.id, "input", clip)
             self.store.put_file(job.id, "codes", codes)
             self.store.put_units(job.id, new_units(n, stabilize and n > 1))
-            self.store.put(job)  # last: from here the job is there for every replica to work on
+            # last: from here the job is there for every replica to work on; the tenant's limit is
+            # checked here again, in the same store operation as the write (_check_tenant is early)
+            if not self.store.put(job, limit=caller.limits.max_video_jobs):
+                raise self._over_limit(caller)
         except BaseException:
             self.store.delete(job.id)
             raise
@@ -181,7 +192,7 @@ class VideoJobs:
 
     async def status(self, caller: Caller, job_id: str) -> VideoJob:
         """``caller``'s job with its progress (404 for an unknown id and for another tenant's alike)."""
-        job = await asyncio.to_thread(self.store.get, job_id)
+        job = await asyncio.to_thread(self.store.get, job_id) if is_job_id(job_id) else None
         if job is None or not may_access(caller, job.tenant):
             raise NotFound(f"no video job {job_id!r} (finished jobs are kept {self.settings.video_ttl:g} s)")
         if job.state in ACTIVE:
@@ -319,8 +330,9 @@ class VideoJobs:
 
     @property
     def replica_tag(self) -> str:
-        """This replica and thread in a file name (two threads may work on one job)."""
-        return f"{os.getpid()}-{threading.get_native_id()}"
+        """This replica and thread in a file name (two threads may work on one job; replicas in
+        containers may all be pid 1, so the replica's id, not the pid)."""
+        return re.sub(r"[^A-Za-z0-9_-]", "_", f"{self.replica}-{threading.get_native_id()}")
 
     def _fail(self, job: VideoJob, error: str) -> None:
         try:
@@ -343,24 +355,11 @@ class VideoJobs:
                     self._accepted -= ended
                 if time.monotonic() - last_sweep > 60:
                     last_sweep = time.monotonic()
-                    self.store.sweep()
-                    self._sweep_files(active)
+                    with self._lock:
+                        busy = active | set(self._working)
+                    self.store.sweep(busy)
             except StoreDown as e:
                 log.warning("video keeper: the job store is down (%s)", e.detail)
-
-    def _sweep_files(self, active: set[str]) -> None:
-        """This replica's copies of jobs that ended elsewhere, and work files a crash left."""
-        cutoff = time.time() - self.settings.video_ttl - 60
-        for path in self.store.folder.glob("*"):
-            job_id = path.name.split(".")[0]
-            try:
-                if job_id in active or job_id in self._working:
-                    continue
-                # on SQLite the folder is the store itself: only what outlived any job goes
-                if path.stat().st_mtime < (cutoff if self.store.backend == "sqlite" else time.time() - 60):
-                    path.unlink()
-            except FileNotFoundError:
-                pass
 
 
 class Holding:

@@ -26,8 +26,8 @@ def free_port() -> int:
 
 
 class RedisServer:
-    def __init__(self, folder: Path) -> None:
-        self.folder, self.port = folder, free_port()
+    def __init__(self, folder: Path, args: tuple[str, ...] = ()) -> None:
+        self.folder, self.port, self.args = folder, free_port(), args
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self.proc: subprocess.Popen | None = None
 
@@ -35,7 +35,7 @@ class RedisServer:
         self.folder.mkdir(parents=True, exist_ok=True)
         self.proc = subprocess.Popen(
             [REDIS, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "yes",
-             "--dir", str(self.folder), "--logfile", str(self.folder / "redis.log")],
+             "--dir", str(self.folder), "--logfile", str(self.folder / "redis.log"), *self.args],
             stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
         deadline = time.time() + HANG
         while True:
@@ -62,11 +62,12 @@ def have_redis() -> bool:
 
 
 @contextmanager
-def run_redis(folder: Path) -> Iterator[RedisServer]:
+def run_redis(folder: Path, *args: str) -> Iterator[RedisServer]:
+    """A redis-server of our own on a free port; ``args`` are more of its options."""
     if not have_redis():
         why = "redis-server is not installed (apt-get install redis-server; .ci/run does)"
         pytest.fail(why) if os.environ.get("ADAIN_REQUIRE_BROWSER") else pytest.skip(why)
-    server = RedisServer(folder)
+    server = RedisServer(folder, args)
     server.start()
     try:
         yield server

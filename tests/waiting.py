@@ -6,13 +6,16 @@ hang reaches. Speeds and ratios of timings are printed by bench/, not asserted h
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from typing import TypeVar
 
 T = TypeVar("T")
 
-HANG = 300.0  # seconds: minutes past anything a loaded 2-core machine needs
+# seconds: minutes past anything a loaded 2-core machine needs (ADAIN_TEST_HANG: shorter, to see a
+# test fail quickly against code that hangs)
+HANG = float(os.environ.get("ADAIN_TEST_HANG", 300))
 
 
 def wait_for(condition: Callable[[], T], what: str, ceiling: float = HANG, every: float = 0.05) -> T:

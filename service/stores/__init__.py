@@ -19,7 +19,7 @@ def open_style_store(settings: Settings, timing: Timing | None = None) -> StyleS
 
 
 def open_job_store(settings: Settings) -> JobStore:
-    """Video jobs; their uploads and MP4s being written are in ``settings.videos_dir`` either way."""
+    """Video jobs: their state in Redis or SQLite, their files in ``settings.videos_dir`` either way."""
     folder = settings.videos_dir
     if settings.redis_url:
         from service.stores.redis import RedisJobs

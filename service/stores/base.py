@@ -70,6 +70,17 @@ class StoreDown(ServiceError):
                          headers={"Retry-After": str(RETRY_AFTER)})
 
 
+class StoreOutOfMemory(StoreDown):
+    """Redis at its ``maxmemory`` with ``noeviction`` refuses writes: nothing is evicted (styles are
+    data), the write is refused, reads go on. A StoreDown, so the video workers retry later."""
+
+    status = 507
+
+    def __init__(self) -> None:
+        ServiceError.__init__(self, "the store is out of memory (Redis maxmemory); nothing was written: delete "
+                                    "styles or video jobs, or ask the operator for more", headers={"Retry-After": "60"})
+
+
 class StoreFull(ServiceError):
     status = 507
 

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
@@ -22,6 +23,8 @@ from service.tenants import LOCAL
 
 log = logging.getLogger("adain.store")
 ACTIVE = ("queued", "running")
+CHUNK = 256 * 1024  # a result is read in pieces of this size
+QUIET = 60.0  # seconds a file of no job must be untouched before it is swept
 STATES = ACTIVE + ("done", "failed", "cancelled")
 
 
@@ -82,7 +85,12 @@ class VideoJob:
 
 
 class JobStore(ABC):
-    """``folder`` is this replica's own work space (uploads being rendered, MP4s being written)."""
+    """Records, units and expiry in the store (SQLite or Redis); a job's bytes (the clip, its style
+    codes, the segments' MP4s, the result) as files in ``folder``, shared by every replica that
+    shares the store (one host's state folder for SQLite; a shared volume, ADAIN_VIDEOS_DIR, for
+    Redis): never values in Redis, whose memory holds every tenant's styles. A file is written
+    beside its final name and renamed into place (atomic on one file system), so a reader sees a
+    whole file or none."""
 
     backend = "?"
 
@@ -95,8 +103,10 @@ class JobStore(ABC):
         return self.folder / f"{job_id}{suffix}"
 
     @abstractmethod
-    def put(self, job: VideoJob) -> None:
-        """Create (or overwrite) the record."""
+    def put(self, job: VideoJob, limit: int | None = None) -> bool:
+        """Create (or overwrite) the record; with a ``limit``, only while the job's tenant has fewer
+        than ``limit`` jobs queued or running, counted and written in one store operation (so
+        replicas accepting at once cannot all pass). False when over it."""
 
     @abstractmethod
     def update(self, job: VideoJob) -> bool:
@@ -107,14 +117,7 @@ class JobStore(ABC):
 
     @abstractmethod
     def delete(self, job_id: str) -> bool:
-        """Remove the record and the result."""
-
-    @abstractmethod
-    def keep_result(self, job_id: str, path: Path) -> int:
-        """Take the finished MP4 at ``path`` (this replica's disk) into the store; its size."""
-
-    @abstractmethod
-    def result_size(self, job_id: str) -> int | None: ...
+        """Remove the record, the units and every file (the result too)."""
 
     @abstractmethod
     def active(self) -> list[str]:
@@ -134,30 +137,71 @@ class JobStore(ABC):
     def swap_unit(self, job_id: str, name: str, old: str, new: str) -> bool:
         """Set the unit to ``new`` if it is still ``old`` and the job exists; False otherwise."""
 
-    # A job's files (the clip, its style codes, the segments' MP4s), readable by every replica.
-
     @abstractmethod
-    def put_file(self, job_id: str, name: str, path: Path) -> None:
-        """Take the file at ``path`` into the store (``path`` is gone after)."""
+    def drop_units(self, job_id: str) -> None: ...
 
-    @abstractmethod
-    def local_file(self, job_id: str, name: str) -> Path | None:
-        """A path on this replica's disk holding the stored file (fetched once), or None if gone."""
-
-    @abstractmethod
     def drop_files(self, job_id: str) -> None:
-        """Remove a job's units and files, keeping its record and result (it has ended)."""
+        """Remove a job's units and work files, keeping its record and result (it has ended)."""
+        self.drop_units(job_id)
+        self.remove_files(job_id, keep_result=True)
 
-    def drop_local(self, job_id: str) -> None:
-        """Forget this replica's copies of a job's files (the job ended here or elsewhere)."""
+    # A job's files, in the shared folder
 
-    @abstractmethod
+    def _result(self, job_id: str) -> Path:
+        return self.folder / f"{job_id}.mp4"
+
+    def put_file(self, job_id: str, name: str, path: Path) -> None:
+        """Take the file at ``path`` (gone after) as the job's file ``name``: a rename within the
+        folder, a copy first from another disk (a file there is written in place first)."""
+        shutil.move(path, self.work_path(job_id, f".{name}"))
+
+    def local_file(self, job_id: str, name: str) -> Path | None:
+        """The path of the job's file ``name``, or None if it is gone."""
+        path = self.work_path(job_id, f".{name}")
+        return path if path.exists() else None
+
+    def remove_files(self, job_id: str, keep_result: bool = False) -> None:
+        for path in self.folder.glob(f"{job_id}.*"):
+            if not (keep_result and path == self._result(job_id)):
+                path.unlink(missing_ok=True)
+
+    def keep_result(self, job_id: str, path: Path) -> int:
+        """Take the finished MP4 at ``path`` (in the folder) as the result, by rename; its size."""
+        size = path.stat().st_size
+        path.replace(self._result(job_id))
+        return size
+
+    def result_size(self, job_id: str) -> int | None:
+        try:
+            return self._result(job_id).stat().st_size
+        except FileNotFoundError:
+            return None
+
     def read_result(self, job_id: str, start: int, end: int) -> Iterator[bytes]:
         """Bytes ``start`` to ``end`` (inclusive) of the result, in pieces."""
+        with open(self._result(job_id), "rb") as f:
+            f.seek(start)
+            left = end - start + 1
+            while left > 0 and (piece := f.read(min(left, CHUNK))):
+                left -= len(piece)
+                yield piece
 
-    def sweep(self) -> int:
-        """Delete what has expired; how many jobs."""
-        return 0
+    def sweep(self, busy: Collection[str] = ()) -> int:
+        """Delete the files of jobs that are gone (expired, or a crash left them) and untouched for
+        QUIET s (an upload or a segment being written is touched as it grows); ``busy``: ids being
+        worked on here. How many jobs' files went."""
+        quiet, gone = time.time() - QUIET, set()
+        for path in self.folder.glob("*") if self.folder.is_dir() else ():
+            job_id = path.name.split(".")[0]
+            try:
+                if job_id in busy or path.stat().st_mtime > quiet:
+                    continue
+                if job_id in gone or self.get(job_id) is None:  # an upload's name is no job's id: gone too
+                    path.unlink()
+                    gone.add(job_id)
+            except FileNotFoundError:
+                pass
+        return len(gone)
 
     def close(self) -> None:
         pass

@@ -18,20 +18,39 @@ the next call after Redis is back simply works: redis-py reconnects by itself.""
 
 from __future__ import annotations
 
-import shutil
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from service.stores.base import QuotaFull, StoreDown, StoreFull, StyleEntry, StyleStore, Timing, merged
+from service.stores.base import (QuotaFull, StoreDown, StoreFull, StoreOutOfMemory, StyleEntry, StyleStore, Timing,
+                                 merged)
 from service.stores.jobs import ACTIVE, JobStore, VideoJob
 
 PREFIX = "adain:"
+# A script that writes says so in a shebang (Redis 7), so Redis refuses it whole while at maxmemory
+# (noeviction) instead of letting it past its first write: without flags a script that has written
+# once may go on writing whatever the memory
+WRITES = "#!lua\n"
+# a new job, only while its tenant has fewer than ARGV[6] active (queued, running) jobs among the
+# active index KEYS[2]; the records are read under the key prefix ARGV[7] (one Redis, not a cluster)
+PUT_WITHIN = WRITES + """
+local n = 0
+for _, id in ipairs(redis.call('ZRANGE', KEYS[2], 0, -1)) do
+  local value = redis.call('GET', ARGV[7] .. id)
+  if value then
+    local job = cjson.decode(value)
+    if job.tenant == ARGV[5] and (job.state == 'queued' or job.state == 'running') then n = n + 1 end
+  end
+end
+if n >= tonumber(ARGV[6]) then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+redis.call('ZADD', KEYS[2], ARGV[3], ARGV[4])
+return 1
+"""
 SCHEMA = 2
 # the indexes' members whose value expired before ``now`` (unix ms), removed
 SWEEP = """
@@ -51,7 +70,7 @@ end
 # KEYS: value key, index, tenant's index, expiry set; ARGV: now (ms), prefix, sort key, value, capacity,
 # tenant's quota, expiry in ms ('' = none), expiry member. 1 = added, 0 = already there, -1 = full,
 # -2 = the tenant's quota is full
-ADD = SWEEP + """
+ADD = WRITES + SWEEP + """
 sweep(KEYS[2], KEYS[4], ARGV[1], ARGV[2])
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 if redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[5]) then return -1 end
@@ -65,7 +84,7 @@ redis.call('ZADD', KEYS[2], 0, ARGV[3])
 redis.call('ZADD', KEYS[3], 0, ARGV[3])
 return 1
 """
-CLEAN = SWEEP + "return sweep(KEYS[1], KEYS[2], ARGV[1], ARGV[2])"
+CLEAN = "#!lua flags=allow-oom\n" + SWEEP + "return sweep(KEYS[1], KEYS[2], ARGV[1], ARGV[2])"  # frees memory
 
 
 def ms(t: float) -> int:
@@ -73,9 +92,12 @@ def ms(t: float) -> int:
 
 
 def call(fn):
-    """fn(), any Redis error as StoreDown (the service's 503)."""
+    """fn(), any Redis error as StoreDown (the service's 503); a write refused at maxmemory as
+    StoreOutOfMemory (507)."""
     try:
         return fn()
+    except redis.exceptions.OutOfMemoryError:
+        raise StoreOutOfMemory() from None
     except redis.RedisError as e:
         raise StoreDown(f"redis: {type(e).__name__}") from None
 
@@ -202,26 +224,22 @@ class RedisStyles(StyleStore):
         self.client.close()
 
 
-PIECE = 1024 * 1024  # files go into Redis and come out in pieces of this size
 # KEYS: the units hash, the job's record, its set of file keys; ARGV: unit, old value, new value,
 # expiry (s). 1 = swapped (and the job's keys kept alive), 0 = the unit is not the old value, -1 = no job.
-SWAP = """
+SWAP = WRITES + """
 if redis.call('EXISTS', KEYS[2]) == 0 then return -1 end
 if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then return 0 end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
-for _, key in ipairs({KEYS[1], KEYS[2], KEYS[3]}) do redis.call('EXPIRE', key, ARGV[4]) end
-for _, key in ipairs(redis.call('SMEMBERS', KEYS[3])) do redis.call('EXPIRE', key, ARGV[4]) end
+for _, key in ipairs({KEYS[1], KEYS[2]}) do redis.call('EXPIRE', key, ARGV[4]) end
 return 1
 """
 
 
 class RedisJobs(JobStore):
-    """Video jobs in Redis: ``adain:video:{id}`` holds the record (JSON), ``:units`` its units of
-    work (a hash), ``:file:{name}`` its files (the clip, codes, segments) with ``:files`` naming
-    them, ``:mp4`` the result; all expire ``ttl`` s after the last write, so Redis itself forgets
-    old jobs. ``adain:videos:active`` lists the unfinished ones (a sorted set by creation time).
-    Files are written with APPEND and read with GETRANGE a piece at a time, so neither side holds a
-    whole clip in one command; each replica keeps the copies it fetched in its own ``folder``."""
+    """Video jobs' state in Redis: ``adain:video:{id}`` holds the record (JSON), ``:units`` its
+    units of work (a hash); both expire ``ttl`` s after the last write, so Redis itself forgets old
+    jobs. ``adain:videos:active`` lists the unfinished ones (a sorted set by creation time). The
+    files are in the shared ``folder`` (JobStore), swept by the replicas when their job is gone."""
 
     backend = "redis"
 
@@ -231,18 +249,20 @@ class RedisJobs(JobStore):
         self.ex = max(1, round(ttl))
         self.active_key = PREFIX + "videos:active"
         self._swap = self.client.register_script(SWAP)
+        self._put_within = self.client.register_script(PUT_WITHIN)
 
     def key(self, job_id: str) -> str:
         return f"{PREFIX}video:{job_id}"
 
-    def result_key(self, job_id: str) -> str:
-        return self.key(job_id) + ":mp4"
+    def units_key(self, job_id: str) -> str:
+        return self.key(job_id) + ":units"
 
-    def _keys(self, job_id: str) -> tuple[str, str, str]:
-        """The units hash, the record, the set of file keys."""
-        return self.key(job_id) + ":units", self.key(job_id), self.key(job_id) + ":files"
+    def put(self, job: VideoJob, limit: int | None = None) -> bool:
+        if limit is not None:  # counted and written in one script: replicas cannot all pass the count
+            return call(lambda: self._put_within(keys=[self.key(job.id), self.active_key],
+                                                 args=[job.to_json(), self.ex, job.created, job.id, job.tenant,
+                                                       limit, self.key("")])) == 1
 
-    def put(self, job: VideoJob) -> None:
         def run() -> None:
             pipe = self.client.pipeline(transaction=True)
             pipe.set(self.key(job.id), job.to_json(), ex=self.ex)
@@ -250,6 +270,7 @@ class RedisJobs(JobStore):
             pipe.execute()
 
         call(run)
+        return True
 
     def _mark(self, pipe, job: VideoJob) -> None:
         if job.state in ACTIVE:
@@ -261,7 +282,6 @@ class RedisJobs(JobStore):
         def run() -> bool:
             pipe = self.client.pipeline(transaction=True)
             pipe.set(self.key(job.id), job.to_json(), ex=self.ex, xx=True)
-            pipe.expire(self.result_key(job.id), self.ex)
             written = pipe.execute()[0]
             if written or job.state not in ACTIVE:
                 pipe = self.client.pipeline(transaction=True)
@@ -276,21 +296,18 @@ class RedisJobs(JobStore):
 
     def delete(self, job_id: str) -> bool:
         def run() -> bool:
-            units, record, files = self._keys(job_id)
-            keys = [*self.client.smembers(files), units, files, self.result_key(job_id)]
             pipe = self.client.pipeline(transaction=True)
-            pipe.delete(record, *keys)
+            pipe.delete(self.key(job_id))
+            pipe.delete(self.units_key(job_id))
             pipe.zrem(self.active_key, job_id)
             return bool(pipe.execute()[0])
 
         found = call(run)
-        self.drop_local(job_id)
+        self.remove_files(job_id)
         return found
 
-    def drop_files(self, job_id: str) -> None:
-        units, _, files = self._keys(job_id)
-        call(lambda: self.client.delete(*self.client.smembers(files), units, files))
-        self.drop_local(job_id)
+    def drop_units(self, job_id: str) -> None:
+        call(lambda: self.client.delete(self.units_key(job_id)))
 
     def active(self) -> list[str]:
         def run() -> list[str]:
@@ -311,68 +328,16 @@ class RedisJobs(JobStore):
         return [bool(n) for n in pipe.execute()]
 
     def put_units(self, job_id: str, units: dict[str, str]) -> None:
-        key = self._keys(job_id)[0]
+        key = self.units_key(job_id)
         call(lambda: self.client.pipeline(transaction=True).hset(key, mapping=units).expire(key, self.ex).execute())
 
     def units(self, job_id: str) -> dict[str, str]:
-        raw = call(lambda: self.client.hgetall(self._keys(job_id)[0]))
+        raw = call(lambda: self.client.hgetall(self.units_key(job_id)))
         return {k.decode(): v.decode() for k, v in raw.items()}
 
     def swap_unit(self, job_id: str, name: str, old: str, new: str) -> bool:
-        return call(lambda: self._swap(keys=list(self._keys(job_id)), args=[name, old, new, self.ex])) == 1
-
-    def _file_key(self, job_id: str, name: str) -> str:
-        return f"{self.key(job_id)}:file:{name}"
-
-    def put_file(self, job_id: str, name: str, path: Path) -> None:
-        key, files = self._file_key(job_id, name), self._keys(job_id)[2]
-        self._upload(key, path)
-        call(lambda: self.client.pipeline(transaction=True).sadd(files, key).expire(files, self.ex).execute())
-        shutil.move(path, self.work_path(job_id, f".{name}"))  # this replica's copy (an upload may be on another disk)
-
-    def _upload(self, key: str, path: Path) -> int:
-        size = 0
-        call(lambda: self.client.delete(key))
-        with open(path, "rb") as f:
-            while piece := f.read(PIECE):
-                call(lambda: self.client.append(key, piece))
-                size += len(piece)
-        call(lambda: self.client.expire(key, self.ex))
-        return size
-
-    def local_file(self, job_id: str, name: str) -> Path | None:
-        path = self.work_path(job_id, f".{name}")
-        if path.exists():
-            return path
-        key = self._file_key(job_id, name)
-        size = call(lambda: self.client.strlen(key))
-        if not size:
-            return None
-        part = path.with_name(path.name + f".{threading.get_ident()}.part")
-        with open(part, "wb") as f:
-            for at in range(0, size, PIECE):
-                f.write(call(lambda: self.client.getrange(key, at, at + PIECE - 1)))
-        part.replace(path)
-        return path
-
-    def drop_local(self, job_id: str) -> None:
-        for path in self.folder.glob(f"{job_id}.*"):
-            path.unlink(missing_ok=True)
-
-    def keep_result(self, job_id: str, path: Path) -> int:
-        size = self._upload(self.result_key(job_id), path)
-        path.unlink()
-        return size
-
-    def result_size(self, job_id: str) -> int | None:
-        key = self.result_key(job_id)
-        exists, size = call(lambda: self.client.pipeline().exists(key).strlen(key).execute())
-        return int(size) if exists else None
-
-    def read_result(self, job_id: str, start: int, end: int) -> Iterator[bytes]:
-        key = self.result_key(job_id)
-        for at in range(start, end + 1, PIECE):
-            yield call(lambda: self.client.getrange(key, at, min(end, at + PIECE - 1)))
+        return call(lambda: self._swap(keys=[self.units_key(job_id), self.key(job_id)],
+                                       args=[name, old, new, self.ex])) == 1
 
     def close(self) -> None:
         self.client.close()

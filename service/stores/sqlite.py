@@ -8,16 +8,14 @@ file of their own beside it (``SQLiteJobs``)."""
 from __future__ import annotations
 
 import json
-import shutil
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Collection
 from pathlib import Path
 
 from service.stores.base import QuotaFull, StoreDown, StoreFull, StyleEntry, StyleStore, Timing, merged
 from service.stores.jobs import ACTIVE, JobStore, VideoJob, now
 
-CHUNK = 256 * 1024
 
 SCHEMA = """CREATE TABLE IF NOT EXISTS styles (
     id TEXT PRIMARY KEY,
@@ -163,8 +161,12 @@ UNITS_SCHEMA = """CREATE TABLE IF NOT EXISTS units (
     value TEXT NOT NULL,             -- service/segments.py Unit as JSON
     PRIMARY KEY (job, name)
 )"""
-ACTIVE_JOBS = (f"SELECT id FROM jobs WHERE expires > ? AND json_extract(value, '$.state') IN "
-               f"({', '.join('?' * len(ACTIVE))}) ORDER BY json_extract(value, '$.created')")
+IS_ACTIVE = f"expires > ? AND json_extract(value, '$.state') IN ({', '.join('?' * len(ACTIVE))})"
+ACTIVE_JOBS = f"SELECT id FROM jobs WHERE {IS_ACTIVE} ORDER BY json_extract(value, '$.created')"
+# a new job only while its tenant has fewer than a limit active: one statement, so SQLite runs the
+# count and the insert alone (no other writer between them)
+PUT_WITHIN = (f"INSERT OR REPLACE INTO jobs (id, value, expires) SELECT ?, ?, ? WHERE (SELECT COUNT(*) FROM jobs "
+              f"WHERE {IS_ACTIVE} AND json_extract(value, '$.tenant') = ?) < ?")
 
 
 class SQLiteJobs(SQLiteFile, JobStore):
@@ -180,9 +182,6 @@ class SQLiteJobs(SQLiteFile, JobStore):
 
     def upgrade(self, db: sqlite3.Connection) -> None:
         db.execute(UNITS_SCHEMA)
-
-    def _result(self, job_id: str) -> Path:
-        return self.folder / f"{job_id}.mp4"
 
     def active(self) -> list[str]:
         return [r[0] for r in self._execute(ACTIVE_JOBS, (now(), *ACTIVE))[0]]
@@ -204,16 +203,13 @@ class SQLiteJobs(SQLiteFile, JobStore):
             self._execute("UPDATE jobs SET expires = ? WHERE id = ?", (t + self.ttl, job_id))
         return swapped
 
-    def put_file(self, job_id: str, name: str, path: Path) -> None:
-        shutil.move(path, self.work_path(job_id, f".{name}"))  # an upload may be on another disk
-
-    def local_file(self, job_id: str, name: str) -> Path | None:
-        path = self.work_path(job_id, f".{name}")
-        return path if path.exists() else None
-
-    def put(self, job: VideoJob) -> None:
-        self._execute("INSERT OR REPLACE INTO jobs (id, value, expires) VALUES (?, ?, ?)",
-                      (job.id, job.to_json(), now() + self.ttl))
+    def put(self, job: VideoJob, limit: int | None = None) -> bool:
+        if limit is None:
+            self._execute("INSERT OR REPLACE INTO jobs (id, value, expires) VALUES (?, ?, ?)",
+                          (job.id, job.to_json(), now() + self.ttl))
+            return True
+        return self._execute(PUT_WITHIN, (job.id, job.to_json(), now() + self.ttl, now(), *ACTIVE, job.tenant,
+                                          limit))[1] > 0
 
     def update(self, job: VideoJob) -> bool:
         return self._execute("UPDATE jobs SET value = ?, expires = ? WHERE id = ? AND expires > ?",
@@ -225,37 +221,16 @@ class SQLiteJobs(SQLiteFile, JobStore):
 
     def delete(self, job_id: str) -> bool:
         found = self._execute("DELETE FROM jobs WHERE id = ?", (job_id,))[1] > 0
-        self.drop_files(job_id)
-        self._result(job_id).unlink(missing_ok=True)
+        self.drop_units(job_id)
+        self.remove_files(job_id)
         return found
 
-    def drop_files(self, job_id: str) -> None:
+    def drop_units(self, job_id: str) -> None:
         self._execute("DELETE FROM units WHERE job = ?", (job_id,))
-        for path in self.folder.glob(f"{job_id}.*"):
-            if path != self._result(job_id):
-                path.unlink(missing_ok=True)
 
-    def keep_result(self, job_id: str, path: Path) -> int:
-        size = path.stat().st_size
-        path.replace(self._result(job_id))  # same folder: atomic
-        return size
-
-    def result_size(self, job_id: str) -> int | None:
-        try:
-            return self._result(job_id).stat().st_size
-        except FileNotFoundError:
-            return None
-
-    def read_result(self, job_id: str, start: int, end: int) -> Iterator[bytes]:
-        with open(self._result(job_id), "rb") as f:
-            f.seek(start)
-            left = end - start + 1
-            while left > 0 and (piece := f.read(min(left, CHUNK))):
-                left -= len(piece)
-                yield piece
-
-    def sweep(self) -> int:
+    def sweep(self, busy: Collection[str] = ()) -> int:
+        """Expired jobs with their files (the records carry their expiry), then files of no job."""
         ids = [r[0] for r in self._execute("SELECT id FROM jobs WHERE expires <= ?", (now(),))[0]]
         for job_id in ids:
             self.delete(job_id)
-        return len(ids)
+        return len(ids) + super().sweep(busy)

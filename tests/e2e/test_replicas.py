@@ -128,7 +128,8 @@ def test_video_jobs_through_nginx_any_replica_answers_and_a_dead_replicas_job_go
         return wait_for(met, f"video job {job_id} {until}", every=0.1)
 
     with run_redis(tmp_path / "redis") as redis:
-        shared = {**env, "ADAIN_REDIS_URL": redis.url, "ADAIN_VIDEO_STALE_SECONDS": "3"}
+        shared = {**env, "ADAIN_REDIS_URL": redis.url, "ADAIN_VIDEO_STALE_SECONDS": "3",
+                  "ADAIN_VIDEO_FILES_DIR": str(tmp_path / "shared-videos")}  # the volume every replica mounts
         with run_server(tmp_path / "a", **shared) as a, run_server(tmp_path / "b", **shared) as b, \
                 run_nginx(tmp_path / "nginx", f"{a.url[7:]}; server {b.url[7:]}") as web, \
                 httpx.Client(base_url=web, timeout=HANG) as c, a.client() as ac, b.client() as bc:
@@ -141,7 +142,7 @@ def test_video_jobs_through_nginx_any_replica_answers_and_a_dead_replicas_job_go
             assert part.status_code == 206 and part.content == whole[:100]  # Range through nginx
             assert bc.delete(f"/videos/{job['id']}").status_code == 204
             assert ac.get(f"/videos/{job['id']}").status_code == 404
-            assert not [p for r in ("a", "b") for p in (tmp_path / r / "state" / "videos").glob("*")]
+            assert not list((tmp_path / "shared-videos").glob("*"))
 
             running = post(ac, long)
             assert state(bc, running["id"], ("running",))["state"] == "running"

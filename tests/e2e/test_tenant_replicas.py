@@ -54,7 +54,7 @@ def test_tenants_are_kept_apart_on_every_replica_and_limits_hold_across_them(ser
     clip = clips.write(tmp_path / "c.mp4", clips.pan(64, 48, 6), fps=6).read_bytes()
     with run_redis(tmp_path / "redis") as redis:
         env = {**server_env, "ADAIN_REDIS_URL": redis.url, "ADAIN_KEYS_FILE": str(tmp_path / "keys.toml"),
-               "ADAIN_DEFAULT_STYLE_SIZE": "32"}
+               "ADAIN_VIDEO_FILES_DIR": str(tmp_path / "shared-videos"), "ADAIN_DEFAULT_STYLE_SIZE": "32"}
         with run_server(tmp_path / "a", log_level="debug", **env) as a, \
                 run_server(tmp_path / "b", log_level="debug", **env) as b, \
                 run_nginx(tmp_path / "nginx", f"{a.url[7:]}; server {b.url[7:]}") as web, \

@@ -72,7 +72,8 @@ def done_lines(*servers: Server, job_id: str) -> list[str]:
 def test_replicas_share_a_clips_segments_and_survive_each_others_stopping(server_env, clip, tmp_path):
     with run_redis(tmp_path / "redis") as redis:
         env = {**server_env, "ADAIN_REDIS_URL": redis.url, "ADAIN_VIDEO_SEGMENT_FRAMES": "8",
-               "ADAIN_VIDEO_STALE_SECONDS": "3", "ADAIN_TORCH_THREADS": "1"}
+               "ADAIN_VIDEO_STALE_SECONDS": "3", "ADAIN_TORCH_THREADS": "1",
+               "ADAIN_VIDEO_FILES_DIR": str(tmp_path / "shared-videos")}  # the volume every replica mounts
         with run_server(tmp_path / "a", log_level="info", ADAIN_REPLICA_ID="a", **env) as a:
             with run_server(tmp_path / "b", log_level="info", ADAIN_REPLICA_ID="b", **env) as b:
                 # both render segments of one job

@@ -114,3 +114,23 @@ def test_png_encoder_is_lossless_and_valid(size, level):
 def test_png_encoder_keeps_smooth_images_small():
     smooth = noise_image(256, 256, seed=3).resize((512, 512), Image.Resampling.BICUBIC)
     assert len(encode_png(smooth)) < len(encoded(smooth, "PNG", compress_level=1)) * 1.1
+
+
+@pytest.mark.parametrize("fmt,plugin", [("TIFF", "TiffImagePlugin.TiffImageFile"),
+                                        ("GIF", "GifImagePlugin.GifImageFile")])
+def test_a_file_of_many_pages_costs_its_first_page_only(fmt, plugin, monkeypatch):
+    """A 3000-page file is opened at its first page: no page after it is looked up (asking for the
+    page count walks every page, each from the first in a TIFF: O(pages²) for a 1 MB file)."""
+    import importlib
+
+    module, cls = plugin.split(".")
+    image_class = getattr(importlib.import_module(f"PIL.{module}"), cls)
+    pages = [Image.new("RGB", (2, 2), (i % 256, 0, 0)) for i in range(3000)]
+    buf = io.BytesIO()
+    pages[0].save(buf, fmt, save_all=True, append_images=pages[1:])
+    seeks: list[int] = []
+    real = image_class._seek  # what seek and n_frames both go through
+    monkeypatch.setattr(image_class, "_seek", lambda self, frame, *a: seeks.append(frame) or real(self, frame, *a))
+    img = open_image(buf.getvalue())
+    assert img.size == (2, 2) and img.getpixel((0, 0)) == (0, 0, 0)
+    assert max(seeks, default=0) == 0, f"looked at page {max(seeks)}"

@@ -5,6 +5,7 @@ the previous version's data without loss, and a damaged value skipped, never exe
 from __future__ import annotations
 
 import json
+import os
 import pickle
 import sqlite3
 import threading
@@ -204,8 +205,8 @@ def test_sqlite_keeps_what_was_committed_across_reopening(tmp_path):
 
 @pytest.fixture(params=["sqlite", "redis"])
 def make_jobs(request, tmp_path):
-    """make_jobs(ttl, folder) -> a video-job store of the parametrised backend (a replica with
-    its own work folder; on SQLite the folder is where the files are kept)."""
+    """make_jobs(ttl, folder) -> a video-job store of the parametrised backend (a replica; the
+    folder of the jobs' files is shared by every replica, as ADAIN_VIDEO_FILES_DIR is)."""
     if request.param == "sqlite":
         from service.stores.sqlite import SQLiteJobs
 
@@ -249,6 +250,8 @@ def test_job_records_expire_with_their_results(make_jobs):
     store.keep_result("old", path)
     time.sleep(1.3)
     assert store.get("old") is None and not store.update(VideoJob("old", replica="host:1", state="done"))
+    long_ago = time.time() - 3600
+    os.utime(store.work_path("old", ".mp4"), (long_ago, long_ago))  # untouched since: not being written
     store.sweep()
     assert store.result_size("old") is None
 
@@ -295,22 +298,28 @@ def test_units_swap_only_from_the_value_they_hold_and_keep_the_job_alive(make_jo
     assert store.units("j") == {} and not store.swap_unit("j", "s1", "b2", "x") and store.active() == []
 
 
-def test_files_are_readable_from_another_replicas_store(make_jobs, tmp_path):
+def test_files_are_shared_by_replicas_and_never_store_values(make_jobs, tmp_path):
+    """A job's bytes are files in the shared folder: another replica reads them; Redis holds only
+    small state, so a few HD clips cannot fill the memory that holds every tenant's styles."""
     from service.stores import VideoJob
 
-    here = make_jobs()
-    there = make_jobs(folder="work" if here.backend == "sqlite" else "other")  # another replica
+    here, there = make_jobs(), make_jobs()  # two replicas
     here.put(VideoJob("j", state="running"))
     blob = bytes(range(256)) * 9000
     src = tmp_path / "clip"
     src.write_bytes(blob)
     here.put_file("j", "input", src)
-    assert not src.exists()
-    copy = there.local_file("j", "input")
-    assert copy.read_bytes() == blob and there.local_file("j", "nothing") is None
+    out = here.work_path("j", ".mp4.part")
+    out.write_bytes(blob[::-1])
+    here.keep_result("j", out)
+    assert not src.exists() and not out.exists()
+    assert there.local_file("j", "input").read_bytes() == blob and there.local_file("j", "nothing") is None
+    assert there.result_size("j") == len(blob)
+    if here.backend == "redis":
+        sizes = {k: here.client.memory_usage(k) for k in here.client.scan_iter("*")}
+        assert sizes and max(sizes.values()) < 16_384, sizes
     here.drop_files("j")
-    there.drop_local("j")
-    assert there.local_file("j", "input") is None and here.get("j") is not None
+    assert there.local_file("j", "input") is None and here.get("j") is not None and there.result_size("j")
 
 
 def test_leases_hand_each_unit_to_one_replica_in_order(make_jobs):
@@ -353,3 +362,29 @@ def test_a_lapsed_lease_is_taken_over_and_the_old_holder_learns_it(make_jobs):
     held = back.claim(VideoJob("m"))
     back.release(held)
     assert other.claim(VideoJob("m")).name == "s0"  # handed back: taken at once
+
+
+def test_a_tenants_job_limit_holds_when_replicas_accept_at_once(make_jobs):
+    """Eight replicas' threads record a job of one tenant at the same moment, with a limit of 2:
+    the count and the write are one store operation, so exactly two get in."""
+    from service.stores import VideoJob
+
+    stores = [make_jobs() for _ in range(8)]
+    go = threading.Barrier(len(stores))
+    accepted = []
+
+    def submit(i: int) -> None:
+        go.wait()
+        if stores[i].put(VideoJob(f"job{i}", tenant="acme", state="queued", created=float(i)), limit=2):
+            accepted.append(i)
+
+    threads = [threading.Thread(target=submit, args=(i,)) for i in range(len(stores))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(accepted) == 2, accepted
+    assert stores[0].put(VideoJob("other", tenant="beta", state="queued"), limit=2)  # another tenant's own count
+    done = stores[0].get(f"job{accepted[0]}")
+    stores[0].update(VideoJob(done.id, tenant="acme", state="done"))
+    assert stores[0].put(VideoJob("again", tenant="acme", state="queued"), limit=2)  # a finished one frees a place

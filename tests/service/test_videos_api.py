@@ -73,7 +73,8 @@ def test_a_job_runs_to_an_mp4_of_the_clips_frames_rate_size_and_audio(client):
     assert r.status_code == 200 and r.headers["content-type"] == "video/mp4"
     assert r.headers["accept-ranges"] == "bytes" and int(r.headers["content-length"]) == s["result_bytes"]
     assert decode(r.content) == (8, 12.0, (64, 48), {"video", "audio"})
-    assert work_files(client) == [f"{job['id']}.mp4"]  # the upload is gone, the result kept
+    # the upload and the segments go right after the job is marked done; the result is kept
+    wait_for(lambda: work_files(client) == [f"{job['id']}.mp4"], "the job's work files to go")
 
 
 def test_the_result_answers_range_requests(client):
@@ -115,10 +116,10 @@ def test_delete_cancels_a_running_job_and_removes_its_files(client):
 
 
 def test_finished_jobs_expire_with_their_results(make_client):
-    client = make_client(video_ttl=1)
+    client = make_client(video_ttl=3)  # long enough to see it done on a busy machine
     job = submit(client, clip()).json()
     assert wait(client, job["id"])["state"] == "done"
-    time.sleep(1.2)
+    time.sleep(3.2)
     assert client.get(f"/videos/{job['id']}").status_code == 404
     assert client.get(job["result_url"]).status_code == 404
     assert client.app.state.engine.videos.store.sweep() == 1
