@@ -9,7 +9,7 @@ CHECKOV := $(VENV)/checkov/bin/checkov
 JEMALLOC := $(firstword $(wildcard /usr/lib/x86_64-linux-gnu/libjemalloc.so.2 /usr/lib/aarch64-linux-gnu/libjemalloc.so.2))
 RUN_ENV := $(if $(JEMALLOC),LD_PRELOAD=$(JEMALLOC) MALLOC_CONF=dirty_decay_ms:-1$(,)muzzy_decay_ms:-1$(,)retain:true)
 
-.PHONY: install run test container-test calibrate corpus train bench load audit clean
+.PHONY: install run test container-test keys calibrate corpus train bench load audit clean
 
 install: $(STAMP)
 
@@ -31,6 +31,15 @@ run: $(STAMP)
 
 test: $(STAMP) $(CHECKOV)
 	$(RUN_ENV) $(PY) -m pytest -q --durations=15
+
+# docker compose's secrets: a tenant (NAME, default admin; its key printed once) in secrets/keys.toml,
+# readable by the container's user (it holds only SHA-256 digests), and a Redis password in .env
+keys: $(STAMP)
+	mkdir -p secrets
+	$(VENV)/bin/adain keys add $(or $(NAME),admin) $(if $(NAME),,--admin) --file secrets/keys.toml
+	chmod 644 secrets/keys.toml
+	grep -qs '^ADAIN_REDIS_PASSWORD=' .env || \
+	  echo "ADAIN_REDIS_PASSWORD=$$($(PY) -c 'import secrets; print(secrets.token_urlsafe(32))')" >> .env
 
 # the Dockerfile's images built with podman and run as docker-compose.yml runs them (root, ~6 min;
 # needs podman, runc and debootstrap from Debian; see tests/containers/images.py and check.py)

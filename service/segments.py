@@ -10,6 +10,14 @@ lease lapsed, and when what it needs is done: segment 0 needs nothing, later seg
 (``JobStore.swap_unit``), so of two replicas reaching for a unit one gets it, a replica whose
 lease was taken over learns so at its next renewal, and a done unit is never done again.
 
+Each take raises the unit's ``token`` (a fencing token: it only grows), and a unit's output file
+is named with the token of the lease that wrote it; the done unit records that token and readers
+open that file only. A holder that stalled, was taken over and wakes up writes a file nobody reads
+and fails its compare-and-set. A take of a lapsed lease (its replica died, perhaps killed by this
+very unit) and a failed render count as ``failures``; at ``max_failures`` the unit is not taken
+again and the job fails with the unit's last error (``Poisoned``): a clip that kills its renderer
+cannot kill every replica in turn for ever.
+
 Why leases in the job store rather than Redis Streams (XREADGROUP/XAUTOCLAIM) or a queue
 library: the same code runs on SQLite (the embedded default, one process), a unit's readiness
 depends on other units (a stream hands out entries in order, whatever they wait for), and the
@@ -45,6 +53,9 @@ class Unit:
     lease: float = 0.0  # unix time the lease lapses
     frames: int = 0  # frames written so far (a segment)
     rate: float = 0.0  # frames/s of the replica rendering it
+    token: int = 0  # takes so far: the fencing token of the lease (and of the file it wrote)
+    failures: int = 0  # takes that ended without the unit done or handed back
+    error: str = ""  # why the last one failed
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), separators=(",", ":"))
@@ -60,6 +71,15 @@ class Unit:
         except (ValueError, TypeError) as e:
             log.warning("video %s: unit %s holds a value that is not a unit (%s); it is done again", job_id, name, e)
             return None
+
+
+@dataclass(frozen=True)
+class Poisoned:
+    """A unit that failed ``max_failures`` times: its job fails with ``error``."""
+
+    name: str
+    failures: int
+    error: str
 
 
 @dataclass(frozen=True)
@@ -93,25 +113,32 @@ def _order(name: str) -> tuple[int, int]:
 
 
 class Leases:
-    def __init__(self, store: JobStore, replica: str, seconds: float) -> None:
-        self.store, self.replica, self.seconds = store, replica, seconds
+    def __init__(self, store: JobStore, replica: str, seconds: float, max_failures: int = 3) -> None:
+        self.store, self.replica, self.seconds, self.max_failures = store, replica, seconds, max_failures
 
     def read(self, job_id: str) -> tuple[dict[str, str], dict[str, Unit | None]]:
         stored = self.store.units(job_id)
         return stored, {name: Unit.parse(job_id, name, text) for name, text in stored.items()}
 
-    def claim(self, job: VideoJob) -> Lease | None:
-        """The first unit of ``job`` that may be taken now, taken; None when there is none."""
+    def claim(self, job: VideoJob) -> Lease | Poisoned | None:
+        """The first unit of ``job`` that may be taken now, taken; Poisoned when that unit has
+        failed too often; None when there is none."""
         stored, units = self.read(job.id)
         now = time.time()
         for name in sorted(units, key=_order):
-            unit = units[name]
-            takeable = unit is None or unit.state == "waiting" or (unit.state == "leased" and unit.lease < now)
-            if not takeable or not _ready(name, units):
+            unit = units[name] or Unit()  # a value that is not a unit is done again
+            lapsed = unit.state == "leased" and unit.lease < now
+            if not (unit.state == "waiting" or lapsed) or not _ready(name, units):
                 continue
-            if unit is not None and unit.state == "leased":
+            failures, error = unit.failures, unit.error
+            if lapsed:
                 log.warning("video %s: %s's lease on %s lapsed; taking it over", job.id, unit.replica, name)
-            mine = Unit("leased", self.replica, now + self.seconds)
+                failures += 1
+                error = f"the replica rendering {name} stopped without finishing it (it died or was killed)"
+            if failures >= self.max_failures:
+                return Poisoned(name, failures, error)
+            mine = Unit("leased", self.replica, now + self.seconds, token=unit.token + 1, failures=failures,
+                        error=error)
             if self.store.swap_unit(job.id, name, stored[name], value := mine.to_json()):
                 return Lease(job, name, mine, value)
         return None
@@ -128,11 +155,18 @@ class Leases:
 
     def release(self, lease: Lease) -> None:
         """Give the unit back undone (this replica is stopping): another takes it at once."""
-        if self._swap(lease, Unit()):
+        if self._swap(lease, replace(Unit(), token=lease.unit.token, failures=lease.unit.failures,
+                                     error=lease.unit.error)):
             log.info("video %s: %s handed back", lease.job.id, lease.name)
 
+    def fail(self, lease: Lease, error: str) -> None:
+        """Give the unit back as a failure: it is tried again until it has failed ``max_failures``
+        times (then the next claim says Poisoned)."""
+        self._swap(lease, replace(Unit(), token=lease.unit.token, failures=lease.unit.failures + 1, error=error))
+
     def finish(self, lease: Lease, frames: int = 0) -> bool:
-        return self._swap(lease, Unit("done", self.replica, 0.0, frames)) is not None
+        """Done, with the lease's token (its output file's); False when the lease is no longer ours."""
+        return self._swap(lease, Unit("done", self.replica, 0.0, frames, token=lease.unit.token)) is not None
 
 
 def progress(job: VideoJob, units: dict[str, Unit | None]) -> VideoJob:

@@ -126,6 +126,8 @@ class Settings(BaseSettings):
     video_files_dir: Path | None = Field(None, description="folder of video jobs' files (clips, segments, results); "
                                          "with Redis every replica must see the same one (a shared volume): Redis "
                                          "holds only the jobs' state; unset = state_dir/videos")
+    video_max_attempts: int = Field(3, ge=1, description="times a part of a video job may fail (its renderer raised, "
+                                    "or its replica died on it) before the job fails with the part's last error")
     video_ttl: float = Field(3600.0, gt=0, description="seconds a finished job and its MP4 are kept, then deleted")
     video_stale_seconds: float = Field(60.0, gt=0, description="a segment's lease: a replica renews it while it "
                                        "renders; one not renewed for this long (the replica stopped) is taken over")

@@ -8,7 +8,9 @@ unit is ready, tenants in turn, render it and put the result back in the store; 
 the last segment's ``join`` writes the MP4. A replica that stops (SIGTERM) hands its unit back; one
 that dies stops renewing its lease and another takes the unit over after
 ``ADAIN_VIDEO_STALE_SECONDS``. So a job fails only when its own data does (a damaged frame, with
-that reason) or on a bug, never because a replica went away.
+that reason), when a part of it has failed ``ADAIN_VIDEO_MAX_ATTEMPTS`` times (its renderer raised,
+or the replica rendering it died: a clip that kills its renderer fails, it does not take every
+replica down in turn), or when the files' volume is full; never because a replica went away.
 
 The threads run at a lower CPU priority than image requests (``_lower_priority``), so a long
 video does not starve ``/stylize``. Why threads in this process rather than RQ/Dramatiq workers:
@@ -18,6 +20,7 @@ process's image requests as equals."""
 from __future__ import annotations
 
 import asyncio
+import errno
 import json
 import logging
 import os
@@ -43,7 +46,8 @@ from model.video import Frames, VideoInfo, VideoLimits, clip_codes, output_size,
 from service.errors import Busy, Cancelled, NotFound, TooManyRequests
 from service.forms import VideoForm
 from service.ids import is_job_id
-from service.segments import JOIN, TRACK, Lease, Leases, new_units, progress, segment_index, segment_name
+from service.segments import (JOIN, TRACK, Lease, Leases, Poisoned, new_units, progress, segment_index,
+                              segment_name)
 from service.settings import Settings
 from service.stores import JobStore, StoreDown, VideoJob
 from service.stores.jobs import ACTIVE
@@ -65,7 +69,7 @@ class VideoJobs:
         self.settings = settings
         self.store = store
         self.replica = settings.replica
-        self.leases = Leases(store, self.replica, settings.video_stale_seconds)
+        self.leases = Leases(store, self.replica, settings.video_stale_seconds, settings.video_max_attempts)
         self.limits = VideoLimits(settings.max_video_seconds, settings.max_video_pixels, settings.max_image_pixels,
                                   settings.max_video_frames, settings.max_video_fps)
         self.stylizer: Stylizer | None = None
@@ -232,6 +236,10 @@ class VideoJobs:
             if self._closing.is_set():
                 return None
             lease = self.leases.claim(job)
+            if isinstance(lease, Poisoned):
+                self._fail(job, f"{lease.name} failed {lease.failures} times (ADAIN_VIDEO_MAX_ATTEMPTS); the last "
+                                f"time: {lease.error}")
+                continue
             if lease is not None:
                 self._served[job.tenant] += 1
                 if job.state == "queued":
@@ -248,7 +256,7 @@ class VideoJobs:
             if lease.name == TRACK:
                 self._track(held)
             elif lease.name == JOIN:
-                self._join(lease)
+                self._join(held)
             else:
                 self._segment(held)
         except Released:
@@ -260,15 +268,24 @@ class VideoJobs:
         except StoreDown as e:
             log.error("video %s: the job store is down (%s); %s will be taken up again", job.id, e.detail,
                       lease.name)
-        except Exception:
-            log.exception("video %s: %s failed", job.id, lease.name)
-            self._fail(job, "internal error while rendering; it has been logged")
+        except Exception as e:
+            if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):  # no retry can succeed
+                self._fail(job, f"the video files' volume is full ({e.strerror}); nothing more can be written")
+            else:  # a bug, or what this unit's data does to the renderer: tried again, then the job fails
+                log.exception("video %s: %s failed", job.id, lease.name)
+                self._give_back_failed(held.lease, e)
         finally:
             with self._lock:
                 self._working[job.id] -= 1
                 if not self._working[job.id]:
                     del self._working[job.id]
                     self._cancel.pop(job.id, None)
+
+    def _give_back_failed(self, lease: Lease, e: Exception) -> None:
+        try:
+            self.leases.fail(lease, f"{type(e).__name__}: {e}"[:300])
+        except StoreDown as down:
+            log.error("video %s: could not record the failure of %s (%s)", lease.job.id, lease.name, down.detail)
 
     def _file(self, job: VideoJob, name: str) -> Path:
         path = self.store.local_file(job.id, name)
@@ -279,13 +296,29 @@ class VideoJobs:
     def _segments(self, job: VideoJob) -> list[Segment]:
         return split(job.frames_total, job.segment_frames, WARMUP)
 
+    def _output(self, held: Holding, name: str, part: Path) -> None:
+        """Commit ``part`` as the unit's output, fenced: named with the lease's token (the done unit
+        records it; readers open that file only), then the unit done; a holder taken over meanwhile
+        fails the swap and its file goes."""
+        token = held.lease.unit.token
+        self.store.put_file(held.lease.job.id, f"{name}.{token}", part)
+        if not self.leases.finish(held.lease, held.frames):
+            self.store.work_path(held.lease.job.id, f".{name}.{token}").unlink(missing_ok=True)
+            raise Cancelled()
+
+    def _done_file(self, job: VideoJob, units: dict, name: str, suffix: str = "") -> Path:
+        """The output of the done unit ``name``: the file of the token it was done with."""
+        return self._file(job, f"{name}{suffix}.{units[name].token}")
+
     def _track(self, held: Holding) -> None:
         job = held.lease.job
         motions = track(self._file(job, "input"), (job.width, job.height), self._segments(job), self.limits, held.check)
         path = self.store.work_path(job.id, f".track.{self.replica_tag}.new")
-        path.write_text(json.dumps(motions))
-        self.store.put_file(job.id, "track", path)
-        self.leases.finish(held.lease)
+        try:
+            path.write_text(json.dumps(motions))
+            self._output(held, TRACK, path)
+        finally:
+            path.unlink(missing_ok=True)
 
     def _segment(self, held: Holding) -> None:
         lease = held.lease
@@ -294,28 +327,33 @@ class VideoJobs:
         code, _ = codec.decode(self._file(job, "codes").read_bytes())
         motion = None
         if job.stabilize and segment.warm > 0:
-            motion = json.loads(self._file(job, "track").read_text())[index]
+            motion = json.loads(self._done_file(job, self.leases.read(job.id)[1], TRACK).read_text())[index]
         frames = Frames(self.stylizer, [], Options(alpha=job.alpha, color_match=job.color_match),
                         Stabilizer() if job.stabilize else None, codes=(code,))
         part = self.store.work_path(job.id, f".{lease.name}.{self.replica_tag}.mp4")
         try:
             size = (job.width, job.height)
-            n = encode(render_segment(frames, self._file(job, "input"), size, segment, motion, self.limits,
-                                      held.check), part, size, _fraction(job.fps))
-            self.store.put_file(job.id, f"{lease.name}.mp4", part)
+            held.frames = encode(render_segment(frames, self._file(job, "input"), size, segment, motion, self.limits,
+                                                held.check), part, size, _fraction(job.fps))
+            self._output(held, f"{lease.name}.mp4", part)
         finally:
             part.unlink(missing_ok=True)
-        self.leases.finish(held.lease, n)
-        log.info("video %s: %s done (%d frames)", job.id, lease.name, n)
+        log.info("video %s: %s done (%d frames)", job.id, lease.name, held.frames)
 
-    def _join(self, lease: Lease) -> None:
-        job = lease.job
+    def _join(self, held: Holding) -> None:
+        """The segments the done units name (by token) into the result. The lease is renewed
+        after the join and the result renamed in only while it is still ours; every holder joins
+        the same fenced segments, and a rename is whole or nothing."""
+        job = held.lease.job
         _, units = self.leases.read(job.id)
-        parts = [self._file(job, f"{segment_name(i)}.mp4") for i in range(job.segments_total)]
+        parts = [self._done_file(job, units, segment_name(i), ".mp4") for i in range(job.segments_total)]
         out = self.store.work_path(job.id, f".{self.replica_tag}.mp4.part")
         try:
             frames = join(parts, self._file(job, "input"), out)
+            held.renew()
             size = self.store.keep_result(job.id, out)
+            if not self.leases.finish(held.lease, frames):
+                raise Cancelled()
         finally:
             out.unlink(missing_ok=True)
         done = progress(job, units)
@@ -370,6 +408,7 @@ class Holding:
     def __init__(self, jobs: VideoJobs, lease: Lease) -> None:
         self.jobs, self.lease = jobs, lease
         self.start = self.renewed = time.monotonic()
+        self.frames = 0  # written so far
 
     def check(self, frames: int) -> None:
         if self.jobs._closing.is_set():
@@ -377,13 +416,18 @@ class Holding:
         event = self.jobs._cancel.get(self.lease.job.id)
         if event is not None and event.is_set():
             raise Cancelled()
+        self.frames = frames
+        if time.monotonic() - self.renewed >= REPORT_EVERY:
+            self.renew()
+
+    def renew(self) -> None:
+        """Renew the lease now; Cancelled when it is no longer ours."""
         t = time.monotonic()
-        if t - self.renewed >= REPORT_EVERY:
-            self.renewed = t
-            lease = self.jobs.leases.renew(self.lease, frames, frames / max(t - self.start, 1e-6))
-            if lease is None:
-                raise Cancelled()
-            self.lease = lease
+        self.renewed = t
+        lease = self.jobs.leases.renew(self.lease, self.frames, self.frames / max(t - self.start, 1e-6))
+        if lease is None:
+            raise Cancelled()
+        self.lease = lease
 
 
 def _fraction(fps: float) -> Fraction:

@@ -57,8 +57,8 @@ def test_compose_volume_sources_exist():
                 assert source in named, f"{source} is not a declared volume"
                 continue
             path = (REPO / source).resolve()
-            # data/ and runs/ are the user's (created by the corpus tool and training), never committed
-            assert path.exists() or f"{Path(source).name}/" in ignored, source
+            # data/, runs/ and secrets/ are the user's (the corpus tool, training, make keys), never committed
+            assert path.exists() or f"{Path(source).name}/" in ignored or f"{Path(source).parts[0]}/" in ignored, source
 
 
 def test_healthchecks_hit_real_endpoints():
@@ -89,3 +89,15 @@ def test_nginx_accepts_the_rendered_config(tmp_path):
     r = check_config(render(tmp_path, 8089, "127.0.0.1:8000"))
     assert r.returncode == 0, r.stderr
     assert "test is successful" in r.stderr
+
+
+def test_compose_is_safe_as_shipped():
+    """Keys and a Redis password are required (make keys writes them); Redis has protected mode."""
+    api, redis = COMPOSE["services"]["api"], COMPOSE["services"]["redis"]
+    assert api["environment"]["ADAIN_KEYS_FILE"] == "/etc/adain/keys.toml"
+    assert "./secrets/keys.toml:/etc/adain/keys.toml:ro" in api["volumes"]
+    assert api["environment"]["ADAIN_REDIS_URL"].startswith("redis://:${ADAIN_REDIS_PASSWORD:?")
+    command = redis["command"]
+    assert command[command.index("--requirepass") + 1].startswith("${ADAIN_REDIS_PASSWORD:?")
+    assert command[command.index("--protected-mode") + 1] == "yes"
+    assert command[command.index("--maxmemory-policy") + 1] == "noeviction"

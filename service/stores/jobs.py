@@ -3,8 +3,10 @@ every replica can read them, until they expire.
 
 A record is JSON (our own fields; never pickle). ``update`` writes only a record that still
 exists, so a DELETE from any replica wins over the worker's next progress report, and the worker
-learns from that report that it should stop. Expiry: a record and its MP4 live ``ttl`` seconds
-after the last write (Redis expires them itself; SQLite records carry the time and are swept).
+learns from that report that it should stop. Expiry: a job queued or running never expires (it
+was accepted with a 202: however long it waits, it is done); once it has ended, its record and
+MP4 live ``ttl`` seconds (Redis expires the record itself; SQLite records carry the time and are
+swept; the files of a job whose record is gone are swept).
 A job belongs to the tenant that submitted it (records from before tenants: ``local``); who may
 see it is decided by ``service.tenants.may_access``."""
 
@@ -97,6 +99,10 @@ class JobStore(ABC):
     def __init__(self, folder: Path, ttl: float) -> None:
         self.folder = folder
         self.ttl = ttl
+
+    def expires(self, job: VideoJob) -> float | None:
+        """Unix time the record expires: ``ttl`` after it ended, never while it is active."""
+        return None if job.state in ACTIVE else now() + self.ttl
 
     def work_path(self, job_id: str, suffix: str) -> Path:
         self.folder.mkdir(parents=True, exist_ok=True)

@@ -35,8 +35,9 @@ PREFIX = "adain:"
 # (noeviction) instead of letting it past its first write: without flags a script that has written
 # once may go on writing whatever the memory
 WRITES = "#!lua\n"
-# a new job, only while its tenant has fewer than ARGV[6] active (queued, running) jobs among the
-# active index KEYS[2]; the records are read under the key prefix ARGV[7] (one Redis, not a cluster)
+# a new (queued, so never expiring) job, only while its tenant has fewer than ARGV[6] active
+# (queued, running) jobs among the active index KEYS[2]; the records are read under the key prefix
+# ARGV[7] (one Redis, not a cluster); ARGV[2] is unused
 PUT_WITHIN = WRITES + """
 local n = 0
 for _, id in ipairs(redis.call('ZRANGE', KEYS[2], 0, -1)) do
@@ -47,7 +48,7 @@ for _, id in ipairs(redis.call('ZRANGE', KEYS[2], 0, -1)) do
   end
 end
 if n >= tonumber(ARGV[6]) then return 0 end
-redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+redis.call('SET', KEYS[1], ARGV[1])
 redis.call('ZADD', KEYS[2], ARGV[3], ARGV[4])
 return 1
 """
@@ -230,15 +231,14 @@ SWAP = WRITES + """
 if redis.call('EXISTS', KEYS[2]) == 0 then return -1 end
 if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then return 0 end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
-for _, key in ipairs({KEYS[1], KEYS[2]}) do redis.call('EXPIRE', key, ARGV[4]) end
 return 1
 """
 
 
 class RedisJobs(JobStore):
     """Video jobs' state in Redis: ``adain:video:{id}`` holds the record (JSON), ``:units`` its
-    units of work (a hash); both expire ``ttl`` s after the last write, so Redis itself forgets old
-    jobs. ``adain:videos:active`` lists the unfinished ones (a sorted set by creation time). The
+    units of work (a hash, dropped when the job ends); a record expires ``ttl`` s after its job
+    ended (never while queued or running), so Redis itself forgets old jobs. ``adain:videos:active`` lists the unfinished ones (a sorted set by creation time). The
     files are in the shared ``folder`` (JobStore), swept by the replicas when their job is gone."""
 
     backend = "redis"
@@ -254,18 +254,22 @@ class RedisJobs(JobStore):
     def key(self, job_id: str) -> str:
         return f"{PREFIX}video:{job_id}"
 
+    def _ex(self, job: VideoJob) -> int | None:
+        return None if self.expires(job) is None else self.ex
+
     def units_key(self, job_id: str) -> str:
         return self.key(job_id) + ":units"
 
     def put(self, job: VideoJob, limit: int | None = None) -> bool:
         if limit is not None:  # counted and written in one script: replicas cannot all pass the count
+            # a new job is queued: it does not expire (PUT_WITHIN sets no expiry)
             return call(lambda: self._put_within(keys=[self.key(job.id), self.active_key],
-                                                 args=[job.to_json(), self.ex, job.created, job.id, job.tenant,
+                                                 args=[job.to_json(), 0, job.created, job.id, job.tenant,
                                                        limit, self.key("")])) == 1
 
         def run() -> None:
             pipe = self.client.pipeline(transaction=True)
-            pipe.set(self.key(job.id), job.to_json(), ex=self.ex)
+            pipe.set(self.key(job.id), job.to_json(), ex=self._ex(job))
             self._mark(pipe, job)
             pipe.execute()
 
@@ -281,7 +285,7 @@ class RedisJobs(JobStore):
     def update(self, job: VideoJob) -> bool:
         def run() -> bool:
             pipe = self.client.pipeline(transaction=True)
-            pipe.set(self.key(job.id), job.to_json(), ex=self.ex, xx=True)
+            pipe.set(self.key(job.id), job.to_json(), ex=self._ex(job), xx=True)  # no ex: no expiry
             written = pipe.execute()[0]
             if written or job.state not in ACTIVE:
                 pipe = self.client.pipeline(transaction=True)
@@ -315,7 +319,7 @@ class RedisJobs(JobStore):
             if not ids:
                 return ids
             gone = [i for i, there in zip(ids, self._exist(ids)) if not there]
-            if gone:  # expired while unfinished (every replica was away): no longer anyone's work
+            if gone:  # deleted (the record is gone): no longer anyone's work
                 self.client.zrem(self.active_key, *gone)
             return [i for i in ids if i not in gone]
 
@@ -328,16 +332,14 @@ class RedisJobs(JobStore):
         return [bool(n) for n in pipe.execute()]
 
     def put_units(self, job_id: str, units: dict[str, str]) -> None:
-        key = self.units_key(job_id)
-        call(lambda: self.client.pipeline(transaction=True).hset(key, mapping=units).expire(key, self.ex).execute())
+        call(lambda: self.client.hset(self.units_key(job_id), mapping=units))  # dropped when the job ends
 
     def units(self, job_id: str) -> dict[str, str]:
         raw = call(lambda: self.client.hgetall(self.units_key(job_id)))
         return {k.decode(): v.decode() for k, v in raw.items()}
 
     def swap_unit(self, job_id: str, name: str, old: str, new: str) -> bool:
-        return call(lambda: self._swap(keys=[self.units_key(job_id), self.key(job_id)],
-                                       args=[name, old, new, self.ex])) == 1
+        return call(lambda: self._swap(keys=[self.units_key(job_id), self.key(job_id)], args=[name, old, new])) == 1
 
     def close(self) -> None:
         self.client.close()

@@ -161,6 +161,7 @@ UNITS_SCHEMA = """CREATE TABLE IF NOT EXISTS units (
     value TEXT NOT NULL,             -- service/segments.py Unit as JSON
     PRIMARY KEY (job, name)
 )"""
+NEVER = 1e18  # the expiry of a job that has not ended (unix time, ~3e10 years on)
 IS_ACTIVE = f"expires > ? AND json_extract(value, '$.state') IN ({', '.join('?' * len(ACTIVE))})"
 ACTIVE_JOBS = f"SELECT id FROM jobs WHERE {IS_ACTIVE} ORDER BY json_extract(value, '$.created')"
 # a new job only while its tenant has fewer than a limit active: one statement, so SQLite runs the
@@ -195,25 +196,24 @@ class SQLiteJobs(SQLiteFile, JobStore):
         return dict(self._execute("SELECT name, value FROM units WHERE job = ?", (job_id,))[0])
 
     def swap_unit(self, job_id: str, name: str, old: str, new: str) -> bool:
-        t = now()
-        swapped = self._execute("UPDATE units SET value = ? WHERE job = ? AND name = ? AND value = ? AND EXISTS "
-                                "(SELECT 1 FROM jobs WHERE id = ? AND expires > ?)",
-                                (new, job_id, name, old, job_id, t))[1] > 0
-        if swapped:
-            self._execute("UPDATE jobs SET expires = ? WHERE id = ?", (t + self.ttl, job_id))
-        return swapped
+        return self._execute("UPDATE units SET value = ? WHERE job = ? AND name = ? AND value = ? AND EXISTS "
+                             "(SELECT 1 FROM jobs WHERE id = ? AND expires > ?)",
+                             (new, job_id, name, old, job_id, now()))[1] > 0
+
+    def _expires(self, job: VideoJob) -> float:
+        return self.expires(job) or NEVER
 
     def put(self, job: VideoJob, limit: int | None = None) -> bool:
         if limit is None:
             self._execute("INSERT OR REPLACE INTO jobs (id, value, expires) VALUES (?, ?, ?)",
-                          (job.id, job.to_json(), now() + self.ttl))
+                          (job.id, job.to_json(), self._expires(job)))
             return True
-        return self._execute(PUT_WITHIN, (job.id, job.to_json(), now() + self.ttl, now(), *ACTIVE, job.tenant,
+        return self._execute(PUT_WITHIN, (job.id, job.to_json(), self._expires(job), now(), *ACTIVE, job.tenant,
                                           limit))[1] > 0
 
     def update(self, job: VideoJob) -> bool:
         return self._execute("UPDATE jobs SET value = ?, expires = ? WHERE id = ? AND expires > ?",
-                             (job.to_json(), now() + self.ttl, job.id, now()))[1] > 0
+                             (job.to_json(), self._expires(job), job.id, now()))[1] > 0
 
     def get(self, job_id: str) -> VideoJob | None:
         rows = self._execute("SELECT value FROM jobs WHERE id = ? AND expires > ?", (job_id, now()))[0]

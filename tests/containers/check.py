@@ -29,6 +29,7 @@ import argparse
 import io
 import json
 import os
+import secrets
 import shutil
 import socket
 import subprocess
@@ -113,12 +114,13 @@ def png(width: int, height: int, seed: int) -> bytes:
     return buf.getvalue()
 
 
-def stylize(base: str, **fields: str) -> tuple[int, int]:
+def stylize(base: str, key: str | None = None, **fields: str) -> tuple[int, int]:
     """A 160x120 content, content_size 0 (kept): the PNG that comes back must be 160x120."""
     files = {"content": ("c.png", png(160, 120, 1), "image/png")}
     if "style_id" not in fields:
         files["style"] = ("s.png", png(96, 96, 2), "image/png")
-    r = httpx.post(f"{base}/stylize", files=files, data={"content_size": "0", **fields}, timeout=120)
+    r = httpx.post(f"{base}/stylize", files=files, data={"content_size": "0", **fields}, timeout=120,
+                   headers={"X-API-Key": key} if key else None)
     check(r.status_code == 200, f"/stylize: {r.status_code} {r.text[:300]}")
     check(r.headers["content-type"] == "image/png", f"/stylize content-type {r.headers['content-type']}")
     image = Image.open(io.BytesIO(r.content))
@@ -127,9 +129,9 @@ def stylize(base: str, **fields: str) -> tuple[int, int]:
     return image.size
 
 
-def register(base: str) -> str:
+def register(base: str, key: str | None = None) -> str:
     r = httpx.post(f"{base}/styles", files={"style": ("s.png", png(80, 80, 3), "image/png")},
-                   data={"name": "container check"}, timeout=60)
+                   data={"name": "container check"}, timeout=60, headers={"X-API-Key": key} if key else None)
     check(r.status_code == 201, f"POST /styles: {r.status_code} {r.text[:300]}")
     return r.json()["id"]
 
@@ -247,9 +249,23 @@ def train() -> str:
 # --------------------------------------------------------------------------------------- compose
 
 def compose_env(port: int) -> dict[str, str]:
-    """The variables a user sets to run the compose file on local images."""
+    """The variables a user sets to run the compose file on local images (the Redis password as
+    `make keys` puts it in .env)."""
     return {**os.environ, "PYTHON_IMAGE": PYTHON, "NGINX_IMAGE": NGINX, "REDIS_IMAGE": REDIS,
-            "ADAIN_WEB_PORT": str(port), "COMPOSE_PROJECT_NAME": PROJECT}
+            "ADAIN_WEB_PORT": str(port), "COMPOSE_PROJECT_NAME": PROJECT,
+            "ADAIN_REDIS_PASSWORD": secrets.token_urlsafe(24)}
+
+
+def compose_key() -> str:
+    """A tenant in secrets/keys.toml as `make keys` makes it (digests only, readable by the
+    container's user); its key."""
+    from service.tenants import add_key
+
+    path = REPO / "secrets" / "keys.toml"
+    path.parent.mkdir(exist_ok=True)
+    key = add_key(path, f"container-check-{secrets.token_hex(4)}", admin=True)  # beside the user's own tenants
+    path.chmod(0o644)
+    return key
 
 
 def compose(env: dict[str, str], *args: str, **kw) -> subprocess.CompletedProcess:
@@ -271,7 +287,7 @@ def served_stylize(container: str) -> int:
 def compose_stack(keep: bool) -> str:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    env = compose_env(port)
+    env, key = compose_env(port), compose_key()
     compose(env, "down", "-v", check=False)
     try:
         t0 = time.monotonic()
@@ -284,8 +300,10 @@ def compose_stack(keep: bool) -> str:
         check(page.status_code == 200 and "<html" in page.text, f"page through nginx: {page.status_code}")
         check("nosniff" in page.headers.get("x-content-type-options", ""), "nginx's headers missing")
         check(httpx.get(f"{base}/readyz").json()["store"] == "redis", "the api is not on Redis")
-        stylize(base)
-        style_id = register(base)
+        anonymous = httpx.post(f"{base}/styles", files={"style": ("s.png", png(8, 8, 4), "image/png")}, timeout=60)
+        check(anonymous.status_code == 401, f"compose answers a caller without a key: {anonymous.status_code}")
+        stylize(base, key)
+        style_id = register(base, key)
 
         compose(env, "up", "-d", "--scale", "api=2")
         names = api_containers()
@@ -301,7 +319,7 @@ def compose_stack(keep: bool) -> str:
             check(health.returncode == 0, f"{name} never healthy")
         before = {n: served_stylize(n) for n in names}
         for _ in range(6):
-            stylize(base, style_id=style_id)  # registered once, before the second replica existed
+            stylize(base, key, style_id=style_id)  # registered once, before the second replica existed
         served = {n: served_stylize(n) - before[n] for n in names}
         check(all(v > 0 for v in served.values()), f"stylizations per replica {served}: one replica got none")
         return (f"stack ready {ready:.0f} s after `up`; scaled to {len(names)} api replicas, "

@@ -388,3 +388,38 @@ def test_a_tenants_job_limit_holds_when_replicas_accept_at_once(make_jobs):
     done = stores[0].get(f"job{accepted[0]}")
     stores[0].update(VideoJob(done.id, tenant="acme", state="done"))
     assert stores[0].put(VideoJob("again", tenant="acme", state="queued"), limit=2)  # a finished one frees a place
+
+
+def test_a_job_expires_from_its_end_never_while_queued_or_running(make_jobs):
+    from service.stores import VideoJob
+
+    store = make_jobs(ttl=1)
+    store.put(VideoJob("q", state="queued"))
+    store.put(VideoJob("r", state="queued"))
+    assert store.update(VideoJob("r", state="running"))
+    time.sleep(1.3)
+    assert store.get("q") is not None and store.get("r") is not None and sorted(store.active()) == ["q", "r"]
+    assert store.update(VideoJob("r", state="done"))
+    time.sleep(1.3)
+    assert store.get("r") is None and store.get("q") is not None and store.active() == ["q"]
+
+
+def test_a_unit_that_keeps_failing_is_poisoned_and_a_stalled_holder_is_fenced(make_jobs):
+    from service.segments import Leases, Poisoned, new_units
+    from service.stores import VideoJob
+
+    store = make_jobs()
+    job = VideoJob("p", state="queued")
+    store.put(job)
+    store.put_units("p", new_units(1, track=False))
+    here, stalled = Leases(store, "here", 60, max_failures=3), Leases(store, "stalled", -1, max_failures=3)
+    old = stalled.claim(job)  # its lease lapses at once: as a replica that hangs, or dies, on the unit
+    taken = here.claim(job)
+    assert (old.unit.token, taken.unit.token) == (1, 2) and taken.unit.failures == 1
+    assert "stopped without finishing" in taken.unit.error
+    assert not stalled.finish(old, 8) and stalled.renew(old, 8, 1.0) is None  # fenced: its token is stale
+    here.fail(taken, "RuntimeError: frame 5")
+    again = here.claim(job)
+    assert (again.unit.token, again.unit.failures, again.unit.error) == (3, 2, "RuntimeError: frame 5")
+    here.fail(again, "RuntimeError: frame 5")
+    assert here.claim(job) == Poisoned("s0", 3, "RuntimeError: frame 5")  # not taken a fourth time

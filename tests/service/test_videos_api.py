@@ -273,3 +273,62 @@ def test_video_routes_need_the_api_key_when_keys_are_set(make_client):
     assert r.status_code == 202
     assert client.get(r.json()["status_url"], headers={"X-API-Key": "k1"}).status_code == 200
 
+
+
+def test_a_clip_that_makes_the_renderer_raise_fails_after_its_attempts(make_client, monkeypatch):
+    """Frame 5 of the clip makes the renderer raise: the segment is tried ADAIN_VIDEO_MAX_ATTEMPTS
+    times, then the job fails with the segment's last error; the replica serves the next job."""
+    import service.videos
+
+    real, tries = service.videos.render_segment, []
+
+    def poisoned(frames, src, size, segment, *a, **kw):
+        tries.append(segment)
+        for i, out in enumerate(real(frames, src, size, segment, *a, **kw)):
+            if i == 5:
+                raise RuntimeError("frame 5 breaks the decoder")
+            yield out
+
+    monkeypatch.setattr(service.videos, "render_segment", poisoned)
+    client = make_client(video_segment_frames=60, video_max_attempts=3)
+    s = wait(client, submit(client, clip(64, 48, 20)).json()["id"])
+    assert s["state"] == "failed" and len(tries) == 3, (s, len(tries))
+    assert "failed 3 times" in s["error"] and "RuntimeError: frame 5 breaks the decoder" in s["error"]
+    monkeypatch.setattr(service.videos, "render_segment", real)
+    assert wait(client, submit(client, clip()).json()["id"])["state"] == "done"
+
+
+def test_a_segment_whose_replicas_keep_dying_fails_the_job(make_client):
+    """Its lease lapsed a third time (the replicas rendering it died, as a clip that kills its
+    renderer's process makes them): the job fails, it is not handed to yet another replica."""
+    client = make_client(video_segment_frames=8, replica_id="here", video_max_attempts=3)
+    job = held(client)
+    set_unit(client, job["id"], "s0", '{"state":"leased","replica":"gone:1","lease":1.0,"token":2,"failures":2}')
+    go(client)
+    s = wait(client, job["id"])
+    assert s["state"] == "failed" and "s0 failed 3 times" in s["error"] and "died or was killed" in s["error"], s
+
+
+def test_a_queued_job_does_not_expire(make_client):
+    """Accepted with a 202, a job waits as long as it must: the TTL counts from its end."""
+    client = make_client(video_ttl=1)
+    job = held(client)  # no video thread: it stays queued
+    time.sleep(1.5)
+    assert client.get(f"/videos/{job['id']}").json()["state"] == "queued"
+    go(client)
+    assert wait(client, job["id"])["state"] == "done"
+
+
+def test_a_full_volume_fails_the_job_once_with_a_clear_error(make_client, monkeypatch):
+    import errno
+
+    client = make_client()
+    store, calls = client.app.state.engine.videos.store, []
+
+    def full(job_id, path):
+        calls.append(job_id)
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(store, "keep_result", full)
+    s = wait(client, submit(client, clip()).json()["id"])
+    assert s["state"] == "failed" and "volume is full" in s["error"] and len(calls) == 1, (s, calls)
