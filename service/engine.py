@@ -26,7 +26,6 @@ import torch
 from PIL import Image
 
 from model.adain import StyleCode, mix, normalise_weights
-from model.errors import ImageTooLarge
 from model.images import OUTPUT_FORMATS, encode_image, open_image, png_chunks, resize_shorter, scaled_size
 from model.plan import Options
 from model.stylizer import Stylizer
@@ -45,7 +44,7 @@ from service.registry import StyleRegistry
 from service.settings import Settings
 from service.stores import StoreDown, StyleEntry, VideoJob, open_job_store, open_style_store
 from service.tenants import Caller, Tenants
-from service.uploads import Upload, check_declared, declared_size, decode
+from service.uploads import Upload, check_declared, check_size, declared_size, decode
 from service.videos import VideoJobs
 
 log = logging.getLogger("adain.service")
@@ -329,10 +328,8 @@ class Engine:
         """One stream frame through the model queue, in ``caller``'s turn: a JPEG."""
         def job(turn: Turn) -> bytes:
             img = open_image(data, max_pixels=self.settings.max_stream_pixels)
-            w, h = scaled_size(img.size, size)  # a very wide frame grows on its long side too
-            if w * h > self.settings.max_stream_pixels:
-                raise ImageTooLarge(f"at content_size {size} this {img.width}x{img.height} frame would be {w}x{h} "
-                                    f"= {w * h} pixels; the limit is {self.settings.max_stream_pixels}")
+            check_size(f"this {img.width}x{img.height} frame", img.size, size, self.settings.max_stream_pixels,
+                       "ADAIN_MAX_STREAM_PIXELS")
             out = frames(np.asarray(resize_shorter(img, size)))
             return encode_image(Image.fromarray(out), "jpeg", jpeg_quality=STREAM_JPEG_QUALITY)
 

@@ -80,12 +80,12 @@ def declared_size(upload: Upload) -> tuple[int, int] | None:
         return None
 
 
-def check_size(upload: Upload, size: tuple[int, int], shorter_side: int, limit: int, setting: str) -> None:
-    """413 when ``upload`` (``size`` pixels) would be more than ``limit`` pixels at ``shorter_side``
-    (0: as it is): an upscale is bounded as much as an upload."""
+def check_size(label: str, size: tuple[int, int], shorter_side: int, limit: int, setting: str) -> None:
+    """413 when an image of ``size`` (``label`` names it) would be more than ``limit`` pixels at
+    ``shorter_side`` (0: as it is): an upscale is bounded as much as an upload, long side too."""
     w, h = scaled_size(size, shorter_side)
     if w * h > limit:
-        raise TooLarge(f"{upload.label}: at shorter side {shorter_side or min(size)} it would be {w}x{h} = "
+        raise TooLarge(f"{label}: at shorter side {shorter_side or min(size)} it would be {w}x{h} = "
                        f"{w * h} pixels; the limit is {limit} ({setting}): ask for a smaller size")
 
 
@@ -100,7 +100,7 @@ def check_declared(upload: Upload, settings: Settings, shorter_side: int, style:
     """The size check from the header alone (no pixel decoded), before a request is queued."""
     size = declared_size(upload)
     if size is not None:
-        check_size(upload, size, shorter_side, *limit_for(settings, style))
+        check_size(upload.label, size, shorter_side, *limit_for(settings, style))
 
 
 def decode(upload: Upload, settings: Settings, shorter_side: int | None, style: bool = False) -> Image.Image:
@@ -114,5 +114,5 @@ def decode(upload: Upload, settings: Settings, shorter_side: int | None, style: 
     except ImageTooLarge as e:
         raise ImageTooLarge(f"{upload.label}: {e} (ADAIN_MAX_IMAGE_PIXELS)") from None
     if shorter_side is not None:
-        check_size(upload, img.size, shorter_side, *limit_for(settings, style))
+        check_size(upload.label, img.size, shorter_side, *limit_for(settings, style))
     return img

@@ -21,6 +21,7 @@ from collections.abc import Collection, Iterator
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
+from service.ids import is_job_id
 from service.tenants import LOCAL
 
 log = logging.getLogger("adain.store")
@@ -202,7 +203,8 @@ class JobStore(ABC):
             try:
                 if job_id in busy or path.stat().st_mtime > quiet:
                     continue
-                if job_id in gone or self.get(job_id) is None:  # an upload's name is no job's id: gone too
+                # an upload's name is no job's id (never made into a store key): gone too
+                if job_id in gone or not is_job_id(job_id) or self.get(job_id) is None:
                     path.unlink()
                     gone.add(job_id)
             except FileNotFoundError:

@@ -35,21 +35,23 @@ PREFIX = "adain:"
 # (noeviction) instead of letting it past its first write: without flags a script that has written
 # once may go on writing whatever the memory
 WRITES = "#!lua\n"
-# a new (queued, so never expiring) job, only while its tenant has fewer than ARGV[6] active
-# (queued, running) jobs among the active index KEYS[2]; the records are read under the key prefix
-# ARGV[7] (one Redis, not a cluster); ARGV[2] is unused
+# KEYS: the new job's record, the active index; ARGV: the record, its created time, its id, its
+# tenant, the limit, the records' key prefix (one Redis, not a cluster), then the active states.
+# The job is written (queued, so without expiry) only while its tenant has fewer than the limit.
 PUT_WITHIN = WRITES + """
+local active = {}
+for i = 7, #ARGV do active[ARGV[i]] = true end
 local n = 0
 for _, id in ipairs(redis.call('ZRANGE', KEYS[2], 0, -1)) do
-  local value = redis.call('GET', ARGV[7] .. id)
+  local value = redis.call('GET', ARGV[6] .. id)
   if value then
     local job = cjson.decode(value)
-    if job.tenant == ARGV[5] and (job.state == 'queued' or job.state == 'running') then n = n + 1 end
+    if job.tenant == ARGV[4] and active[job.state] then n = n + 1 end
   end
 end
-if n >= tonumber(ARGV[6]) then return 0 end
+if n >= tonumber(ARGV[5]) then return 0 end
 redis.call('SET', KEYS[1], ARGV[1])
-redis.call('ZADD', KEYS[2], ARGV[3], ARGV[4])
+redis.call('ZADD', KEYS[2], ARGV[2], ARGV[3])
 return 1
 """
 SCHEMA = 2
@@ -238,8 +240,9 @@ return 1
 class RedisJobs(JobStore):
     """Video jobs' state in Redis: ``adain:video:{id}`` holds the record (JSON), ``:units`` its
     units of work (a hash, dropped when the job ends); a record expires ``ttl`` s after its job
-    ended (never while queued or running), so Redis itself forgets old jobs. ``adain:videos:active`` lists the unfinished ones (a sorted set by creation time). The
-    files are in the shared ``folder`` (JobStore), swept by the replicas when their job is gone."""
+    ended (never while queued or running), so Redis itself forgets old jobs.
+    ``adain:videos:active`` lists the unfinished ones (a sorted set by creation time). The files are
+    in the shared ``folder`` (JobStore), swept by the replicas when their job is gone."""
 
     backend = "redis"
 
@@ -262,10 +265,9 @@ class RedisJobs(JobStore):
 
     def put(self, job: VideoJob, limit: int | None = None) -> bool:
         if limit is not None:  # counted and written in one script: replicas cannot all pass the count
-            # a new job is queued: it does not expire (PUT_WITHIN sets no expiry)
             return call(lambda: self._put_within(keys=[self.key(job.id), self.active_key],
-                                                 args=[job.to_json(), 0, job.created, job.id, job.tenant,
-                                                       limit, self.key("")])) == 1
+                                                 args=[job.to_json(), job.created, job.id, job.tenant, limit,
+                                                       self.key(""), *ACTIVE])) == 1
 
         def run() -> None:
             pipe = self.client.pipeline(transaction=True)

@@ -256,16 +256,27 @@ def compose_env(port: int) -> dict[str, str]:
             "ADAIN_REDIS_PASSWORD": secrets.token_urlsafe(24)}
 
 
-def compose_key() -> str:
+KEYS_FILE = REPO / "secrets" / "keys.toml"
+
+
+def compose_key() -> tuple[str, str | None]:
     """A tenant in secrets/keys.toml as `make keys` makes it (digests only, readable by the
-    container's user); its key."""
+    container's user): its key, and the file as it was before (None: there was none), to put back."""
     from service.tenants import add_key
 
-    path = REPO / "secrets" / "keys.toml"
-    path.parent.mkdir(exist_ok=True)
-    key = add_key(path, f"container-check-{secrets.token_hex(4)}", admin=True)  # beside the user's own tenants
-    path.chmod(0o644)
-    return key
+    before = KEYS_FILE.read_text() if KEYS_FILE.exists() else None
+    KEYS_FILE.parent.mkdir(exist_ok=True)
+    key = add_key(KEYS_FILE, f"container-check-{secrets.token_hex(4)}", admin=True)
+    KEYS_FILE.chmod(0o644)
+    return key, before
+
+
+def restore_keys(before: str | None) -> None:
+    """The user's keys file as it was: the check's tenant does not outlive the check."""
+    if before is None:
+        KEYS_FILE.unlink(missing_ok=True)
+    else:
+        KEYS_FILE.write_text(before)
 
 
 def compose(env: dict[str, str], *args: str, **kw) -> subprocess.CompletedProcess:
@@ -287,7 +298,7 @@ def served_stylize(container: str) -> int:
 def compose_stack(keep: bool) -> str:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    env, key = compose_env(port), compose_key()
+    env, (key, keys_before) = compose_env(port), compose_key()
     compose(env, "down", "-v", check=False)
     try:
         t0 = time.monotonic()
@@ -330,6 +341,7 @@ def compose_stack(keep: bool) -> str:
         if not keep:
             compose(env, "down", "-v", check=False)
             remove_project()
+            restore_keys(keys_before)
 
 
 def project_containers() -> list[str]:

@@ -72,7 +72,9 @@ def video_form(clip: bytes, style: bytes = STYLE_A, **data) -> dict:
             "data": data}
 
 
-def finished_job(server: Server) -> str:
+@pytest.fixture(scope="module")
+def done_job(server) -> str:
+    """One finished video job, for the cases that need one."""
     with client(server) as c:
         r = c.post("/videos", **video_form(mp4("short.mp4", 64, 48, 16, 12)))
         assert r.status_code == 202, r.text
@@ -168,9 +170,9 @@ def test_a_video_of_too_many_frames_or_too_fast_is_refused_and_leaves_nothing(re
     still_serving(server)
 
 
-def test_video_bytes_live_in_the_shared_folder_never_in_redis(replicas):
+def test_video_bytes_live_in_the_shared_folder_never_in_redis(replicas, done_job):
     server, other, store, folder = replicas
-    job = finished_job(server)
+    job = done_job
     with client(other) as c:  # the other replica serves the result from the shared folder
         r = c.get(f"/videos/{job}/result")
     assert r.status_code == 200 and r.content[4:8] == b"ftyp"
@@ -180,8 +182,8 @@ def test_video_bytes_live_in_the_shared_folder_never_in_redis(replicas):
     assert max(sizes.values()) < 16_384, sizes
 
 
-def test_ids_of_any_other_shape_answer_as_unknown_ones(server):
-    job = finished_job(server)
+def test_ids_of_any_other_shape_answer_as_unknown_ones(server, done_job):
+    job = done_job
     unknown = "A" * 22
     with client(server) as c:
         expected = c.get(f"/videos/{unknown}").json()["detail"].replace(repr(unknown), "ID")
@@ -197,8 +199,8 @@ def test_ids_of_any_other_shape_answer_as_unknown_ones(server):
     still_serving(server)
 
 
-def test_a_range_of_thousands_of_digits_is_not_a_500(server):
-    job = finished_job(server)
+def test_a_range_of_thousands_of_digits_is_not_a_500(server, done_job):
+    job = done_job
     huge = "9" * 5000
     with client(server) as c:
         size = len(c.get(f"/videos/{job}/result").content)
