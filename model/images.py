@@ -39,6 +39,8 @@ register_heif_opener(thumbnails=False)
 ImageSource = str | Path | bytes | BinaryIO | Image.Image
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff", ".heic", ".heif", ".avif"}
 INPUT_FORMATS = ("PNG", "JPEG", "WebP", "GIF", "BMP", "TIFF", "HEIC", "HEIF", "AVIF")
+INPUT_MEDIA_TYPES = ("image/png", "image/jpeg", "image/webp", "image/gif", "image/bmp", "image/x-ms-bmp", "image/tiff",
+                     "image/heic", "image/heif", "image/avif")
 
 
 def open_image(source: ImageSource, max_pixels: int | None = None) -> Image.Image:
@@ -173,6 +175,13 @@ def png_chunks(img: Image.Image, level: int = 1, rows: int = 256) -> Iterator[by
         if data:
             yield chunk(b"IDAT", data)
     yield chunk(b"IDAT", z.flush()) + chunk(b"IEND", b"")
+
+
+def small_jpeg(img: Image.Image, side: int, quality: int = 85) -> bytes:
+    """A thumbnail: ``img`` fitted within side × side, as JPEG bytes."""
+    thumb = img.copy()
+    thumb.thumbnail((side, side))
+    return encode_image(thumb, "jpeg", jpeg_quality=quality)
 
 
 def encode_image(img: Image.Image, fmt: str = "png", png_level: int = 1, jpeg_quality: int = 92,

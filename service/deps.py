@@ -70,6 +70,10 @@ async def style_form(request: Request, engine: Annotated[Engine, Depends(ready_e
     return await forms.parse(request, forms.StyleForm, engine.settings)
 
 
+async def preview_form(request: Request, engine: Annotated[Engine, Depends(ready_engine)]) -> forms.PreviewForm:
+    return await forms.parse(request, forms.PreviewForm, engine.settings)
+
+
 AnyEngine = Annotated[Engine, Depends(get_engine)]
 ReadyEngine = Annotated[Engine, Depends(ready_engine)]
 CurrentCaller = Annotated[Caller, Depends(current_caller)]
@@ -77,3 +81,4 @@ StreamCaller = Annotated[Caller | None, Depends(stream_caller)]
 StylizeFormDep = Annotated[forms.StylizeForm, Depends(stylize_form)]
 StyleFormDep = Annotated[forms.StyleForm, Depends(style_form)]
 VideoFormDep = Annotated[forms.VideoForm, Depends(video_form)]
+PreviewFormDep = Annotated[forms.PreviewForm, Depends(preview_form)]

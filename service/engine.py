@@ -26,7 +26,7 @@ import torch
 from PIL import Image
 
 from model.adain import StyleCode, mix, normalise_weights
-from model.images import OUTPUT_FORMATS, encode_image, open_image, png_chunks, resize_shorter, scaled_size
+from model.images import OUTPUT_FORMATS, encode_image, open_image, png_chunks, resize_shorter, scaled_size, small_jpeg
 from model.plan import Options
 from model.stylizer import Stylizer
 from model.temporal import Stabilizer
@@ -35,7 +35,7 @@ from service import context
 from service.batching import Batcher
 from service.errors import (BadRequest, Busy, Cancelled, Forbidden, NotFound, ServiceError, TooManyRequests,
                             Unauthorized)
-from service.forms import LiveSettings, StyleFields, StyleForm, StylizeForm, VideoForm
+from service.forms import LiveSettings, PreviewForm, StyleFields, StyleForm, StylizeForm, VideoForm
 from service.metrics import Metrics
 from service.limits import Budget
 from service.queue import ModelQueue, Turn
@@ -51,6 +51,8 @@ log = logging.getLogger("adain.service")
 T = TypeVar("T")
 STREAM_JPEG_QUALITY = 85  # stream answers are for a screen, many times a second
 STREAM_FRAME_TIMEOUT = 10.0  # s; a frame later than this is dropped, the stream goes on
+THUMBNAIL_SIDE = 128  # px: a registered style's picture on a page (a few KB as JPEG)
+PREVIEW_SIDE = 512  # px: what a page shows of a photo it cannot draw itself
 
 
 @dataclass
@@ -238,8 +240,19 @@ class Engine:
         check_declared(form.style, self.settings, size, style=True)
 
         def job(turn: Turn) -> StyleEntry:
-            code, _ = self._style_code(caller, form.style, size)
-            return self.registry.register(caller, form.style.data, size, code, form.name, form.ttl)
+            image = decode(form.style, self.settings, size, style=True)
+            code, _ = self._style_code(caller, form.style, size, image)
+            thumbnail = small_jpeg(image, THUMBNAIL_SIDE) if self.settings.keep_style_thumbnails else None
+            return self.registry.register(caller, form.style.data, size, code, form.name, form.ttl, thumbnail)
+
+        return await self._run(caller, job)
+
+    async def preview(self, caller: Caller, form: PreviewForm) -> StylizeResult:
+        """A small JPEG of an upload as the service reads it (EXIF turned), with the full
+        size in ``width``/``height``: a page's picture of a HEIC or TIFF photo."""
+        def job(turn: Turn) -> StylizeResult:
+            img = decode(form.image, self.settings, None)
+            return StylizeResult(small_jpeg(img, PREVIEW_SIDE), "image/jpeg", img.width, img.height, 0)
 
         return await self._run(caller, job)
 
@@ -337,13 +350,17 @@ class Engine:
 
     # on a worker thread
 
-    def _style_code(self, caller: Caller, upload: Upload, style_size: int) -> tuple[StyleCode, bool]:
-        """A style upload's code: (code, cache hit). Encoded (decoded within the limits) on a miss
-        and kept in the registry's cache, keyed by the tenant, the bytes and the size."""
+    def _style_code(self, caller: Caller, upload: Upload, style_size: int,
+                    image: Image.Image | None = None) -> tuple[StyleCode, bool]:
+        """A style upload's code: (code, cache hit). Encoded (decoded within the limits, unless
+        ``image`` is the decoded upload) on a miss and kept in the registry's cache, keyed by the
+        tenant, the bytes and the size."""
         code = self.registry.cached(caller, upload.data, style_size)
         if code is not None:
             return code, True
-        code = self.stylizer.encode_style(decode(upload, self.settings, style_size, style=True), style_size)
+        if image is None:
+            image = decode(upload, self.settings, style_size, style=True)
+        code = self.stylizer.encode_style(image, style_size)
         self.registry.keep(caller, upload.data, style_size, code)
         return code, False
 

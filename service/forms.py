@@ -43,7 +43,7 @@ Side = Annotated[int | None, BeforeValidator(_whole), WithJsonSchema({"type": "i
                                                                       "maximum": MAX_SIDE})]
 Name = Annotated[str | None, WithJsonSchema({"type": "string", "maxLength": 100})]
 UNIT = {"minimum": 0.0, "maximum": 1.0}  # ranges the model checks (model.plan.Options), stated for clients
-FILES = ("content", "style", "mask", "video")  # the file fields of the forms
+FILES = ("content", "style", "mask", "video", "image")  # the file fields of the forms
 
 
 class StyleFields(BaseModel):
@@ -135,6 +135,14 @@ class StyleForm(BaseModel):
 
     def options(self, settings: Settings) -> Options:
         return Options(style_size=settings.default_style_size if self.style_size is None else self.style_size)
+
+
+class PreviewForm(BaseModel):
+    """POST /preview: one image the browser cannot draw itself (HEIC, TIFF)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    image: File = Field(description="the image (any format uploads may be in)")
 
 
 class LiveSettings(BaseModel):

@@ -26,7 +26,7 @@ from PIL import Image
 
 from model.adain import StyleCode
 from model.errors import InputError
-from model.images import IMAGE_SUFFIXES, encode_image, open_image, resize_shorter
+from model.images import IMAGE_SUFFIXES, open_image, resize_shorter, small_jpeg
 from service.ids import is_style_id
 from service.stores import StyleEntry, StyleStore
 from service.stores.base import BadCursor, decode_cursor, encode_cursor
@@ -84,11 +84,11 @@ class StyleRegistry:
                 self._cache.popitem(last=False)
 
     def register(self, caller: Caller, data: bytes, style_size: int, code: StyleCode,
-                 name: str | None = None, ttl: float | None = None) -> StyleEntry:
+                 name: str | None = None, ttl: float | None = None, thumbnail: bytes | None = None) -> StyleEntry:
         """Register an upload's ``code`` as ``caller``'s (the same bytes at the same size: the same
         id; a registration never shortens a style's life)."""
         entry = StyleEntry(style_key(data, style_size, caller.tenant), code, style_size, "uploaded", name,
-                           owner=caller.tenant, expires=None if ttl is None else time.time() + ttl)
+                           thumbnail=thumbnail, owner=caller.tenant, expires=None if ttl is None else time.time() + ttl)
         return self.store.add(entry, caller.limits.max_styles)
 
     def get(self, caller: Caller, style_id: str) -> StyleEntry | None:
@@ -144,13 +144,11 @@ class StyleRegistry:
             try:
                 img = open_image(path)
                 code = encode(img)
-                thumb = img.copy()
-                thumb.thumbnail((256, 256))
             except InputError as e:
                 log.warning("skipping preset %s: %s", path.name, e)
                 continue
             sid = _slug(path.stem)
             self.preset_images[sid] = resize_shorter(img, style_size) if style_size else img
             self.presets[sid] = StyleEntry(sid, code, style_size, "preset", name=re.sub(r"[-_]+", " ", path.stem),
-                                           thumbnail=encode_image(thumb, "jpeg", jpeg_quality=85))
+                                           thumbnail=small_jpeg(img, 256))
         return len(self.presets)

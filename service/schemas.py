@@ -18,7 +18,7 @@ class StyleInfo(BaseModel):
                                      "null = kept until DELETE")
     tenant: str | None = Field(None, description="the tenant that registered it (null for presets)",
                                examples=["acme"])
-    thumbnail_url: str | None = Field(None, description="small JPEG preview (presets only)")
+    thumbnail_url: str | None = Field(None, description="small JPEG preview (a registered style's: with the key)")
 
 
 class StyleList(BaseModel):
@@ -62,6 +62,8 @@ class Limits(BaseModel):
     formats: list[str] = Field(description="output formats", examples=[["png", "jpeg", "webp"]])
     input_formats: list[str] = Field(description="image formats uploads may be in (HEIC: phone photos)",
                                      examples=[["PNG", "JPEG", "HEIC"]])
+    input_accept: list[str] = Field(description="the same as media types and file name endings (an HTML accept "
+                                    "list)", examples=[["image/png", "image/heic", ".heic"]])
     api_key_required: bool = Field(description="whether /stylize, /styles, /videos and the stream need X-API-Key")
     seconds_per_megapixel: float = Field(description="this server's measured seconds per megapixel of output (0 = "
                                          "not measured): a client can estimate a large image's wait", examples=[1.2])

@@ -45,6 +45,9 @@ class Settings(BaseSettings):
                                            "per replica; more: 429")
     page_style_ttl: float = Field(7 * 86400.0, gt=0, description="seconds a style uploaded on the web page stays "
                                   "registered (the page sends it as ttl), so page uploads never fill the store")
+    keep_style_thumbnails: bool = Field(True, description="keep a 128 px JPEG (a few KB) with each registered "
+                                        "style, its tenant's like the style, so a page can show it; off: only the "
+                                        "style's code is kept")
 
     log_level: str = Field("info", description="uvicorn and service log level: debug, info, warning, error")
 

@@ -324,7 +324,7 @@ class VideoJobs:
         lease = held.lease
         job, index = lease.job, segment_index(lease.name)
         segment = self._segments(job)[index]
-        code, _ = codec.decode(self._file(job, "codes").read_bytes())
+        code, _, _ = codec.decode(self._file(job, "codes").read_bytes())
         motion = None
         if job.stabilize and segment.warm > 0:
             motion = json.loads(self._done_file(job, self.leases.read(job.id)[1], TRACK).read_text())[index]

@@ -7,7 +7,7 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from service.deps import AnyEngine
-from model.images import INPUT_FORMATS, OUTPUT_FORMATS
+from model.images import IMAGE_SUFFIXES, INPUT_FORMATS, INPUT_MEDIA_TYPES, OUTPUT_FORMATS
 from model.stylizer import MASK_ASPECT_TOLERANCE
 from service.schemas import Health, Limits, Readiness
 
@@ -40,6 +40,7 @@ async def limits(engine: AnyEngine) -> Limits:
                   max_image_pixels=s.max_image_pixels, max_output_pixels=s.max_output_pixels, max_styles=s.max_styles,
                   default_content_size=s.default_content_size, default_style_size=s.default_style_size,
                   formats=list(OUTPUT_FORMATS), input_formats=list(INPUT_FORMATS),
+                  input_accept=[*INPUT_MEDIA_TYPES, *sorted(IMAGE_SUFFIXES)],
                   api_key_required=engine.tenants.required, page_style_ttl=s.page_style_ttl,
                   mask_aspect_tolerance=MASK_ASPECT_TOLERANCE, seconds_per_megapixel=round(engine.seconds_per_mp, 3),
                   max_video_bytes=s.max_video_bytes, max_video_seconds=s.max_video_seconds,

@@ -1,13 +1,15 @@
-"""Style registry routes: register an uploaded style (only its 4 KB code is kept), list, get, delete."""
+"""Style registry routes: register an uploaded style (its 4 KB code and a small thumbnail are
+kept), list, get, its thumbnail, delete."""
 
 from __future__ import annotations
 
 from datetime import datetime, timezone
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Depends, Query, Response
+from starlette.requests import HTTPConnection
 
-from service.deps import CurrentCaller, ReadyEngine, StyleFormDep
+from service.deps import CurrentCaller, ReadyEngine, StyleFormDep, current_caller, header_key
 from service.errors import NotFound, responses
 from service.limits import queues_for
 from service.forms import StyleForm, request_body
@@ -59,12 +61,17 @@ async def get_style(engine: ReadyEngine, caller: CurrentCaller, style_id: str) -
 
 @router.get("/{style_id}/thumbnail", response_class=Response,
             responses={200: {"content": {"image/jpeg": {}}}, **responses(404)},
-            summary="A preset's small JPEG (presets are everyone's: no key needed, so an <img> can show it)")
-async def style_thumbnail(engine: ReadyEngine, style_id: str) -> Response:
-    entry = engine.registry.presets.get(style_id)  # never the store: says nothing about registered ids
-    if entry is None or entry.thumbnail is None:
-        raise NotFound("only preset styles have thumbnails (uploaded images are never stored)")
-    return Response(entry.thumbnail, media_type="image/jpeg", headers={"Cache-Control": "public, max-age=3600"})
+            summary="A style's small JPEG: a preset's needs no key (an <img> can show it); a registered "
+                    "style's is its tenant's, like the style (ADAIN_KEEP_STYLE_THUMBNAILS)")
+async def style_thumbnail(conn: HTTPConnection, engine: ReadyEngine, style_id: str,
+                          key: Annotated[str | None, Depends(header_key)] = None) -> Response:
+    preset = engine.registry.presets.get(style_id)
+    if preset is not None and preset.thumbnail is not None:
+        return Response(preset.thumbnail, media_type="image/jpeg", headers={"Cache-Control": "public, max-age=3600"})
+    entry = await engine.style(await current_caller(conn, engine, key), style_id)  # the one access check
+    if entry.thumbnail is None:
+        raise NotFound(f"style {style_id!r} has no thumbnail (registered with ADAIN_KEEP_STYLE_THUMBNAILS off)")
+    return Response(entry.thumbnail, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=3600"})
 
 
 @router.delete("/{style_id}", status_code=204,

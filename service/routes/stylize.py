@@ -9,11 +9,11 @@ from typing import TypeVar
 from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 
-from service.deps import CurrentCaller, ReadyEngine, StylizeFormDep
+from service.deps import CurrentCaller, PreviewFormDep, ReadyEngine, StylizeFormDep
 from service.engine import StylizeResult
 from service.errors import responses
 from service.limits import queues_for
-from service.forms import StylizeForm, request_body
+from service.forms import PreviewForm, StylizeForm, request_body
 
 router = APIRouter(tags=["stylize"])
 
@@ -70,3 +70,18 @@ async def stylize(request: Request, engine: ReadyEngine, caller: CurrentCaller,
     if result is None:  # nobody is listening; the status is only for the logs
         return StreamingResponse(iter(()), status_code=499)
     return image_response(result)
+
+
+@router.post(
+    "/preview",
+    summary="A small JPEG of an image as the service reads it (for pages that cannot draw HEIC or TIFF)",
+    response_class=StreamingResponse,
+    openapi_extra=request_body(PreviewForm),
+    responses={200: {"content": {"image/jpeg": {}},
+                     "description": "at most 512 px a side, EXIF orientation applied; X-Image-Width and "
+                                    "X-Image-Height give the image's full size"},
+               **responses(400, 401, 413, 415, 422, 429, 503)},
+)
+@queues_for("model")
+async def preview(engine: ReadyEngine, caller: CurrentCaller, form: PreviewFormDep) -> StreamingResponse:
+    return image_response(await engine.preview(caller, form))

@@ -38,7 +38,7 @@ class StyleEntry:
     kind: str  # "preset" | "uploaded"
     name: str | None = None
     created: float = field(default_factory=time.time)
-    thumbnail: bytes | None = None  # presets only: a small JPEG of our own image
+    thumbnail: bytes | None = None  # a small JPEG (presets: of our image; uploads: ADAIN_KEEP_STYLE_THUMBNAILS)
     owner: str = LOCAL  # the tenant that registered it (presets: everyone's)
     expires: float | None = None  # unix time after which it is gone; None = kept until deleted
 
@@ -49,15 +49,16 @@ class StyleEntry:
 
     def to_bytes(self) -> bytes:
         return codec.encode(self.code, {"id": self.id, "name": self.name, "style_size": self.style_size,
-                                        "created": self.created, "owner": self.owner, "expires": self.expires})
+                                        "created": self.created, "owner": self.owner, "expires": self.expires},
+                            self.thumbnail)
 
     @classmethod
     def from_bytes(cls, blob: bytes) -> StyleEntry:
-        code, f = codec.decode(blob)
+        code, f, thumbnail = codec.decode(blob)
         try:
             expires = f.get("expires")
             return cls(str(f["id"]), code, int(f["style_size"]), "uploaded", f.get("name"), float(f["created"]),
-                       owner=str(f.get("owner") or LOCAL), expires=None if expires is None else float(expires))
+                       thumbnail=thumbnail, owner=str(f.get("owner") or LOCAL), expires=None if expires is None else float(expires))
         except (KeyError, TypeError, ValueError) as e:
             raise codec.CorruptValue(f"bad fields {f!r}: {e}") from None
 
@@ -99,9 +100,10 @@ class QuotaFull(ServiceError):
 
 def merged(old: StyleEntry, new: StyleEntry) -> StyleEntry:
     """A registration of a style that exists: the first registration stays (id, time, code),
-    with the new name if one is given, and the longer life (no expiry wins)."""
+    with the new name if one is given, the longer life (no expiry wins) and a thumbnail if the
+    first had none."""
     expires = None if old.expires is None or new.expires is None else max(old.expires, new.expires)
-    return replace(old, name=new.name or old.name, expires=expires)
+    return replace(old, name=new.name or old.name, expires=expires, thumbnail=old.thumbnail or new.thumbnail)
 
 
 def encode_cursor(sort_key: str) -> str:

@@ -1,6 +1,7 @@
 """The stored form of a registered style, version 1: a safetensors blob (raw little-endian
 tensors behind a JSON header; nothing in it can execute) holding the code's tensors, with the
-entry's fields in the header's metadata under ``"format": "adain-style/1"``.
+entry's fields in the header's metadata under ``"format": "adain-style/1"``, and optionally the
+style's thumbnail: a small JPEG's bytes as a uint8 tensor (served as they are, never decoded here).
 
 Decoding checks everything (format tag, names, shapes, dtypes, finite values) and raises
 ``CorruptValue`` for anything else, so a foreign or damaged value is reported and skipped."""
@@ -21,20 +22,25 @@ SHAPES = {"mean": ((512,), torch.float32), "std": ((512,), torch.float32),
           "rgb_mean": ((3,), torch.float64), "rgb_cov": ((3, 3), torch.float64)}
 
 
+MAX_THUMBNAIL = 64 * 1024  # bytes: a 128 px JPEG is a few KB
+
+
 class CorruptValue(ValueError):
     """A stored value that is not a version-1 style code."""
 
 
-def encode(code: StyleCode, fields: dict[str, str | int | float | None]) -> bytes:
+def encode(code: StyleCode, fields: dict[str, str | int | float | None], thumbnail: bytes | None = None) -> bytes:
     tensors = {"mean": code.mean, "std": code.std}
     if code.has_colors:
         tensors |= {"rgb_mean": code.rgb_mean, "rgb_cov": code.rgb_cov}
+    if thumbnail:
+        tensors["thumbnail"] = torch.frombuffer(bytearray(thumbnail), dtype=torch.uint8)
     meta = {"format": FORMAT, "fields": json.dumps(fields)}
     return save({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, metadata=meta)
 
 
-def decode(blob: bytes) -> tuple[StyleCode, dict]:
-    """(code, fields) of a stored value; CorruptValue for anything that is not one."""
+def decode(blob: bytes) -> tuple[StyleCode, dict, bytes | None]:
+    """(code, fields, thumbnail) of a stored value; CorruptValue for anything that is not one."""
     try:
         (n,) = struct.unpack("<Q", blob[:8])
         header = json.loads(blob[8:8 + n])
@@ -47,6 +53,10 @@ def decode(blob: bytes) -> tuple[StyleCode, dict]:
         raise
     except Exception as e:  # noqa: BLE001 - any parse failure means the bytes are not ours
         raise CorruptValue(f"unreadable stored style ({type(e).__name__}: {e})") from None
+    thumbnail = tensors.pop("thumbnail", None)
+    if thumbnail is not None and (thumbnail.dtype != torch.uint8 or thumbnail.dim() != 1
+                                  or thumbnail.numel() > MAX_THUMBNAIL):
+        raise CorruptValue(f"thumbnail: {tuple(thumbnail.shape)} {thumbnail.dtype}, expected <= {MAX_THUMBNAIL} bytes")
     if not isinstance(fields, dict) or not {"mean", "std"} <= tensors.keys() <= SHAPES.keys():
         raise CorruptValue(f"unexpected contents {sorted(tensors)}")
     for name, t in tensors.items():
@@ -55,4 +65,5 @@ def decode(blob: bytes) -> tuple[StyleCode, dict]:
             raise CorruptValue(f"{name}: {tuple(t.shape)} {t.dtype}, expected finite {shape} {dtype}")
     if bool((tensors["std"] <= 0).any()):
         raise CorruptValue("std must be > 0")
-    return StyleCode(tensors["mean"], tensors["std"], tensors.get("rgb_mean"), tensors.get("rgb_cov")), fields
+    code = StyleCode(tensors["mean"], tensors["std"], tensors.get("rgb_mean"), tensors.get("rgb_cov"))
+    return code, fields, None if thumbnail is None else thumbnail.numpy().tobytes()

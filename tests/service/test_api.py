@@ -295,3 +295,18 @@ def test_a_heic_phone_photo_stylizes_upright_and_registers_as_a_style(client):
 
 def register_style(client) -> str:
     return client.post("/styles", files={"style": ("s.png", STYLE_A, "image/png")}).json()["id"]
+
+
+def test_preview_shows_a_heic_photo_turned_small_with_its_full_size(client):
+    """What a page shows of a photo it cannot draw: a JPEG at most 512 px, EXIF applied, and
+    the photo's full (turned) size in the headers; a file that is no image answers 415."""
+    r = client.post("/preview", files={"image": ("IMG_1.HEIC", phone_photo(1200, 600), "image/heic")})
+    assert r.status_code == 200 and r.headers["content-type"] == "image/jpeg"
+    assert (r.headers["x-image-width"], r.headers["x-image-height"]) == ("600", "1200")
+    img = Image.open(io.BytesIO(r.content))
+    assert img.size == (256, 512)
+    assert img.getpixel((128, 8))[1] > 150  # the green edge is on top: turned as the phone meant
+    bad = client.post("/preview", files={"image": ("notes.png", b"not an image", "image/png")})
+    assert bad.status_code == 415 and client.get("/limits").status_code == 200
+    accept = client.get("/limits").json()["input_accept"]
+    assert "image/heic" in accept and ".tif" in accept and "image/jxl" not in accept

@@ -50,14 +50,16 @@ def make_store(request, tmp_path):
 
 def test_the_format_round_trips_and_refuses_anything_else():
     for c in (code(1), code(2, colors=False)):
-        back, fields = codec.decode(codec.encode(c, {"id": "x", "name": "ü"}))
+        back, fields, _ = codec.decode(codec.encode(c, {"id": "x", "name": "ü"}))
         assert torch.equal(back.mean, c.mean) and torch.equal(back.std, c.std) and fields["name"] == "ü"
         assert back.has_colors == c.has_colors
+    assert codec.decode(codec.encode(code(1), {}, b"\xff\xd8 a jpeg"))[2] == b"\xff\xd8 a jpeg"
     good = codec.encode(code(1), {})
     evil = pickle.dumps({"mean": torch.zeros(512)})
     for bad in (b"", b"\0" * 8, evil, good[:-100], good.replace(b"adain-style/1", b"adain-style/9"),
                 codec.encode(StyleCode(torch.zeros(3), torch.ones(3)), {}),
-                codec.encode(StyleCode(torch.zeros(512), torch.full((512,), float("nan"))), {})):
+                codec.encode(StyleCode(torch.zeros(512), torch.full((512,), float("nan"))), {}),
+                codec.encode(code(1), {}, bytes(codec.MAX_THUMBNAIL + 1))):
         with pytest.raises(codec.CorruptValue):
             codec.decode(bad)
 

@@ -5,12 +5,14 @@ ids. Across real replicas on Redis: tests/e2e/test_tenant_replicas.py."""
 
 from __future__ import annotations
 
+import io
 import time
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
-from helpers import CONTENT, STYLE_A, STYLE_B, files
+from helpers import CONTENT, STYLE_A, STYLE_B, files, noise_image, png
 from service.tenants import LOCAL, KeysFileError, TenantLimits, Tenants, add_key, digest, key_tenant, read_keys_file
 from test_videos_api import clip, wait
 
@@ -61,6 +63,26 @@ def test_a_tenant_sees_uses_and_deletes_only_its_own_styles(make_client):
     assert client.get(f"/styles/{mine}", headers=A).status_code == 404
     assert client.get("/styles", headers={"X-API-Key": "wrong"}).status_code == 401
     assert client.get("/styles").status_code == 401
+
+
+def test_a_registered_style_keeps_its_picture_for_its_tenant_only(make_client):
+    """A 128 px JPEG kept with the style: listed with the style, its tenant's (another tenant and
+    no key answer as for an unknown id), gone with it; off, only the code is kept."""
+    client = make_client(api_keys="key-of-a,key-of-b")
+    mine = register(client, A, style=png(noise_image(300, 200, seed=5)))
+    listed = client.get("/styles", headers=A).json()["styles"][0]
+    assert listed["thumbnail_url"] == f"/styles/{mine}/thumbnail"
+    r = client.get(listed["thumbnail_url"], headers=A)
+    assert r.status_code == 200 and r.headers["content-type"] == "image/jpeg" and len(r.content) < 16 * 1024
+    assert Image.open(io.BytesIO(r.content)).size == (128, 85)
+    assert client.get(listed["thumbnail_url"], headers=B).status_code == 404
+    assert client.get(listed["thumbnail_url"]).status_code == 401
+    assert client.delete(f"/styles/{mine}", headers=A).status_code == 204
+    assert client.get(listed["thumbnail_url"], headers=A).status_code == 404
+    plain = make_client(keep_style_thumbnails=False)
+    sid = register(plain, {})
+    assert plain.get("/styles").json()["styles"][0]["thumbnail_url"] is None
+    assert plain.get(f"/styles/{sid}/thumbnail").status_code == 404
 
 
 def test_inline_style_cache_hits_are_per_tenant(make_client):
