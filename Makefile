@@ -9,7 +9,7 @@ CHECKOV := $(VENV)/checkov/bin/checkov
 JEMALLOC := $(firstword $(wildcard /usr/lib/x86_64-linux-gnu/libjemalloc.so.2 /usr/lib/aarch64-linux-gnu/libjemalloc.so.2))
 RUN_ENV := $(if $(JEMALLOC),LD_PRELOAD=$(JEMALLOC) MALLOC_CONF=dirty_decay_ms:-1$(,)muzzy_decay_ms:-1$(,)retain:true)
 
-.PHONY: install run test container-test keys calibrate corpus train bench load audit clean
+.PHONY: install run test screenshots container-test keys calibrate corpus train bench load audit clean
 
 install: $(STAMP)
 
@@ -31,6 +31,11 @@ run: $(STAMP)
 
 test: $(STAMP) $(CHECKOV)
 	$(RUN_ENV) $(PY) -m pytest -q --durations=15
+
+# docs/page/: the page's states (empty, result, history, video and live running) on a desktop and a phone
+screenshots: $(STAMP)
+	mkdir -p docs/page
+	ADAIN_SCREENSHOTS_DIR=$(CURDIR)/docs/page $(RUN_ENV) $(PY) -m pytest -q tests/e2e/test_page_state.py -k "running or rest or live_progress"
 
 # docker compose's secrets: a tenant (NAME, default admin; its key printed once) in secrets/keys.toml,
 # readable by the container's user (it holds only SHA-256 digests), and a Redis password in .env

@@ -58,7 +58,8 @@ class StyleEntry:
         try:
             expires = f.get("expires")
             return cls(str(f["id"]), code, int(f["style_size"]), "uploaded", f.get("name"), float(f["created"]),
-                       thumbnail=thumbnail, owner=str(f.get("owner") or LOCAL), expires=None if expires is None else float(expires))
+                       thumbnail=thumbnail, owner=str(f.get("owner") or LOCAL),
+                       expires=None if expires is None else float(expires))
         except (KeyError, TypeError, ValueError) as e:
             raise codec.CorruptValue(f"bad fields {f!r}: {e}") from None
 

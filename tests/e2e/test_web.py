@@ -4,121 +4,15 @@ preview, accessibility (axe-core) at desktop and phone widths, and no request le
 
 from __future__ import annotations
 
-import os
-import shutil
-from pathlib import Path
-from urllib.parse import urlparse
-
 import httpx
-import pytest
-from PIL import Image
 
-from helpers import noise_image
 from model.adain import COLOR_MATCH
-from nginxproc import NGINX, run_nginx
+from nginxproc import run_nginx
+from pages import DESKTOP, PHONE, first_result, needs_browser, result_size, serious, show, wait_result
 from serverproc import REPO, run_server
-from waiting import HANG, wait_for
+from waiting import wait_for
 
-HANG_MS = HANG * 1000  # Playwright counts in milliseconds
-
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-missing = [p for p in (NGINX, CHROMIUM) if not Path(p).exists()]
-try:
-    from axe_playwright_python.sync_playwright import Axe
-    from playwright.sync_api import sync_playwright
-except ImportError:  # pragma: no cover
-    missing.append("playwright / axe-playwright-python")
-if missing and os.environ.get("ADAIN_REQUIRE_BROWSER"):
-    raise RuntimeError(f"browser tests required but missing: {missing}")
-pytestmark = pytest.mark.skipif(bool(missing), reason=f"needs {missing} (installed by .ci/run)")
-DESKTOP, PHONE = {"width": 1280, "height": 900}, {"width": 390, "height": 844}
-
-
-@pytest.fixture(scope="module")
-def site(server_env, tmp_path_factory):
-    """(nginx url, service url): the service also serves the page itself at /. Two presets."""
-    presets = Path(server_env["ADAIN_PRESETS_DIR"])
-    noise_image(64, 48, seed=41).save(presets / "meadow.png")
-    env = {**server_env, "ADAIN_FRONTEND_DIR": str(REPO / "frontend" / "public"), "ADAIN_DEFAULT_STYLE_SIZE": "64"}
-    with run_server(tmp_path_factory.mktemp("web-server"), **env) as server:
-        with run_nginx(tmp_path_factory.mktemp("nginx"), server.url.removeprefix("http://")) as proxy:
-            yield proxy, server.url
-
-
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
-
-
-@pytest.fixture(scope="module")
-def playwright():
-    with sync_playwright() as p:
-        yield p
-
-
-@pytest.fixture(scope="module")
-def browser(playwright):
-    b = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-    yield b
-    b.close()
-
-
-@pytest.fixture
-def open_page(browser):
-    """open_page(url, viewport) -> a page whose every request is recorded in page.urls."""
-    pages = []
-
-    def open_(url: str, viewport: dict = DESKTOP):
-        page = browser.new_page(viewport=viewport)
-        page.set_default_timeout(HANG_MS)  # every wait is for an event; only a hang reaches this
-        page.urls = []
-        page.on("request", lambda r: page.urls.append(r.url))
-        page.goto(url)
-        pages.append(page)
-        return page
-
-    yield open_
-    for page in pages:
-        assert all(urlparse(u).hostname in ("127.0.0.1", "localhost") or u.startswith(("blob:", "data:"))
-                   for u in page.urls), [u for u in page.urls if "127.0.0.1" not in u]
-        page.close()
-
-
-@pytest.fixture
-def images(tmp_path) -> dict[str, Path]:
-    paths = {k: tmp_path / n for k, n in (("content", "photo.jpg"), ("other", "beach.jpg"), ("style", "painting.png"),
-                                          ("junk", "notes.png"), ("mask", "mask.png"), ("tall", "tall-mask.png"))}
-    noise_image(96, 64, seed=1).save(paths["content"])
-    noise_image(96, 64, seed=3).save(paths["other"])
-    noise_image(64, 64, seed=2).save(paths["style"])
-    paths["junk"].write_text("this is not an image")
-    mask = Image.new("L", (96, 64), 0)
-    mask.paste(255, (0, 0, 48, 64))
-    mask.save(paths["mask"])
-    Image.new("L", (40, 90), 255).save(paths["tall"])
-    return paths
-
-
-def show(capsys, page, tmp_path: Path, name: str) -> None:
-    shot = tmp_path / f"{name}.png"
-    page.screenshot(path=str(shot), full_page=True)
-    with capsys.disabled():  # always in the test output, also under -q
-        print(f"\nscreenshot: {shot}")
-
-
-def serious(page) -> list[str]:
-    """axe-core's violations of impact serious or critical, as 'rule: where' lines."""
-    results = Axe().run(page)
-    return [f"{v['id']}: {[n['target'] for n in v['nodes']][:3]}" for v in results.response["violations"]
-            if v["impact"] in ("serious", "critical")]
-
-
-def result_size(page) -> list[int]:
-    return page.evaluate("[document.getElementById('result').naturalWidth, document.getElementById('result').naturalHeight]")
-
-
-def wait_result(page, timeout: float = HANG_MS) -> None:
-    # locator waits, not wait_for_function: the page's CSP (rightly) forbids eval
-    page.wait_for_selector("#result-panel:not([hidden]) #result[data-width]", timeout=timeout)
+pytestmark = needs_browser
 
 
 def test_both_origins_serve_the_page_and_nginx_adds_headers(site):
@@ -128,7 +22,7 @@ def test_both_origins_serve_the_page_and_nginx_adds_headers(site):
         assert r.status_code == 200 and 'id="stylize"' in r.text
         assert httpx.get(url + "/favicon.ico").status_code == 200
         assert httpx.get(url + "/limits").json()["max_styles"] == 8
-    r = httpx.get(proxy + "/app.js", headers={"Accept-Encoding": "gzip"})
+    r = httpx.get(proxy + "/js/main.js", headers={"Accept-Encoding": "gzip"})
     assert r.headers.get("content-encoding") == "gzip"
     assert r.headers["x-content-type-options"] == "nosniff" and "frame-ancestors" in r.headers["content-security-policy"]
     assert httpx.get(proxy + "/readyz").json()["ready"] is True
@@ -154,6 +48,7 @@ def test_stylize_with_the_mouse_then_the_live_preview(site, open_page, images, t
     page.select_option("#size", "256")
     page.select_option("#format", "webp")
     assert serious(page) == [], "filled page"
+    page.wait_for_selector("#my-styles button[data-id]")  # registered: sent by id
     page.click("#stylize")
     wait_result(page)
     assert result_size(page) == [384, 256]  # 96x64 content at shorter side 256
@@ -161,7 +56,9 @@ def test_stylize_with_the_mouse_then_the_live_preview(site, open_page, images, t
     assert "384×256 · WEBP" in page.inner_text("#result-caption")
     assert serious(page) == [], "result page"
     # the uploaded style was registered when added, so the page sends its id, not the image
-    fields = page.evaluate("[...buildForm().keys()]")
+    fields = page.evaluate("Promise.all([import('./js/photo.js'), import('./js/store.js')]).then(([p, { state: s }]) =>"
+                           " [...p.buildForm({ photo: s.photo, mask: s.mask, styles: s.styles, options: s.options })"
+                           ".keys()])")
     assert fields.count("style_id") == 2 and "style" not in fields and "weights" in fields
     # before / after: the slider moves the cut
     page.locator("#compare-slider").fill("20")
@@ -249,6 +146,11 @@ def test_a_mask_with_two_presets_works_and_a_wrong_shape_is_caught_first(site, o
     page.click("#stylize")
     wait_result(page)
     assert result_size(page) == [384, 256]
+    page.wait_for_selector("#history li")
+    page.reload()  # the masked result comes back with its mask, photo and styles
+    page.wait_for_selector("#mask-clear:not([hidden])")
+    assert "mask.png" in page.inner_text("#mask-pick") and page.locator("#chosen .name").all_inner_texts() == [
+        "White: meadow", "Black: ocean"]
 
 
 def test_errors_keep_the_last_result_marked_and_a_phone_sees_its_result(site, open_page, images, tmp_path, capsys):
@@ -309,15 +211,16 @@ def test_server_errors_read_as_sentences_and_keep_the_last_result_marked(site, o
     page.select_option("#size", "256")
     page.click("#stylize")
     wait_result(page)
-    style_id = page.evaluate("state.styles[0].id")
+    page.wait_for_selector("#my-styles button[data-id]")
+    style_id = page.get_attribute("#my-styles button[data-id]", "data-id")
     assert style_id and httpx.delete(f"{proxy}/styles/{style_id}").status_code == 204
     page.click("#stylize")
     page.wait_for_selector("#status.error")
     assert "not registered" in page.inner_text("#status") and "from before" in page.inner_text("#status")
     assert page.locator("#outdated-note").is_visible()
     # and the server's numbers and setting names are put for people
-    said = page.evaluate("friendly('content: image is 9000x9000 = 81000000 pixels; the limit is 40000000 "
-                         "(ADAIN_MAX_IMAGE_PIXELS)')")
+    said = page.evaluate("import('./js/text.js').then((m) => m.friendly('content: image is 9000x9000 = 81000000 "
+                         "pixels; the limit is 40000000 (ADAIN_MAX_IMAGE_PIXELS)'))")
     assert said == "content: image is 9000x9000 = 81,000,000 pixels; the limit is 40,000,000"
 
 
@@ -363,6 +266,8 @@ def test_the_video_tab_uploads_follows_the_job_and_plays_the_result(site, open_p
     wait_for(lambda: page.evaluate(f"{video}.currentTime") > 0.2, "the video to play", every=0.1)
     assert serious(page) == [], "video result"
     show(capsys, page, tmp_path, "web-video")
+    page.set_input_files("#video-file", str(clip))  # another clip: the last result goes with its caption
+    page.wait_for_selector("#video-panel", state="hidden")
 
 
 def test_the_video_tab_names_a_file_that_is_not_a_video(site, open_page, images):
@@ -382,43 +287,26 @@ def test_the_video_tab_names_a_file_that_is_not_a_video(site, open_page, images)
     assert page.inner_text("#stylize") == "Stylize" and page.locator("#photo-step").is_visible()
 
 
-def test_the_live_tab_streams_a_camera_through_nginx(site, playwright, tmp_path, capsys):
+def test_the_live_tab_streams_a_camera_through_nginx(camera_page, tmp_path, capsys):
     """Chromium with a fake camera (a generated .y4m pan) through real nginx (WebSocket upgrade):
     the Live tab shows stylized frames beside the camera, with frames/s."""
-    import clips
-
-    proxy, _ = site
-    y4m = clips.write_y4m(tmp_path / "camera.y4m", clips.pan(320, 240, 30))
-    b = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS + [
-        "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
-        f"--use-file-for-fake-video-capture={y4m}"])
-    try:
-        page = b.new_page(viewport=DESKTOP)
-        page.set_default_timeout(HANG_MS)
-        page.context.grant_permissions(["camera"], origin=proxy)
-        page.goto(proxy + "/")
-        page.wait_for_selector("#gallery button")
-        page.click("#tab-live")
-        page.click("#gallery button >> nth=0")
-        page.select_option("#live-size", "192")
-        assert page.locator("#stylize").is_hidden() and page.locator("#mask-drop").is_hidden()
-        page.click("#live-start")
-        page.wait_for_selector("#live-out[src^='blob:']")
-        first = page.get_attribute("#live-out", "src")
-        page.wait_for_selector(f"#live-out:not([src='{first}'])")  # it keeps coming
-        page.wait_for_selector("#live-stats:has-text('frames/s')")
-        w, h = page.evaluate("[document.getElementById('live-out').naturalWidth,"
-                             " document.getElementById('live-out').naturalHeight]")
-        assert (w, h) == (256, 192)  # the camera's 4:3 at the chosen shorter side
-        assert serious(page) == [], "live tab"
-        show(capsys, page, tmp_path, "web-live")
-        with capsys.disabled():
-            print("\nlive:", page.inner_text("#live-stats"))
-        page.click("#live-start")  # stop: the camera is released
-        assert page.inner_text("#live-start") == "Start the camera"
-        assert page.evaluate("document.getElementById('camera').srcObject") is None
-    finally:
-        b.close()
+    page = camera_page(DESKTOP)
+    assert page.locator("#stylize").is_hidden() and page.locator("#mask-drop").is_hidden()
+    page.click("#live-start")
+    page.wait_for_selector("#live-out[src^='blob:']")
+    first = page.get_attribute("#live-out", "src")
+    page.wait_for_selector(f"#live-out:not([src='{first}'])")  # it keeps coming
+    page.wait_for_selector("#live-stats:has-text('frames/s')")
+    w, h = page.evaluate("[document.getElementById('live-out').naturalWidth,"
+                         " document.getElementById('live-out').naturalHeight]")
+    assert (w, h) == (256, 192)  # the camera's 4:3 at the chosen shorter side
+    assert serious(page) == [], "live tab"
+    show(capsys, page, tmp_path, "web-live")
+    with capsys.disabled():
+        print("\nlive:", page.inner_text("#live-stats"))
+    page.click("#live-start")  # stop: the camera is released
+    assert page.inner_text("#live-start") == "Start the camera"
+    assert page.evaluate("document.getElementById('camera').srcObject") is None
 
 
 def test_with_keys_the_page_takes_a_key_and_lists_and_deletes_my_styles(server_env, open_page, images, tmp_path):
@@ -481,16 +369,6 @@ def test_docs_try_it_out_stylizes_without_edits(server_env, open_page, images, t
             "#operations-stylize-stylize_stylize_post .live-responses-table")
 
 
-def first_result(page, images):
-    """The photo and a preset at 256 px, stylized: the result on screen and in the history."""
-    page.wait_for_selector("#gallery button")
-    page.set_input_files("#content-file", str(images["content"]))
-    page.click("#gallery button >> nth=0")
-    page.select_option("#size", "256")
-    page.click("#stylize")
-    wait_result(page)
-    page.wait_for_selector("#history li >> nth=0")
-    return page
 
 
 def test_history_shows_compares_and_survives_a_reload_and_paste_and_heic_work(site, open_page, images, tmp_path,
@@ -510,7 +388,7 @@ def test_history_shows_compares_and_survives_a_reload_and_paste_and_heic_work(si
     page.wait_for_selector("#history li >> nth=1")
     wait_result(page)
     page.click("#history li >> nth=1 >> .show")  # the first result, with its settings
-    page.wait_for_selector("#result-panel:not([hidden])")
+    page.wait_for_selector("#history li >> nth=1 >> .show[aria-pressed='true']")
     assert page.input_value("#alpha") == "1" and "from the history" in page.inner_text("#result-caption")
     page.click("#history li >> nth=0 >> text=Compare")
     assert "before: " in page.inner_text("#compare-label") and "α 0.40" in page.inner_text("#compare-label")
@@ -540,15 +418,15 @@ def test_history_shows_compares_and_survives_a_reload_and_paste_and_heic_work(si
     assert result_size(page) == [256, 384]  # upright: 64x96 shown, shorter side 256
 
 
-def test_cancel_returns_to_a_clean_state_and_keeps_the_last_result_on_a_phone(site, open_page, images):
+def test_stop_returns_to_a_clean_state_and_keeps_the_last_result_on_a_phone(site, open_page, images):
     proxy, _ = site
     page = first_result(open_page(proxy + "/", PHONE), images)
     assert serious(page) == [], "result and history, phone"
     page.select_option("#size", "1024")  # an automatic re-render, slower: cancelled while it runs
-    page.wait_for_selector("#cancel:visible")
-    page.click("#cancel")
-    page.wait_for_selector("#status:has-text('Cancelled')")
+    page.wait_for_selector("#job-stop:visible")
+    page.click("#job-stop")
+    page.wait_for_selector("#status:has-text('Stopped')")
     assert "from before" in page.inner_text("#status") and "Updating" not in page.inner_text("#status")
-    assert page.locator("#stylize").is_enabled() and page.locator("#progress-row").is_hidden()
+    assert page.locator("#stylize").is_enabled() and page.locator("#job-row").is_hidden()
     assert page.locator("#outdated-note").is_visible() and result_size(page) == [384, 256]
     assert serious(page) == [], "cancelled, phone"
