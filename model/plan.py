@@ -49,22 +49,43 @@ class Options:
             object.__setattr__(self, "weights", tuple(self.weights))
 
 
+FEATURE_DTYPE = torch.float16  # kept features: >= 60 dB against fp32 ones, half the bytes (docs/performance.md)
+
+
+@dataclass(frozen=True)
+class ContentFeatures:
+    """A content's encoder output, kept so that another render of it runs the decoder alone:
+    relu4_1 of the whole padded image (``tile`` 0), or of each tile's core with its margin in
+    ``model.tiling.cores`` order; with the content's RGB mean and covariance (preserve_color)."""
+
+    size: tuple[int, int]
+    feats: tuple[torch.Tensor, ...]
+    moments: tuple[torch.Tensor, torch.Tensor]
+    tile: int = 0
+
+    @property
+    def nbytes(self) -> int:
+        return sum(f.numel() * f.element_size() for f in self.feats)
+
+
 @dataclass(frozen=True)
 class Plan:
     """One image ready for the network. ``codes``: one (already mixed) style code, or the
     foreground and background codes with ``mask``, an (H, W) float tensor at the content's size
-    (white = 1 = ``codes[0]``)."""
+    (white = 1 = ``codes[0]``). ``features``: the content's encoder output when it is known (then
+    ``content`` may be None: the network never needs its pixels)."""
 
-    content: Image.Image
+    content: Image.Image | None
     codes: tuple[StyleCode, ...]
     alpha: float
     color_match: float
     mask: torch.Tensor | None = None
+    features: ContentFeatures | None = None
 
     @property
     def size(self) -> tuple[int, int]:
         """(w, h) of the content, which is the output's size; plans of one size batch together."""
-        return self.content.size
+        return self.features.size if self.features is not None else self.content.size
 
 
 def check_combination(styles: Sequence[object], options: Options, masked: bool) -> None:

@@ -24,9 +24,9 @@ from model.decoder import Decoder, load_decoder
 from model.errors import InputError
 from model.images import ImageSource, open_image, pad_to_multiple, resize_shorter, to_image, to_tensor
 from model.paths import DECODER
-from model.plan import Options, Plan, check_combination
+from model.plan import FEATURE_DTYPE, ContentFeatures, Options, Plan, check_combination
 from model.runtime import precision_name, resolve_device, resolve_precision
-from model.tiling import MARGIN, TILE, Progress, Tiled, image_moments, needs_tiles
+from model.tiling import MARGIN, TILE, Progress, Tiled, feature_bytes, image_moments, needs_tiles
 from model.vgg import Encoder, load_encoder
 
 StyleInput = ImageSource | StyleCode
@@ -142,25 +142,40 @@ class Stylizer:
         net = pad_to_multiple(x, multiple=1)  # only tiny images need padding for the encoder
         return style_code(self.encoder(self.net_input(net)), x)
 
+    def feature_bytes(self, size: tuple[int, int]) -> int:
+        """What ``encode_content`` keeps of a content of this (w, h)."""
+        return feature_bytes(size, self.core)
+
     @torch.inference_mode()
-    def prepare(self, content: ImageSource, styles: Sequence[StyleInput], options: Options = Options(),
-                mask: ImageSource | None = None) -> Plan:
-        """Check the request and make its ``Plan``: the content resized to ``options.content_size``,
-        style images encoded at ``options.style_size`` (recoloured to the content first with
-        ``preserve_color``; a StyleCode has no pixels left to recolour), and the codes mixed by the
-        weights, or kept as foreground and background with a ``mask`` (exactly two styles, white =
-        first)."""
+    def encode_content(self, img: Image.Image, progress: Progress | None = None) -> ContentFeatures:
+        """The content's encoder output (``img`` at its output size), kept so that renders of it
+        run the decoder alone: one pass, or pass 1 of the tiles (``progress`` follows them)."""
+        if self.tiled(img.size):
+            return Tiled(self, Plan(img, (), 1.0, 0.0), self.core, MARGIN, progress).encode()
+        feat = self.encoder(pad_to_multiple(self.net_input(to_tensor(img))))
+        return ContentFeatures(img.size, (feat.to(FEATURE_DTYPE),), image_moments(img))
+
+    @torch.inference_mode()
+    def prepare(self, content: ImageSource | ContentFeatures, styles: Sequence[StyleInput],
+                options: Options = Options(), mask: ImageSource | None = None) -> Plan:
+        """Check the request and make its ``Plan``: the content resized to ``options.content_size``
+        (or its kept features, already at their size), style images encoded at
+        ``options.style_size`` (recoloured to the content first with ``preserve_color``; a StyleCode
+        has no pixels left to recolour), and the codes mixed by the weights, or kept as foreground
+        and background with a ``mask`` (exactly two styles, white = first)."""
         check_combination(styles, options, mask is not None)
         weights = normalise_weights(options.weights, len(styles))  # the count too
-        img = resize_shorter(open_image(content), options.content_size)
+        features = content if isinstance(content, ContentFeatures) else None
+        img = None if features else resize_shorter(open_image(content), options.content_size)
+        size = features.size if features else img.size
         recolor_to = None
         if options.preserve_color:  # a large photo's colours gathered a strip at a time
-            recolor_to = image_moments(img) if self.tiled(img.size) else img
+            recolor_to = features.moments if features else image_moments(img) if self.tiled(size) else img
         codes = [s if isinstance(s, StyleCode) else self.encode_style(s, options.style_size, recolor_to)
                  for s in styles]
         if mask is None:
-            return Plan(img, (mix(codes, weights),), options.alpha, options.color_match)
-        return Plan(img, tuple(codes), options.alpha, options.color_match, mask_tensor(mask, img.size))
+            return Plan(img, (mix(codes, weights),), options.alpha, options.color_match, features=features)
+        return Plan(img, tuple(codes), options.alpha, options.color_match, mask_tensor(mask, size), features)
 
     def stylize(self, content: ImageSource, styles: Sequence[StyleInput], weights: Sequence[float] | None = None,
                 alpha: float = 1.0, mask: ImageSource | None = None, preserve_color: bool = False,
@@ -194,8 +209,11 @@ class Stylizer:
         if not plans or len({p.size for p in plans}) > 1:
             raise ValueError(f"render needs plans of one size, got {sorted({p.size for p in plans})}")
         (w, h) = plans[0].size
-        x = torch.cat([to_tensor(p.content) for p in plans]) if len(plans) > 1 else to_tensor(plans[0].content)
-        feat = self.encoder(pad_to_multiple(self.net_input(x)))
+        if all(p.features is not None for p in plans):  # kept: the decoder alone
+            feat = torch.cat([p.features.feats[0] for p in plans]).to(self.device, self.dtype)
+        else:
+            x = torch.cat([to_tensor(p.content) for p in plans]) if len(plans) > 1 else to_tensor(plans[0].content)
+            feat = self.encoder(pad_to_multiple(self.net_input(x)))
         masks = [None if p.mask is None else pad_to_multiple(p.mask[None, None])[0, 0] for p in plans]
         if all(m is None for m in masks):  # the common case: one batched AdaIN, alpha per sample
             mean = torch.stack([p.codes[0].mean for p in plans]).view(len(plans), -1, 1, 1)

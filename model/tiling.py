@@ -12,7 +12,10 @@ AdaIN and the colour step need of the whole image is gathered first:
    mean and covariance (per region);
 3. the colour step's affine map, from those whole-image statistics, over the output in strips.
 
-So peak memory is one tile's network pass plus the 8-bit input and output images."""
+So peak memory is one tile's network pass plus the 8-bit input and output images. When the plan
+carries the content's features (``ContentFeatures`` of every core, kept from pass 1 of this or an
+earlier render: ``Stylizer.encode_content``), no encoder runs: pass 1 sums the kept features and
+pass 2 runs the decoder alone."""
 
 from __future__ import annotations
 
@@ -25,7 +28,7 @@ from PIL import Image
 
 from model.adain import EPS, Moments, adain, apply_color_map, blend, color_map, resize_mask
 from model.images import pad_to_multiple, to_image, to_tensor
-from model.plan import Plan
+from model.plan import FEATURE_DTYPE, ContentFeatures, Plan
 
 if TYPE_CHECKING:  # the Stylizer imports this module: its networks are what a tile runs through
     from model.stylizer import Stylizer
@@ -59,6 +62,9 @@ class Tiled:
         self.st, self.plan, self.tile, self.margin = stylizer, plan, tile, margin
         self.width, self.height = plan.size
         self.cores = cores(self.width, self.height, tile)
+        self.kept = plan.features.feats if plan.features is not None else None
+        if self.kept is not None and (plan.features.tile != tile or len(self.kept) != len(self.cores)):
+            raise ValueError(f"features cut for {plan.features.tile}-px tiles, not {tile}")
         self.progress = progress or (lambda done, total: None)
         self.done, self.total = 0, 2 * len(self.cores) + 1
         # the mask at feature resolution over the whole canvas (the whole pass's resize_mask)
@@ -71,14 +77,19 @@ class Tiled:
         self.done += 1
         self.progress(self.done, self.total)
 
-    def features(self, c: Core) -> tuple[torch.Tensor, tuple[slice, slice], tuple[int, int]]:
-        """relu4_1 of the core with its margin, the core's window in them, and the crop's origin."""
+    def features(self, i: int) -> tuple[torch.Tensor, tuple[slice, slice], tuple[int, int]]:
+        """relu4_1 of core ``i`` with its margin (kept, or from the encoder), the core's window in
+        them, and the crop's origin."""
+        c = self.cores[i]
         ix0, iy0 = max(0, c.x0 - self.margin), max(0, c.y0 - self.margin)
-        ix1, iy1 = min(self.width, c.x1 + self.margin), min(self.height, c.y1 + self.margin)
-        x = to_tensor(self.plan.content.crop((ix0, iy0, ix1, iy1)))
-        if ix1 == self.width or iy1 == self.height:  # the canvas edge: padded as a whole pass pads it
-            x = pad_to_multiple(x)
-        feat = self.st.encoder(self.st.net_input(x))
+        if self.kept is not None:
+            feat = self.kept[i].to(self.st.device, self.st.dtype)
+        else:
+            ix1, iy1 = min(self.width, c.x1 + self.margin), min(self.height, c.y1 + self.margin)
+            x = to_tensor(self.plan.content.crop((ix0, iy0, ix1, iy1)))
+            if ix1 == self.width or iy1 == self.height:  # the canvas edge: padded as a whole pass pads it
+                x = pad_to_multiple(x)
+            feat = self.st.encoder(self.st.net_input(x))
         fy, fx = (c.y0 - iy0) // 8, (c.x0 - ix0) // 8
         window = (slice(fy, fy + (c.y1 - c.y0) // 8), slice(fx, fx + (c.x1 - c.x0) // 8))
         return feat, window, (ix0, iy0)
@@ -97,8 +108,8 @@ class Tiled:
         sums = [torch.zeros(512, dtype=torch.float64) for _ in range(n)]
         squares = [torch.zeros(512, dtype=torch.float64) for _ in range(n)]
         counts = [0] * n
-        for c in self.cores:
-            feat, (ys, xs), _ = self.features(c)
+        for i, c in enumerate(self.cores):
+            feat, (ys, xs), _ = self.features(i)
             core = feat[0, :, ys, xs].double().cpu().reshape(512, -1)
             for i, region in enumerate(self.regions(c)):
                 part = core if region is None else core[:, region.reshape(-1)]
@@ -119,8 +130,8 @@ class Tiled:
         stats = self.content_stats()
         out = Image.new("RGB", (self.width, self.height))  # the one full-size copy (8192²: 200 MB)
         moments = [Moments() for _ in plan.codes]
-        for c in self.cores:
-            feat, _, (ix0, iy0) = self.features(c)
+        for i, c in enumerate(self.cores):
+            feat, _, (ix0, iy0) = self.features(i)
             target = self._adain(feat, (ix0 // 8, iy0 // 8), stats)
             pixels = self.st.decoder(blend(target, feat, plan.alpha).to(self.st.dtype)
                                      .contiguous(memory_format=torch.channels_last))
@@ -133,6 +144,15 @@ class Tiled:
         self._recolor(out, moments)
         self._step()
         return out
+
+    @torch.inference_mode()
+    def encode(self) -> ContentFeatures:
+        """Every core's features (pass 1's encoder output), kept for the passes and renders to come."""
+        feats = []
+        for i in range(len(self.cores)):
+            feats.append(self.features(i)[0].to(FEATURE_DTYPE))
+            self._step()
+        return ContentFeatures(self.plan.size, tuple(feats), image_moments(self.plan.content), self.tile)
 
     def _adain(self, feat: torch.Tensor, origin: tuple[int, int],
                stats: list[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
@@ -178,6 +198,20 @@ def image_moments(img: Image.Image, rows: int = 512) -> tuple[torch.Tensor, torc
     for y in range(0, img.height, rows):
         m.add(to_tensor(img.crop((0, y, img.width, min(img.height, y + rows))))[0])
     return m.stats()
+
+
+def feature_bytes(size: tuple[int, int], tile: int, margin: int = MARGIN) -> int:
+    """What a content's kept features take (float16 relu4_1: 512 channels at 1/8 of each side; in
+    tiles, each core with its margin)."""
+    w, h = size
+    if not needs_tiles(size, tile):
+        return (-(-w // 8)) * (-(-h // 8)) * 512 * 2
+    total = 0
+    for c in cores(w, h, tile):
+        cw = min(w, c.x1 + margin) - max(0, c.x0 - margin)
+        ch = min(h, c.y1 + margin) - max(0, c.y0 - margin)
+        total += (-(-cw // 8)) * (-(-ch // 8)) * 512 * 2
+    return total
 
 
 def needs_tiles(size: tuple[int, int], tile: int) -> bool:

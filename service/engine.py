@@ -27,13 +27,14 @@ from PIL import Image
 
 from model.adain import StyleCode, mix, normalise_weights
 from model.images import OUTPUT_FORMATS, encode_image, open_image, png_chunks, resize_shorter, scaled_size, small_jpeg
-from model.plan import Options
+from model.plan import ContentFeatures, Options
 from model.stylizer import Stylizer
 from model.temporal import Stabilizer
 from model.video import Frames
 from service import context
 from service.batching import Batcher
-from service.errors import (BadRequest, Busy, Cancelled, Forbidden, NotFound, ServiceError, TooManyRequests,
+from service.contents import ContentCache, content_id, content_key
+from service.errors import (BadRequest, Busy, Cancelled, ContentGone, Forbidden, NotFound, ServiceError, TooManyRequests,
                             Unauthorized)
 from service.forms import LiveSettings, PreviewForm, StyleFields, StyleForm, StylizeForm, VideoForm
 from service.metrics import Metrics
@@ -63,6 +64,8 @@ class StylizeResult:
     height: int
     cache_hits: int
     timings: dict[str, float] = field(default_factory=dict)
+    content_id: str | None = None
+    content_cache: str = "off"  # hit | miss | off (not kept: too large, or the cache is off)
 
 
 class Timer:
@@ -93,6 +96,7 @@ class Engine:
         self.metrics = Metrics(self.gauges, self.tenants.names)
         self.rates = RateLimiter(settings.redis_url, on_error=self.metrics.rate_limit_errors.inc)
         self.registry = StyleRegistry(open_style_store(settings, self.metrics.store_call), settings.style_cache_size)
+        self.contents = ContentCache(int(settings.content_cache_mb * 2**20))
         self.queue = ModelQueue(settings.workers, settings.queue_depth, settings.request_timeout,
                                 on_model_seconds=self.metrics.model_time)
         self.videos = VideoJobs(settings, open_job_store(settings))
@@ -153,7 +157,8 @@ class Engine:
         return {
             "queue_depth": self.queue.waiting, "in_flight": self.queue.in_flight,
             "cache_hits": self.registry.hits, "cache_misses": self.registry.misses,
-            "cache_entries": len(self.registry), "load_seconds": self.load_seconds, "ready": float(self.ready),
+            "cache_entries": len(self.registry), "content_hits": self.contents.hits,
+            "content_misses": self.contents.misses, "content_bytes": self.contents.bytes, "load_seconds": self.load_seconds, "ready": float(self.ready),
             "video_jobs": self.videos.active, "video_jobs_waiting": self.videos.waiting,
             "live_streams": sum(self.streams.values()), "anonymous_streams": self.anonymous,
             "buffered_bytes": self.buffered.used,
@@ -195,7 +200,10 @@ class Engine:
     async def stylize(self, caller: Caller, form: StylizeForm) -> StylizeResult:
         options = form.options(self.settings)
         styles = await self._styles(caller, form, options.style_size)
-        check_declared(form.content, self.settings, options.content_size)
+        if form.content is not None:
+            check_declared(form.content, self.settings, options.content_size)
+        elif content_key(caller, options.content_size, form.content_id) not in self.contents:
+            raise ContentGone()
         return await self._run(caller, partial(self._stylize, caller, form, options, styles),
                                self._timeout(form, options))
 
@@ -228,7 +236,7 @@ class Engine:
         """The queue's deadline, longer for a large output (its size read from the upload's
         header): per megapixel the setting's seconds, or a margin over this machine's measured
         speed when that is slower."""
-        s, size = self.settings, declared_size(form.content)
+        s, size = self.settings, form.content and declared_size(form.content)
         if size is None:
             return s.request_timeout
         w, h = scaled_size(size, options.content_size)
@@ -364,11 +372,33 @@ class Engine:
         self.registry.keep(caller, upload.data, style_size, code)
         return code, False
 
+    def _content(self, caller: Caller, form: StylizeForm, options: Options, t: Timer,
+                 turn: Turn) -> tuple[Image.Image | ContentFeatures, str, str]:
+        """The content as the plan takes it: its kept features (a hit: no decode, no encoder), or
+        decoded, resized and encoded, its features kept when they fit (a miss), or the image when
+        they cannot be kept. With its content id and hit / miss / off."""
+        cid = form.content_id or content_id(form.content.data)
+        key = content_key(caller, options.content_size, cid)
+        features = self.contents.get(key)
+        if features is not None:
+            t.timings["encode-content"] = 0.0  # skipped: Server-Timing says so
+            return features, cid, "hit"
+        if form.content is None:
+            raise ContentGone()  # dropped since the request was let in
+        with t.stage("decode"):
+            image = resize_shorter(decode(form.content, self.settings, options.content_size), options.content_size)
+        if not self.contents.fits(self.stylizer.feature_bytes(image.size)):
+            return image, cid, "off"
+        with t.stage("encode-content"):
+            features = self.stylizer.encode_content(image, progress=lambda done, total: turn.checkpoint())
+        self.contents.put(key, features)
+        return features, cid, "miss"
+
     def _stylize(self, caller: Caller, form: StylizeForm, options: Options, styles: list[Upload | StyleEntry],
                  turn: Turn) -> StylizeResult:
         s, t, hits = self.settings, Timer(turn.cancel, self.metrics.stage), 0
+        content, cid, kept = self._content(caller, form, options, t, turn)
         with t.stage("decode"):
-            content = decode(form.content, s, options.content_size)
             mask = decode(form.mask, s, None) if form.mask is not None else None
         sources: list[Image.Image | StyleCode] = []
         for style in styles:
@@ -398,4 +428,4 @@ class Engine:
             else:
                 data = encode_image(out, form.format, png_level=s.png_compress_level,
                                     jpeg_quality=s.jpeg_quality, webp_quality=s.webp_quality)
-        return StylizeResult(data, OUTPUT_FORMATS[form.format][1], out.width, out.height, hits, t.timings)
+        return StylizeResult(data, OUTPUT_FORMATS[form.format][1], out.width, out.height, hits, t.timings, cid, kept)

@@ -47,6 +47,11 @@ class NotFound(ServiceError):
     status = 404
 
 
+class ContentGone(NotFound):
+    def __init__(self) -> None:
+        super().__init__("content_id: that content is not kept (any more); send the content file again")
+
+
 class TooLarge(ServiceError):
     status = 413
 

@@ -12,6 +12,7 @@ import re
 from typing import Annotated, Any, Literal, get_origin
 
 from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, InstanceOf, ValidationError, WithJsonSchema,
+                      model_validator,
                       field_validator)
 from pydantic.json_schema import SkipJsonSchema
 from fastapi import Request
@@ -95,12 +96,23 @@ class StyleFields(BaseModel):
 
 
 class StylizeForm(StyleFields):
-    """POST /stylize: a content image and 1-8 styles (files and/or registered ids)."""
+    """POST /stylize: a content image (or the id of one just rendered) and 1-8 styles (files
+    and/or registered ids)."""
 
-    content: File = Field(description="the photo to re-render (PNG, JPEG, WebP, GIF, BMP, TIFF, HEIC/HEIF, AVIF)")
+    content: OptionalFile = Field(None, description="the photo to re-render (PNG, JPEG, WebP, GIF, BMP, TIFF, "
+                                                    "HEIC/HEIF, AVIF)")
+    content_id: str | None = Field(None, pattern=r"^[0-9a-f]{32}$", examples=[""],  # /docs sends none by default
+                                   description="instead of content: X-Content-Id of an earlier answer, at the same "
+                                               "content_size (404 once it is no longer kept: send the file again)")
     mask: OptionalFile = Field(None, description="binary mask with exactly 2 styles: white = first style, black = "
                                                 "second; same aspect ratio as the content")
     format: Literal["png", "jpeg", "webp"] = Field("png", description="output image format")
+
+    @model_validator(mode="after")
+    def one_content(self) -> StylizeForm:
+        if (self.content is None) == (self.content_id is None):
+            raise ValueError("send the content file or a content_id, one of them")
+        return self
 
 
 class VideoForm(StyleFields):

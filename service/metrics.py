@@ -29,6 +29,12 @@ class LiveState(Collector):
         yield CounterMetricFamily("adain_style_cache_hits", "style codes found in the cache", value=v["cache_hits"])
         yield CounterMetricFamily("adain_style_cache_misses", "style codes encoded", value=v["cache_misses"])
         yield GaugeMetricFamily("adain_style_cache_entries", "style codes held", value=v["cache_entries"])
+        yield CounterMetricFamily("adain_content_cache_hits", "renders whose content features were kept (the "
+                                  "decoder alone ran)", value=v["content_hits"])
+        yield CounterMetricFamily("adain_content_cache_misses", "renders that encoded their content",
+                                  value=v["content_misses"])
+        yield GaugeMetricFamily("adain_content_cache_bytes", "bytes of content features kept",
+                                value=v["content_bytes"])
         yield GaugeMetricFamily("adain_model_load_seconds", "time to load weights at startup", value=v["load_seconds"])
         yield GaugeMetricFamily("adain_ready", "1 once weights are loaded and warm", value=v["ready"])
         yield GaugeMetricFamily("adain_video_jobs_running", "video segments rendering on this replica",

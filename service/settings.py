@@ -104,6 +104,9 @@ class Settings(BaseSettings):
     batch_max: int = Field(1, ge=1, le=64, description="network passes of same-size concurrent requests run "
                            "as one batch of up to this many (GPU); 1 = off. Set workers >= this")
     batch_wait_ms: float = Field(5.0, ge=0, le=1000, description="how long the first image of a batch waits for more")
+    content_cache_mb: float = Field(512, ge=0, description="MB of content features kept per process (LRU, per "
+                                  "tenant), so a render of a photo seen before runs the decoder alone (512² takes 4 "
+                                  "MB, 2048² 140 MB); 0 = off, larger contents are rendered the usual way")
     style_cache_size: int = Field(256, ge=1, description="codes of styles sent inline to /stylize kept per process "
                                   "(LRU, 4 KB each); registered styles are not in it")
 

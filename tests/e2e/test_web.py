@@ -63,10 +63,14 @@ def test_stylize_with_the_mouse_then_the_live_preview(site, open_page, images, t
     # before / after: the slider moves the cut
     page.locator("#compare-slider").fill("20")
     assert "--pos: 20%" in page.get_attribute("#compare", "style")
-    # live preview: moving a slider re-renders without a click
+    # live preview: moving a slider re-renders without a click, sending the photo's content id
+    # (the server keeps its features), not the photo again
     first = page.get_attribute("#result", "src")
-    page.locator("#color-match").fill("0")
+    with page.expect_request(lambda r: r.url.endswith("/stylize")) as update:
+        page.locator("#color-match").fill("0")
     page.wait_for_selector(f"#result:not([src='{first}'])")
+    body = update.value.post_data_buffer or b""
+    assert b'name="content_id"' in body and b'name="content";' not in body, body[:300]
     # the result stays in view while the controls scroll, down to the page's end (where, without
     # the sticky panel, it would have scrolled far out of view)
     scrolled = page.evaluate("window.scrollTo(0, document.body.scrollHeight), scrollY")
@@ -359,8 +363,8 @@ def test_docs_try_it_out_stylizes_without_edits(server_env, open_page, images, t
         page = open_page(server.url + "/docs")
         page.click("#operations-stylize-stylize_stylize_post .opblock-summary")
         page.click("#operations-stylize-stylize_stylize_post .try-out__btn")
-        page.locator("#operations-stylize-stylize_stylize_post input[type=file]").first.set_input_files(
-            str(images["content"]))
+        page.locator("#operations-stylize-stylize_stylize_post tr[data-property-name='content'] input[type=file]"
+                     ).set_input_files(str(images["content"]))
         page.click("#operations-stylize-stylize_stylize_post .execute")
         op = "#operations-stylize-stylize_stylize_post"
         status = page.locator(f"{op} .live-responses-table tbody .response-col_status")

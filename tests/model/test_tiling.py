@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from helpers import noise_image, psnr
@@ -70,3 +71,20 @@ def test_the_stylizer_tiles_what_is_larger_than_a_tile_and_reports_progress(deco
     assert needs_tiles((65, 64), 64) and not needs_tiles((64, 64), 64)
     with pytest.raises(ValueError, match="multiples of 8"):
         Tiled(small, plan, tile=60)
+
+
+@pytest.mark.parametrize("tiled", [False, True])
+def test_kept_content_features_render_the_same_picture(stylizer, decoder_path, inputs, tiled):
+    """An update renders from the content's kept features (float16, encoded once): the picture of
+    a render from the image, whole or in tiles, with and without a mask, and with preserve_color."""
+    st = Stylizer.load(decoder_path, device="cpu", precision="fp32", tile=64) if tiled else stylizer
+    content, styles, mask = inputs
+    kept = st.encode_content(content)
+    assert kept.nbytes == st.feature_bytes(content.size) and kept.feats[0].dtype == torch.float16
+    assert len(kept.feats) == (len(cores(200, 148, 64)) if tiled else 1)
+    for options, mask_, chosen in ((Options(content_size=0, style_size=0, alpha=0.7), None, styles[:1]),
+                                   (Options(content_size=0, style_size=0), mask, styles),
+                                   (Options(content_size=0, style_size=0, preserve_color=True), None, styles[:1])):
+        fresh = st.render([st.prepare(content, chosen, options, mask_)])[0]
+        again = st.render([st.prepare(kept, chosen, options, mask_)])[0]
+        assert again.size == fresh.size and psnr(fresh, again) >= 60, (options, mask_ is not None)

@@ -25,7 +25,7 @@ def test_round_trip_returns_png_of_content_size(client):
     assert img.shape == (64, 96, 3)
     assert r.headers["x-image-width"] == "96" and r.headers["x-image-height"] == "64"
     stages = [s.split(";")[0] for s in r.headers["server-timing"].split(", ")]
-    assert stages == ["decode", "encode-style", "stylize", "encode-image"]
+    assert stages == ["decode", "encode-content", "encode-style", "stylize", "encode-image"]
     assert int(r.headers["content-length"]) == len(r.content)
 
 
@@ -240,8 +240,8 @@ def test_docs_describe_every_field_and_work_offline(client):
     assert client.get("/redoc").status_code == 200 and "cdn." not in client.get("/redoc").text
     spec = client.get("/openapi.json").json()
     props = spec["paths"]["/stylize"]["post"]["requestBody"]["content"]["multipart/form-data"]["schema"]["properties"]
-    expected = {"content", "style", "style_id", "weights", "alpha", "preserve_color", "color_match", "mask",
-                "content_size", "style_size", "format"}
+    expected = {"content", "content_id", "style", "style_id", "weights", "alpha", "preserve_color", "color_match",
+                "mask", "content_size", "style_size", "format"}
     assert set(props) == expected
     assert all(props[f].get("description") for f in expected)
     assert set(spec["paths"]) >= {"/stylize", "/styles", "/styles/{style_id}", "/healthz", "/readyz", "/metrics"}

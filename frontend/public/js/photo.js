@@ -91,9 +91,13 @@ export function appendStyles(form, { styles, mask, options }) {
   form.append("preserve_color", options.preserve ? "true" : "false");
 }
 
-export function buildForm(made) {
+// The photo goes once: a later render of it at the same size sends the server's content id
+// (X-Content-Id) instead of the file, while the server keeps its features.
+export function buildForm(made, byId = true) {
   const form = new FormData();
-  form.append("content", made.photo.file);
+  const id = byId && made.photo.ids && made.photo.ids[made.options.size];
+  if (id) form.append("content_id", id);
+  else form.append("content", made.photo.file);
   appendStyles(form, made);
   form.append("content_size", made.options.size);
   form.append("format", made.options.format);
@@ -143,11 +147,16 @@ export async function stylize(auto = false) {
   let request = null;
   const job = begin("photo", auto ? "Updating" : "Stylizing", () => request && request.abort(), { estimate: est, auto });
   say("");
+  let byId = true;
   try {
     for (let attempt = 0; ; attempt++) {
       if (!running(job)) return;
-      request = send(buildForm(made), "stylize", (f) => progress(job, { upload: f }));
+      request = send(buildForm(made, byId), "stylize", (f) => progress(job, { upload: f }));
       const xhr = await request.done;
+      if (xhr.status === 404 && byId && made.photo.ids && made.photo.ids[made.options.size]) {
+        byId = false; // no longer kept: the file again
+        continue;
+      }
       if (xhr.status === 503 && attempt < MAX_RETRIES) { // busy: honour Retry-After, then try again
         const wait = Math.max(1, Number(xhr.getResponseHeader("Retry-After")) || 2);
         progress(job, { label: `The server is busy, retrying in ${wait} s` });
@@ -176,6 +185,8 @@ export async function stylize(auto = false) {
 
 async function showResult(xhr, made, ms, auto) {
   const w = Number(xhr.getResponseHeader("X-Image-Width")), h = Number(xhr.getResponseHeader("X-Image-Height"));
+  const id = xhr.getResponseHeader("X-Content-Id");
+  if (id) made.photo.ids = { ...made.photo.ids, [made.options.size]: id };
   const name = downloadName(made.photo.name, made.styles, made.options.format);
   const result = { url: URL.createObjectURL(xhr.response), blob: xhr.response, w, h, format: made.options.format,
                    ms: Math.round(ms), name, made, before: made.photo.url, beforeLabel: "" };
