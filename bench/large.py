@@ -5,7 +5,7 @@ one whole pass. Prints a table; asserts nothing. Run it alone on the machine.
 
 Each size gets a fresh ``python -m service`` with the default settings (so each peak RSS is that
 size's own): a JPEG photo (a preset scaled up) at ``content_size=0`` with a registered style, PNG
-out, streamed. Then the same 2048² request to a server whose tile is larger than the image (one
+out, streamed; timed is the photo's first render, after one of another photo of that size. Then the same 2048² request to a server whose tile is larger than the image (one
 whole pass) and the PSNR between the two answers.
 """
 
@@ -29,15 +29,20 @@ PHOTO = REPO / "weights" / "presets" / "bridge-at-sunset.jpg"
 STYLE = REPO / "weights" / "presets" / "swamp.jpg"
 
 
-def photo(side: int) -> bytes:
+def photo(side: int, flip: bool = False) -> bytes:
     buf = io.BytesIO()
-    Image.open(PHOTO).convert("RGB").resize((side, side), Image.Resampling.BICUBIC).save(buf, "JPEG", quality=90)
+    img = Image.open(PHOTO).convert("RGB").resize((side, side), Image.Resampling.BICUBIC)
+    (img.transpose(Image.Transpose.FLIP_LEFT_RIGHT) if flip else img).save(buf, "JPEG", quality=90)
     return buf.getvalue()
 
 
-def request(server, content: bytes) -> tuple[float, bytes]:
+def request(server, content: bytes, warm: bytes | None = None) -> tuple[float, bytes]:
+    """The first render of ``content`` (after one of ``warm``, another photo of its size: the
+    process's first request of a size measures its convolutions, which no later one pays)."""
     with server.client(timeout=900) as c:
         sid = c.post("/styles", files={"style": ("s.jpg", STYLE.read_bytes(), "image/jpeg")}).json()["id"]
+        if warm is not None:
+            c.post("/stylize", files={"content": ("w.jpg", warm, "image/jpeg")}, data={"style_id": sid, "content_size": "0"})
         t = time.perf_counter()
         r = c.post("/stylize", files={"content": ("c.jpg", content, "image/jpeg")},
                    data={"style_id": sid, "content_size": "0"})
@@ -50,6 +55,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--sides", type=lambda s: [int(x) for x in s.split(",")], default=[1024, 2048, 4096, 8192])
     p.add_argument("--device", default="auto")
+    p.add_argument("--no-warm", dest="warm", action="store_false", help="time each server's first request")
     args = p.parse_args()
     env = {"ADAIN_DEVICE": args.device}
     print(f"{'size':>11} {'MP':>5} {'upload':>8} {'seconds':>8} {'s/MP':>6} {'peak RSS':>9}")
@@ -58,7 +64,7 @@ def main() -> None:
         for side in args.sides:
             content = photo(side)
             with run_server(Path(tmp) / f"s{side}", **env) as server:
-                seconds, out = request(server, content)
+                seconds, out = request(server, content, photo(side, flip=True) if args.warm else None)
                 peak = server.rss_mb()[1]
             img = Image.open(io.BytesIO(out))
             assert img.size == (side, side), img.size

@@ -59,6 +59,11 @@ class Stylizer:
         self.decoder = decoder.to(self.device, self.dtype, memory_format=torch.channels_last).eval()
         self.encoder.requires_grad_(False)
         self.decoder.requires_grad_(False)
+        # inference only: each ReLU rewrites its convolution's output instead of a copy of it (a
+        # full activation's write saved per layer; docs/performance.md)
+        for m in (*self.encoder.modules(), *self.decoder.modules()):
+            if isinstance(m, torch.nn.ReLU):
+                m.inplace = True
         # fp32 on a CPU: each 3x3 conv by direct convolution or Winograd, whichever is faster here
         # (model/convs.py); bf16 and GPUs keep their own kernels
         self.conv = conv if self.device.type == "cpu" and self.dtype == torch.float32 else "direct"
@@ -144,7 +149,7 @@ class Stylizer:
 
     def feature_bytes(self, size: tuple[int, int]) -> int:
         """What ``encode_content`` keeps of a content of this (w, h)."""
-        return feature_bytes(size, self.core)
+        return feature_bytes(size, self.core if self.tiled(size) else None)
 
     @torch.inference_mode()
     def encode_content(self, img: Image.Image, progress: Progress | None = None) -> ContentFeatures:

@@ -200,11 +200,11 @@ def image_moments(img: Image.Image, rows: int = 512) -> tuple[torch.Tensor, torc
     return m.stats()
 
 
-def feature_bytes(size: tuple[int, int], tile: int, margin: int = MARGIN) -> int:
-    """What a content's kept features take (float16 relu4_1: 512 channels at 1/8 of each side; in
-    tiles, each core with its margin)."""
+def feature_bytes(size: tuple[int, int], tile: int | None, margin: int = MARGIN) -> int:
+    """What a content's kept features take (float16 relu4_1: 512 channels at 1/8 of each side): of
+    the whole image (``tile`` None), or of each core of ``tile`` px with its margin."""
     w, h = size
-    if not needs_tiles(size, tile):
+    if tile is None:
         return (-(-w // 8)) * (-(-h // 8)) * 512 * 2
     total = 0
     for c in cores(w, h, tile):
