@@ -5,7 +5,8 @@ polite one, and does an abandoned large render hold the model?
 
 1. Fair turns: the polite tenant sends requests one at a time, alone, then while a greedy tenant
    keeps 8 in flight (ADAIN_TENANT_QUEUE_DEPTH=8, so all 8 wait in the queue): the polite p50
-   under the flood / alone (target <= 2x; first come, first served gave 8.6-9.3x).
+   under the flood / alone (target <= 2x; first come, first served gave 8.6-9.3x), and the
+   model's pieces meanwhile (the queue's debug log): waits and run times per tenant, in order.
 2. Rate limit: the same flood with the greedy tenant limited to 4 requests a second (its
    rate_limit in the keys file): its share of 429s, and the polite p50.
 3. Abandoned render: a 2048² request whose client hangs up after 2 s, then a small request at
@@ -27,7 +28,7 @@ from pathlib import Path
 import httpx
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO), str(REPO / "tests" / "e2e"), str(REPO / "bench")]
+sys.path[:0] = [str(REPO), str(REPO / "tests" / "e2e"), str(REPO / "tests"), str(REPO / "bench")]
 
 from common import image, png  # noqa: E402
 from serverproc import Server, run_server  # noqa: E402
@@ -98,15 +99,36 @@ def keys_file(tmp: Path, greedy_rate: str = "") -> str:
     return str(path)
 
 
+PIECE = re.compile(r"piece tenant=(\w+) waited=([\d.]+) ran=([\d.]+)")
+
+
+def timeline(log: str) -> None:
+    """The model's pieces while the greedy tenant floods (the queue's debug lines): what each
+    tenant waited for the slot and ran, and the first pieces in order."""
+    pieces = [(m[1], float(m[2]), float(m[3])) for m in PIECE.finditer(log)]
+    for who in KEYS:
+        mine = [p for p in pieces if p[0] == who]
+        if mine:
+            print(f"   {who}: {len(mine)} pieces, waited p50 {statistics.median(p[1] for p in mine):.3f} s "
+                  f"(max {max(p[1] for p in mine):.3f}), ran p50 {statistics.median(p[2] for p in mine):.3f} s")
+    print("   in order: " + " | ".join(f"{w[0]} {r:.2f}" + (f" (waited {q:.2f})" if w == "polite" else "")
+                                       for w, q, r in pieces[:14]))
+
+
 def fairness(args: argparse.Namespace, env: dict[str, str], tmp: Path) -> None:
     body = png(image(args.size, 1))
-    with run_server(tmp / "fair", **env, ADAIN_KEYS_FILE=keys_file(tmp), ADAIN_TENANT_QUEUE_DEPTH="8",
+    with run_server(tmp / "fair", "debug", **env, ADAIN_KEYS_FILE=keys_file(tmp), ADAIN_TENANT_QUEUE_DEPTH="8",
                     ADAIN_QUEUE_DEPTH="16") as server:
         style = register(server, args.size)
         alone, _ = polite_p50(server, style, body, args.requests)
+        start = server.log.stat().st_size
         flooded, statuses = polite_p50(server, style, body, args.requests, greedy=8)
+        with open(server.log, encoding="utf-8", errors="replace") as f:
+            f.seek(start)
+            flood_log = f.read()
     print(f"1. fair turns, {args.size}²: polite p50 alone {alone:.3f} s, under a greedy tenant's 8 in flight "
           f"{flooded:.3f} s: {flooded / alone:.2f}x (target <= 2x); greedy answers {statuses}")
+    timeline(flood_log)
     with run_server(tmp / "rate", **env, ADAIN_KEYS_FILE=keys_file(tmp, "4/second"), ADAIN_TENANT_QUEUE_DEPTH="8",
                     ADAIN_QUEUE_DEPTH="16") as server:
         style = register(server, args.size)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import logging
 import math
 import threading
 import time
@@ -29,6 +30,7 @@ from service.errors import Busy, Cancelled, TimedOut, TooManyRequests
 from service.tenants import Caller
 
 T = TypeVar("T")
+log = logging.getLogger("adain.queue")
 
 
 @dataclass(eq=False)
@@ -38,6 +40,7 @@ class Ticket:
     cancel: threading.Event = field(default_factory=threading.Event)
     granted: bool = False
     granted_at: float = 0.0
+    queued_at: float = 0.0
 
 
 class Turn:
@@ -171,6 +174,7 @@ class ModelQueue:
         cancelled first."""
         line = self._waiting.setdefault(ticket.tenant, deque())
         line.appendleft(ticket) if front else line.append(ticket)
+        ticket.queued_at = time.perf_counter()
         if ticket.tenant not in self._ring:
             self._ring.append(ticket.tenant)
         self._grant()
@@ -188,7 +192,10 @@ class ModelQueue:
         if ticket.granted:
             ticket.granted = False
             self._free += 1
-            self.on_model_seconds(ticket.tenant, time.perf_counter() - ticket.granted_at)
+            ran = time.perf_counter() - ticket.granted_at
+            self.on_model_seconds(ticket.tenant, ran)
+            # a piece's timeline (bench/tenants.py prints it): who, how long it waited for the slot, ran
+            log.debug("piece tenant=%s waited=%.3f ran=%.3f", ticket.tenant, ticket.granted_at - ticket.queued_at, ran)
             self._grant()
 
     def _grant(self) -> None:
