@@ -46,7 +46,8 @@ def posts(page) -> list[str]:
 def test_a_running_video_is_followed_across_tabs_and_reloads_and_stopped_on_the_server(site, open_page, tmp_path,
                                                                                         capsys):
     proxy, _ = site
-    clip = clips.write(tmp_path / "long.mp4", clips.pan(320, 240, 150), fps=24)
+    # long enough to be stopped on a fast machine too: 240 frames of 480×360 (it is stopped within seconds)
+    clip = clips.write(tmp_path / "long.mp4", clips.pan(480, 360, 240), fps=24)
     for viewport in (DESKTOP, PHONE):
         page = open_page(proxy + "/", viewport)
         sent, asked = posts(page), []
@@ -93,12 +94,16 @@ def test_an_update_shows_its_progress_in_the_window_on_desktop_and_phone(site, o
     proxy, _ = site
     for viewport in (DESKTOP, PHONE):
         page = first_result(open_page(proxy + "/", viewport), images)
-        page.select_option("#size", "1024")  # an automatic update, slower
+        held = []  # the update's request waits here: in flight while it is looked at, however fast the machine
+        page.route("**/stylize", lambda route: held.append(route))
+        page.select_option("#size", "1024")  # an automatic update
         page.wait_for_selector("#job-row:not([hidden])")
         progress_in_view_everywhere(page, "update")
         assert page.locator("#result-busy").is_visible()  # and beside the result
+        assert held, "the update was sent"
         page.click("#job-stop")
         page.wait_for_selector("#status:has-text('Stopped')")
+        page.unroute_all(behavior="ignoreErrors")
 
 
 def test_live_progress_is_in_view_and_stop_clears_the_picture(camera_page, tmp_path, capsys):
