@@ -9,6 +9,7 @@ bf16/fp16 only touch the convolutions.
 
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -54,22 +55,12 @@ class Stylizer:
         self.device = resolve_device(device)
         self.dtype = resolve_precision(precision, self.device)
         self.tile = tile
-        # channels_last: oneDNN and cuDNN both run 3x3 convs fastest in NHWC.
-        self.encoder = encoder.to(self.device, self.dtype, memory_format=torch.channels_last).eval()
-        self.decoder = decoder.to(self.device, self.dtype, memory_format=torch.channels_last).eval()
-        self.encoder.requires_grad_(False)
-        self.decoder.requires_grad_(False)
-        # inference only: each ReLU rewrites its convolution's output instead of a copy of it (a
-        # full activation's write saved per layer; docs/performance.md)
-        for m in (*self.encoder.modules(), *self.decoder.modules()):
-            if isinstance(m, torch.nn.ReLU):
-                m.inplace = True
         # fp32 on a CPU: each 3x3 conv by direct convolution or Winograd, whichever is faster here
         # (model/convs.py); bf16 and GPUs keep their own kernels
         self.conv = conv if self.device.type == "cpu" and self.dtype == torch.float32 else "direct"
-        if self.conv != "direct":
-            convs.install(self.encoder, self.conv)
-            convs.install(self.decoder, self.conv)
+        self.encoder = self._ready(encoder)
+        self.decoder = self._ready(decoder)
+        self.decoder_path: Path | None = None  # the file the decoder came from, when it came from one
         self.load_seconds: dict[str, float] = {}
         self.backend = "torch"
         self.network_precision: str | None = None  # set where it is not the tensors' dtype (int8 graphs)
@@ -108,10 +99,32 @@ class Stylizer:
             decoder = load_decoder(decoder_path)
             t2 = time.perf_counter()
             stylizer = cls(encoder, decoder, device, precision, tile, conv)
+            stylizer.decoder_path = Path(decoder_path)
         else:
             raise ValueError(f"backend must be torch or onnxruntime; got {backend!r}")
         stylizer.load_seconds = {"encoder": t1 - t0, "decoder": t2 - t1, "to_device": time.perf_counter() - t2}
         return stylizer
+
+    def _ready(self, net: torch.nn.Module) -> torch.nn.Module:
+        """A network as this Stylizer runs it: its device and precision, channels_last (oneDNN and
+        cuDNN run 3x3 convs fastest in NHWC), inference only, ReLUs in place (each rewrites its
+        convolution's output instead of a copy: docs/performance.md), and fp32 CPU convolutions
+        by the faster of two ways."""
+        net = net.to(self.device, self.dtype, memory_format=torch.channels_last).eval()
+        net.requires_grad_(False)
+        for m in net.modules():
+            if isinstance(m, torch.nn.ReLU):
+                m.inplace = True
+        if self.conv != "direct":
+            convs.install(net, self.conv)
+        return net
+
+    def with_decoder(self, decoder: Decoder, path: Path | None = None) -> Stylizer:
+        """This Stylizer with another decoder (another version), sharing the encoder: the same
+        content features serve both."""
+        other = copy.copy(self)
+        other.decoder, other.decoder_path = self._ready(decoder), path
+        return other
 
     @property
     def core(self) -> int:

@@ -4,7 +4,13 @@ and the service's ``keys``, which manages the tenants' keys file (service/tenant
     adain keys add NAME [--admin] [--file keys.toml]   # prints a new key once; stores its SHA-256
     adain keys list [--file keys.toml]                 # tenants, roles, digest prefixes
 
-``--file`` defaults to ``ADAIN_KEYS_FILE``."""
+``--file`` defaults to ``ADAIN_KEYS_FILE``. And ``models``, the decoder versions (service/decoders.py)::
+
+    adain models import PATH --name NAME               # a decoder (.safetensors, reference .pth) as a version
+    adain models list                                  # versions, the default and the canary
+    adain models default NAME [--canary PCT --candidate NAME]
+
+``--dir`` defaults to ``ADAIN_MODELS_DIR`` (else the service's STATE_DIR/models)."""
 
 from __future__ import annotations
 
@@ -46,10 +52,50 @@ def keys(argv: list[str]) -> int:
         sys.exit(f"error: {e}")
 
 
+def models_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="adain models", description="the decoder versions of the model store")
+    sub = p.add_subparsers(dest="action", required=True)
+    imp = sub.add_parser("import", help="store a decoder (.safetensors, reference decoder.pth, a checkpoint) as NAME")
+    imp.add_argument("path", type=Path)
+    imp.add_argument("--name", required=True)
+    listing = sub.add_parser("list", help="the versions, the default and the canary")
+    default = sub.add_parser("default", help="make NAME the default (replicas follow without a restart)")
+    default.add_argument("name")
+    default.add_argument("--candidate", help="a version a share of requests try first")
+    default.add_argument("--canary", type=float, default=0.0, help="that share, in percent")
+    for s in (imp, listing, default):
+        s.add_argument("--dir", type=Path, default=None, help="the store (default ADAIN_MODELS_DIR)")
+    return p
+
+
+def models(argv: list[str]) -> int:
+    from service.decoders import BadVersion, ModelStore, Rollout
+    from service.settings import Settings
+
+    args = models_parser().parse_args(argv)
+    settings = Settings()
+    store = ModelStore(args.dir or settings.models_dir or settings.state_dir / "models", Path(settings.decoder))
+    try:
+        if args.action == "import":
+            print(store.import_decoder(args.path, args.name))
+        elif args.action == "default":
+            store.set_rollout(Rollout(args.name, args.candidate, args.canary if args.candidate else 0.0))
+        else:
+            r = store.rollout()
+            for name in store.names():
+                mark = " (default)" if name == r.default else f" (canary {r.percent:g} %)" if name == r.candidate else ""
+                print(f"{name}{mark}\t{store.card(name).get('sha256', '')[:12]}")
+        return 0
+    except BadVersion as e:
+        sys.exit(f"error: {e}")
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["keys"]:
         return keys(argv[1:])
+    if argv[:1] == ["models"]:
+        return models(argv[1:])
     return model_cli.main(argv)
 
 

@@ -15,6 +15,7 @@ import logging
 import threading
 import time
 from contextlib import contextmanager
+from pathlib import Path
 from collections.abc import Callable, Iterator, MutableMapping
 from dataclasses import dataclass, field
 from functools import partial
@@ -34,6 +35,7 @@ from model.video import Frames
 from service import context
 from service.batching import Batcher
 from service.contents import ContentCache, content_id, content_key
+from service.decoders import Decoders, ModelStore
 from service.errors import (BadRequest, Busy, Cancelled, ContentGone, Forbidden, NotFound, ServiceError, TooManyRequests,
                             Unauthorized)
 from service.forms import LiveSettings, PreviewForm, StyleFields, StyleForm, StylizeForm, VideoForm
@@ -66,6 +68,7 @@ class StylizeResult:
     timings: dict[str, float] = field(default_factory=dict)
     content_id: str | None = None
     content_cache: str = "off"  # hit | miss | off (not kept: too large, or the cache is off)
+    model_version: str | None = None
 
 
 class Timer:
@@ -97,6 +100,7 @@ class Engine:
         self.rates = RateLimiter(settings.redis_url, on_error=self.metrics.rate_limit_errors.inc)
         self.registry = StyleRegistry(open_style_store(settings, self.metrics.store_call), settings.style_cache_size)
         self.contents = ContentCache(int(settings.content_cache_mb * 2**20))
+        self.decoders: Decoders  # once loaded: the decoder versions (service/decoders.py)
         self.queue = ModelQueue(settings.workers, settings.queue_depth, settings.request_timeout,
                                 on_model_seconds=self.metrics.model_time)
         self.videos = VideoJobs(settings, open_job_store(settings))
@@ -128,6 +132,8 @@ class Engine:
         n = self.registry.load_presets(
             s.presets_dir, lambda img: self.stylizer.encode_style(img, s.default_style_size), s.default_style_size)
         self.videos.start(self.stylizer)
+        self.decoders = Decoders(ModelStore(s.models_dir or s.state_dir / "models", Path(s.decoder)), self.stylizer,
+                                 s.max_loaded_decoders)
         self.load_seconds = time.perf_counter() - start
         self.ready = True
         log.info("ready in %.2f s on %s/%s (%s) with %d presets (decoder %s, %s style store, tenants: %d%s); "
@@ -204,8 +210,18 @@ class Engine:
             check_declared(form.content, self.settings, options.content_size)
         elif content_key(caller, options.content_size, form.content_id) not in self.contents:
             raise ContentGone()
-        return await self._run(caller, partial(self._stylize, caller, form, options, styles),
-                               self._timeout(form, options))
+        version = self.decoders.choose(form.decoder)
+        start, outcome = time.perf_counter(), "cancelled"
+        try:
+            result = await self._run(caller, partial(self._stylize, caller, form, options, styles, version),
+                                     self._timeout(form, options))
+            outcome = "ok"
+            return result
+        except ServiceError as e:
+            outcome = str(e.status)
+            raise
+        finally:
+            self.metrics.version_done(version, outcome, time.perf_counter() - start)
 
     async def submit_video(self, caller: Caller, form: VideoForm) -> VideoJob:
         try:
@@ -395,8 +411,9 @@ class Engine:
         return features, cid, "miss"
 
     def _stylize(self, caller: Caller, form: StylizeForm, options: Options, styles: list[Upload | StyleEntry],
-                 turn: Turn) -> StylizeResult:
+                 version: str, turn: Turn) -> StylizeResult:
         s, t, hits = self.settings, Timer(turn.cancel, self.metrics.stage), 0
+        st = self.decoders.stylizer(version)  # shares the encoder: content features serve every version
         content, cid, kept = self._content(caller, form, options, t, turn)
         with t.stage("decode"):
             mask = decode(form.mask, s, None) if form.mask is not None else None
@@ -412,20 +429,21 @@ class Engine:
                     sources.append(code)
                     hits += hit
         with t.stage("stylize"):
-            plan = self.stylizer.prepare(content, sources, options, mask)
+            plan = st.prepare(content, sources, options, mask)
             # a tiled image renders alone, a tile per turn: another tenant may go between two tiles,
             # and a request nobody waits for stops at the next one
-            tiled = self.stylizer.tiled(plan.size)
+            tiled = st.tiled(plan.size)
             if tiled:
-                out = self.stylizer.render_tiled(plan, progress=lambda done, total: turn.checkpoint())
-            elif self.batcher:
+                out = st.render_tiled(plan, progress=lambda done, total: turn.checkpoint())
+            elif self.batcher and st is self.stylizer:
                 out = self.batcher.submit(plan)
             else:
-                out = self.stylizer.render_whole([plan])[0]
+                out = st.render_whole([plan])[0]
         with t.stage("encode-image"):
             if form.format == "png" and tiled:
                 data: bytes | Iterator[bytes] = png_chunks(out, s.png_compress_level)  # encoded while sent
             else:
                 data = encode_image(out, form.format, png_level=s.png_compress_level,
                                     jpeg_quality=s.jpeg_quality, webp_quality=s.webp_quality)
-        return StylizeResult(data, OUTPUT_FORMATS[form.format][1], out.width, out.height, hits, t.timings, cid, kept)
+        return StylizeResult(data, OUTPUT_FORMATS[form.format][1], out.width, out.height, hits, t.timings, cid, kept,
+                             version)

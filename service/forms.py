@@ -107,6 +107,9 @@ class StylizeForm(StyleFields):
     mask: OptionalFile = Field(None, description="binary mask with exactly 2 styles: white = first style, black = "
                                                 "second; same aspect ratio as the content")
     format: Literal["png", "jpeg", "webp"] = Field("png", description="output image format")
+    decoder: str | None = Field(None, max_length=64, examples=[""],  # /docs sends none by default
+                                description="a decoder version (GET /models); default: the store's default, or "
+                                            "its canary for a share of requests")
 
     @model_validator(mode="after")
     def one_content(self) -> StylizeForm:

@@ -74,7 +74,20 @@ class Metrics:
                                        buckets=STORE_BUCKETS, registry=self.registry)
         self.store_errors = Counter("adain_store_errors", "style store calls that failed", ["op"],
                                     registry=self.registry)
+        self.version_requests = Counter("adain_model_version_requests", "stylize requests by decoder version and "
+                                        "outcome (ok, or the error's status)", ["version", "outcome"],
+                                        registry=self.registry)
+        self.version_seconds = Histogram("adain_model_version_seconds", "stylize latency by decoder version: a "
+                                         "canary against the default", ["version"], buckets=LATENCY_BUCKETS,
+                                         registry=self.registry)
         self.registry.register(LiveState(read_state))
+
+    def version_done(self, version: str, outcome: str, seconds: float) -> None:
+        """A stylize request's end, by the decoder version it ran with (versions are the store's
+        names: a bounded label)."""
+        self.version_requests.labels(version, outcome).inc()
+        if outcome == "ok":
+            self.version_seconds.labels(version).observe(seconds)
 
     def stage(self, name: str, seconds: float) -> None:
         self.stages.labels(name).observe(seconds)

@@ -76,6 +76,18 @@ class Limits(BaseModel):
     max_video_pixels: int = Field(description="largest output video frame, in pixels", examples=[2073600])
 
 
+class ModelVersion(BaseModel):
+    name: str = Field(examples=["v7"])
+    card: dict = Field(description="what the version is: where it came from, its SHA-256, its held-out numbers")
+
+
+class ModelList(BaseModel):
+    default: str = Field(description="the version requests without `decoder` get", examples=["v7"])
+    candidate: str | None = Field(None, description="a version a share of those requests try first (a canary)")
+    percent: float = Field(0.0, description="that share, in percent")
+    versions: list[ModelVersion]
+
+
 class VideoAccepted(BaseModel):
     id: str = Field(description="the job's id (only its tenant, and admins, can read or delete the job)",
                     examples=["bq1x0V9yYtq0k6b1Ck1b2A"])

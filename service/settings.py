@@ -52,7 +52,12 @@ class Settings(BaseSettings):
     log_level: str = Field("info", description="uvicorn and service log level: debug, info, warning, error")
 
     # model
-    decoder: Path = Field(DECODER, description="decoder .safetensors or reference decoder.pth")
+    decoder: Path = Field(DECODER, description="decoder .safetensors or reference decoder.pth: version v7 of the "
+                          "model store")
+    models_dir: Path | None = Field(None, description="the model store: decoder versions, the default and a canary "
+                                    "(docs/models.md), shared by replicas and the training job; default "
+                                    "STATE_DIR/models")
+    max_loaded_decoders: int = Field(2, ge=1, description="decoder versions loaded at once per process (LRU)")
     vgg: Path | None = Field(None, description="reference vgg_normalised.pth instead of the bundled VGG-19")
     device: str = Field("auto", description="auto, cpu, cuda, cuda:N")
     precision: Literal["auto", "fp32", "bf16", "fp16", "int8"] = Field(

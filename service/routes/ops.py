@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from service.deps import AnyEngine
+from service.deps import AnyEngine, ReadyEngine
 from model.images import IMAGE_SUFFIXES, INPUT_FORMATS, INPUT_MEDIA_TYPES, OUTPUT_FORMATS
 from model.stylizer import MASK_ASPECT_TOLERANCE
-from service.schemas import Health, Limits, Readiness
+from service.schemas import Health, Limits, ModelList, ModelVersion, Readiness
 
 router = APIRouter(tags=["operations"])
 
@@ -45,6 +47,15 @@ async def limits(engine: AnyEngine) -> Limits:
                   mask_aspect_tolerance=MASK_ASPECT_TOLERANCE, seconds_per_megapixel=round(engine.seconds_per_mp, 3),
                   max_video_bytes=s.max_video_bytes, max_video_seconds=s.max_video_seconds,
                   max_video_pixels=s.max_video_pixels)
+
+
+@router.get("/models", response_model=ModelList, summary="The decoder versions a request may name (`decoder`), "
+            "the default and the canary")
+async def models(engine: ReadyEngine) -> ModelList:
+    store = engine.decoders.store
+    rollout = await asyncio.to_thread(store.rollout)
+    versions = [ModelVersion(name=n, card=store.card(n)) for n in await asyncio.to_thread(store.names)]
+    return ModelList(default=rollout.default, candidate=rollout.candidate, percent=rollout.percent, versions=versions)
 
 
 @router.get("/metrics", response_class=Response, summary="Prometheus metrics",

@@ -47,6 +47,8 @@ def image_response(result: StylizeResult) -> StreamingResponse:
     timing = ", ".join(f"{k};dur={v * 1000:.1f}" for k, v in result.timings.items())
     headers = {"Server-Timing": timing, "X-Image-Width": str(result.width), "X-Image-Height": str(result.height),
                "X-Style-Cache-Hits": str(result.cache_hits), "Cache-Control": "no-store"}
+    if result.model_version:
+        headers["X-Model-Version"] = result.model_version
     if result.content_id:
         headers |= {"X-Content-Id": result.content_id, "X-Content-Cache": result.content_cache}
     if isinstance(result.data, bytes):

@@ -16,7 +16,8 @@ from PIL import Image
 import clips
 from helpers import noise_image, phone_photo
 from pages import DESKTOP, PHONE, first_result, needs_browser, result_size, serious, show, wait_result
-from serverproc import REPO
+from nginxproc import run_nginx
+from serverproc import REPO, run_server
 from waiting import wait_for
 
 pytestmark = needs_browser
@@ -261,3 +262,27 @@ def test_a_long_render_is_asked_for_first(site, open_page, images, tmp_path):
     page.click("#stylize")
     wait_for(lambda: asked, "the page to ask before a long render")
     assert "should take about" in asked[0] and "stylize" not in sent
+
+
+def test_a_second_decoder_version_can_be_chosen_and_is_named(server_env, open_page, images, tmp_path):
+    """With two decoder versions in the store the page offers the choice; the update sends it and
+    the result (and its history entry) names the version that drew it."""
+    from model.decoder import random_decoder, save_decoder
+    from service.decoders import ModelStore
+
+    store = ModelStore(tmp_path / "models", Path(server_env["ADAIN_DECODER"]))
+    store.import_decoder(save_decoder(random_decoder(seed=4), tmp_path / "w", "safetensors"), "trained")
+    env = {**server_env, "ADAIN_FRONTEND_DIR": str(REPO / "frontend" / "public"), "ADAIN_MODELS_DIR": str(store.root)}
+    with run_server(tmp_path / "server", **env) as server, \
+            run_nginx(tmp_path / "nginx", server.url.removeprefix("http://")) as proxy:
+        page = first_result(open_page(proxy + "/"), images)
+        page.wait_for_selector("#decoder-row:not([hidden])")
+        assert "decoder v7" in page.inner_text("#result-caption")
+        shown = page.get_attribute("#result", "src")
+        with page.expect_request(lambda r: r.url.endswith("/stylize")) as update:
+            page.select_option("#decoder", "trained")
+        page.wait_for_selector(f"#result:not([src='{shown}'])")
+        assert b'name="decoder"\r\n\r\ntrained' in (update.value.post_data_buffer or b"")
+        assert "decoder trained" in page.inner_text("#result-caption")
+        wait_for(lambda: "decoder trained" in page.inner_text("#history li >> nth=0"), "the entry to name it")
+        assert serious(page) == [], "decoder choice"

@@ -158,3 +158,31 @@ def test_video_jobs_through_nginx_any_replica_answers_and_a_dead_replicas_job_go
             s = wait_for(taken_over, "the survivor to render a segment", every=0.2)
             assert s["state"] == "running" and s["rendered_by"].get(survivor, 0) >= 1, s
             assert bc.delete(f"/videos/{running['id']}").status_code == 204
+
+
+def test_two_replicas_follow_a_new_default_decoder_without_a_restart(env, tmp_path):
+    """The model store shared by two replicas (a volume): a version imported and made the default
+    with the CLI is what both answer with next; the trainer's published version reaches users so."""
+    from model.decoder import random_decoder, save_decoder
+    from service.cli import main as adain
+
+    models = tmp_path / "models"
+    shared = {**env, "ADAIN_MODELS_DIR": str(models)}
+    with run_server(tmp_path / "a", **shared) as a, run_server(tmp_path / "b", **shared) as b:
+        def versions() -> set[str]:
+            out = set()
+            for server in (a, b):
+                with server.client() as c:
+                    r = c.post("/stylize", files=files(CONTENT, STYLE))
+                    assert ok_image(r), r.text
+                    out.add(r.headers["x-model-version"])
+            return out
+
+        assert versions() == {"v7"}
+        weights = save_decoder(random_decoder(seed=5), tmp_path / "trained", "safetensors")
+        assert adain(["models", "import", str(weights), "--name", "trained", "--dir", str(models)]) == 0
+        assert versions() == {"v7"}  # imported is not the default
+        assert adain(["models", "default", "trained", "--dir", str(models)]) == 0
+        assert versions() == {"trained"}
+        with a.client() as c:
+            assert [v["name"] for v in c.get("/models").json()["versions"]] == ["v7", "trained"]

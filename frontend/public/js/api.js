@@ -65,6 +65,16 @@ export async function loadLimits() {
   } catch { /* the defaults in the state */ }
 }
 
+export async function loadModels() {
+  try {
+    const r = await fetch("models");
+    if (r.ok) {
+      const models = await r.json();
+      update((s) => { s.models = models; });
+    }
+  } catch { /* one decoder: no choice shown */ }
+}
+
 // An <img> cannot send the key: a registered style's picture is fetched with it, and shown from
 // a blob URL (made once per style).
 const pictures = new Map();

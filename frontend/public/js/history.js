@@ -46,7 +46,7 @@ async function thumbnail(blob, side = 160) {
 }
 
 export const describe = (e) => `${e.photoName} · ${styleNames(e.styles)} · α ${Number(e.options.alpha).toFixed(2)} · ` +
-  `${e.w}×${e.h}`;
+  `${e.w}×${e.h}` + (e.version ? ` · decoder ${e.version}` : "");
 
 // A result on screen: kept now (an explicit render) or after a pause (an automatic update; a
 // newer one within the pause replaces it).
@@ -67,6 +67,7 @@ async function keep(r) {
     for (const f of [photo, mask].filter(Boolean)) await run("files", "readwrite", (s) => s.put({ key: f.key, file: f.file }));
     const entry = { time: Date.now(), blob: r.blob, thumb: await thumbnail(r.blob), w: r.w, h: r.h, ms: r.ms,
                     name: r.name, photoName: photo.name, photoKey: photo.key, maskKey: mask ? mask.key : null,
+                    version: r.version || null,
                     styles: styles.map((s) => ({ id: s.id || null, name: s.name, preset: !!s.preset, weight: s.weight })),
                     options };
     entry.id = await run("results", "readwrite", (s) => s.add(entry));
@@ -127,7 +128,7 @@ export async function restore(entry) {
     Object.assign(s, { photo, mask, styles, options: { ...s.options, ...entry.options }, outdated: false,
                        shownHistory: entry.id, pendingUpdate: false });
     s.result = { url, blob: entry.blob, w: entry.w, h: entry.h, format: entry.options.format, ms: entry.ms,
-                 name: entry.name, made, before: photo.url, beforeLabel: "", fromHistory: true };
+                 name: entry.name, made, before: photo.url, beforeLabel: "", fromHistory: true, version: entry.version };
   });
   note("content", `${photo.name}: ${photo.w}×${photo.h}. Choose or drop another to replace it.`);
   note("styles", styles.length < entry.styles.length ? "A style of this result was sent as a file and could not " +

@@ -1,6 +1,6 @@
 // adain-service's web page: ES modules, no build step. This module wires the page's controls to
 // the actions; the state and its one render are in store.js and view.js.
-import { apiKey, loadLimits, setApiKey } from "./api.js";
+import { apiKey, loadLimits, loadModels, setApiKey } from "./api.js";
 import * as history from "./history.js";
 import { stop } from "./jobs.js";
 import "./lists.js";
@@ -55,6 +55,7 @@ $("size").addEventListener("change", (e) => option("size", e.target.value, () =>
   else later();
 }));
 $("format").addEventListener("change", (e) => changeFormat(e.target.value));
+$("decoder").addEventListener("change", (e) => option("decoder", e.target.value));
 $("video-size").addEventListener("change", (e) => option("videoSize", e.target.value, () => {}));
 $("video-steady").addEventListener("change", (e) => option("videoSteady", e.target.checked, () => {}));
 $("live-size").addEventListener("change", (e) => option("liveSize", e.target.value, liveSettings));
@@ -99,7 +100,7 @@ $("api-key").addEventListener("change", () => { setApiKey($("api-key").value.tri
 
 update();
 loadLimits().then(async () => {
-  await loadStyles();
+  await Promise.all([loadStyles(), loadModels()]);
   resumeVideo();
   await history.resume();
 });

@@ -101,6 +101,7 @@ export function buildForm(made, byId = true) {
   appendStyles(form, made);
   form.append("content_size", made.options.size);
   form.append("format", made.options.format);
+  if (made.options.decoder) form.append("decoder", made.options.decoder);
   if (made.mask) form.append("mask", made.mask.file);
   return form;
 }
@@ -189,7 +190,10 @@ async function showResult(xhr, made, ms, auto) {
   if (id) made.photo.ids = { ...made.photo.ids, [made.options.size]: id };
   const name = downloadName(made.photo.name, made.styles, made.options.format);
   const result = { url: URL.createObjectURL(xhr.response), blob: xhr.response, w, h, format: made.options.format,
-                   ms: Math.round(ms), name, made, before: made.photo.url, beforeLabel: "" };
+                   ms: Math.round(ms), name, made, before: made.photo.url, beforeLabel: "",
+                   // said only where there is a choice of decoders
+                   version: state.models && state.models.versions.length > 1 ? xhr.getResponseHeader("X-Model-Version")
+                                                                              : null };
   update((s) => {
     if (s.result && s.result.url !== result.url) URL.revokeObjectURL(s.result.url);
     s.result = result;
@@ -231,4 +235,4 @@ export async function changeFormat(format) {
 }
 
 export const caption = (r) => `${r.made.photo.name} · ${styleNames(r.made.styles)} · α ${Number(r.made.options.alpha)
-  .toFixed(2)} · ${r.w}×${r.h}`;
+  .toFixed(2)} · ${r.w}×${r.h}` + (r.version ? ` · decoder ${r.version}` : "");

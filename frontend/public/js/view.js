@@ -82,6 +82,15 @@ function drawOptions(s) {
   for (const [id, key] of [["size", "size"], ["format", "format"], ["video-size", "videoSize"], ["live-size", "liveSize"]]) {
     set($(id), "value", String(o[key]));
   }
+  const versions = s.models ? s.models.versions.map((v) => v.name) : [];
+  shown("decoder-row", versions.length > 1);
+  const choices = [["", `Default (${s.models ? s.models.default : ""})`], ...versions.map((n) => [n, n])];
+  if ($("decoder").dataset.sig !== JSON.stringify(choices)) {
+    $("decoder").dataset.sig = JSON.stringify(choices);
+    $("decoder").replaceChildren(...choices.map(([value, label]) => Object.assign(document.createElement("option"),
+                                                                                  { value, textContent: label })));
+  }
+  set($("decoder"), "value", o.decoder);
   set($("video-steady"), "checked", o.videoSteady);
   set($("live-steady"), "checked", o.liveSteady);
 }
