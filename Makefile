@@ -9,7 +9,7 @@ CHECKOV := $(VENV)/checkov/bin/checkov
 JEMALLOC := $(firstword $(wildcard /usr/lib/x86_64-linux-gnu/libjemalloc.so.2 /usr/lib/aarch64-linux-gnu/libjemalloc.so.2))
 RUN_ENV := $(if $(JEMALLOC),LD_PRELOAD=$(JEMALLOC) MALLOC_CONF=dirty_decay_ms:-1$(,)muzzy_decay_ms:-1$(,)retain:true)
 
-.PHONY: install run test screenshots container-test keys calibrate corpus train bench load audit clean
+.PHONY: install run test screenshots publish container-test keys calibrate corpus train bench load audit clean
 
 install: $(STAMP)
 
@@ -61,6 +61,11 @@ corpus: $(STAMP)
 # make train ARGS="-- --device cuda" passes flags to every phase
 train: $(STAMP)
 	$(RUN_ENV) $(PY) -m training.recipe training/recipes/v7.toml --data data --out runs/v7 $(ARGS)
+
+# a finished run's decoder into the model store with the gate's held-out numbers (docs/models.md):
+# make publish RUN=runs/v7/p3 NAME=v8; the default changes only with `adain models default NAME`
+publish: $(STAMP)
+	$(PY) -m training.publish $(RUN) --name $(NAME) --val-content-dir data/val/content --val-style-dir data/val/paintings
 
 bench: $(STAMP)
 	$(RUN_ENV) $(PY) bench/perf.py

@@ -155,11 +155,12 @@ class Decoders:
             if name in self._loaded:
                 self._loaded.move_to_end(name)
                 return self._loaded[name]
+        if name == SHIPPED:
+            return self.base  # the decoder the process started with (ADAIN_DECODER, or one handed to it)
         path = self.store.path(name)
         if path is None:
             raise BadRequest(f"decoder: no version {name!r}; GET /models lists them")
-        st = self.base if path == self.store.shipped and self.base.decoder_path == path else \
-            self.base.with_decoder(load_decoder(path), path)
+        st = self.base.with_decoder(load_decoder(path), path)
         with self._lock:
             self._loaded[name] = st
             while len(self._loaded) > self.size:

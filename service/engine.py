@@ -131,9 +131,10 @@ class Engine:
                                    on_batch=self.metrics.batch_size.observe)
         n = self.registry.load_presets(
             s.presets_dir, lambda img: self.stylizer.encode_style(img, s.default_style_size), s.default_style_size)
-        self.videos.start(self.stylizer)
         self.decoders = Decoders(ModelStore(s.models_dir or s.state_dir / "models", Path(s.decoder)), self.stylizer,
                                  s.max_loaded_decoders)
+        self.videos.stylizer_for = self.decoders.stylizer
+        self.videos.start(self.stylizer)
         self.load_seconds = time.perf_counter() - start
         self.ready = True
         log.info("ready in %.2f s on %s/%s (%s) with %d presets (decoder %s, %s style store, tenants: %d%s); "
@@ -229,10 +230,11 @@ class Engine:
             recolour = form.options(self.settings).preserve_color
             styles = [self.registry.source(s, recolour) if isinstance(s, StyleEntry) else s
                       for s in await self._styles(caller, form, None)]
+            version = self.decoders.choose(form.decoder)  # one version for the whole clip
         except BaseException:
             form.video.path.unlink(missing_ok=True)
             raise
-        return await self.videos.submit(caller, form, styles)
+        return await self.videos.submit(caller, form, styles, version)
 
     async def _styles(self, caller: Caller, form: StyleFields, style_size: int | None) -> list[Upload | StyleEntry]:
         """The form's styles in order, ids looked up (400 for none, too many or an unknown id),
@@ -359,7 +361,8 @@ class Engine:
         options = Options(alpha=settings.alpha, color_match=settings.color_match, content_size=0)
         codes = [self.lookup(caller, i).code for i in settings.style_id]
         code = mix(codes, normalise_weights(settings.weights, len(codes)))
-        return Frames(self.stylizer, [code], options, Stabilizer() if settings.stabilize else None)
+        st = self.decoders.stylizer(self.decoders.choose(settings.decoder))
+        return Frames(st, [code], options, Stabilizer() if settings.stabilize else None)
 
     async def render_frame(self, caller: Caller, frames: Frames, size: int, data: bytes) -> bytes:
         """One stream frame through the model queue, in ``caller``'s turn: a JPEG."""

@@ -127,6 +127,9 @@ class VideoForm(StyleFields):
                                                  "clip's own size)", examples=[480])
     stabilize: bool = Field(True, description="make strokes follow the scene from frame to frame (false: each "
                                               "frame on its own: crisper, but it flickers)")
+    decoder: str | None = Field(None, max_length=64, examples=[""],  # /docs sends none by default
+                                description="a decoder version (GET /models) for the whole clip; default: the "
+                                            "store's default, or its canary for a share of jobs")
 
     def default_content_size(self, settings: Settings) -> int:
         return 0
@@ -170,6 +173,7 @@ class LiveSettings(BaseModel):
     alpha: float = 1.0
     color_match: float = COLOR_MATCH
     content_size: int = Field(256, ge=16)
+    decoder: str | None = Field(None, max_length=64)
     stabilize: bool = True
     api_key: str | None = Field(None, repr=False)  # a browser cannot set headers on a WebSocket
 

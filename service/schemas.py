@@ -36,6 +36,8 @@ class Readiness(BaseModel):
     precision: str | None = Field(None, examples=["bf16"])
     backend: str | None = Field(None, description="what runs the networks: torch or onnxruntime", examples=["torch"])
     decoder: str | None = Field(None, description="decoder weights file in use")
+    model_version: str | None = Field(None, description="the decoder version requests without `decoder` get "
+                                      "(GET /models)", examples=["v7"])
     load_seconds: float | None = None
     convolutions: dict[str, int] | None = Field(None, description="fp32 on a CPU: how many (layer, size) pairs run "
                                                 "by direct convolution and by Winograd, as measured here",
@@ -97,6 +99,7 @@ class VideoAccepted(BaseModel):
 
 class VideoStatus(BaseModel):
     id: str
+    decoder: str | None = Field(None, description="the decoder version that renders it", examples=["v7"])
     state: Literal["queued", "running", "done", "failed", "cancelled"]
     frames_done: int = Field(examples=[120])
     frames_total: int = Field(description="from the clip's header (exact once done)", examples=[240])

@@ -30,6 +30,7 @@ import sys
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import replace
 from fractions import Fraction
 from pathlib import Path
@@ -73,6 +74,8 @@ class VideoJobs:
         self.limits = VideoLimits(settings.max_video_seconds, settings.max_video_pixels, settings.max_image_pixels,
                                   settings.max_video_frames, settings.max_video_fps)
         self.stylizer: Stylizer | None = None
+        # a version's Stylizer by name (service/decoders.py; the engine sets it): the job's decoder
+        self.stylizer_for: Callable[[str], Stylizer] = lambda name: self.stylizer
         self._lock = threading.Lock()
         self._accepted: set[str] = set()  # unfinished jobs this replica accepted (its 503 limit)
         self._working: dict[str, int] = {}  # job id -> this replica's threads on it
@@ -119,7 +122,8 @@ class VideoJobs:
 
     # requests
 
-    async def submit(self, caller: Caller, form: VideoForm, styles: list[Upload | Image.Image | StyleCode]) -> VideoJob:
+    async def submit(self, caller: Caller, form: VideoForm, styles: list[Upload | Image.Image | StyleCode],
+                     decoder: str = "") -> VideoJob:
         """Check the request, the styles and the clip (header and first frame), make the style codes,
         store the clip, the codes and the units, record the job as ``caller``'s. The upload is the
         store's from here, or removed if the job is refused."""
@@ -134,7 +138,7 @@ class VideoJobs:
             size = output_size(info, options.content_size, self.limits.pixels)
             sources = await asyncio.to_thread(self._sources, styles, options)
             job = await asyncio.to_thread(self._create, caller, upload.path, info, size, sources, options,
-                                          form.stabilize)
+                                          form.stabilize, decoder)
         finally:
             upload.path.unlink(missing_ok=True)
         with self._lock:
@@ -170,7 +174,8 @@ class VideoJobs:
             raise type(e)(f"{upload.label}: {e}") from None
 
     def _create(self, caller: Caller, clip: Path, info: VideoInfo, size: tuple[int, int],
-                sources: list[Image.Image | StyleCode], options: Options, stabilize: bool) -> VideoJob:
+                sources: list[Image.Image | StyleCode], options: Options, stabilize: bool,
+                decoder: str = "") -> VideoJob:
         (code,) = clip_codes(self.stylizer, info.first, size, sources, options)
         n = len(split(info.frames, self.settings.video_segment_frames))
         now = time.time()
@@ -178,7 +183,7 @@ class VideoJobs:
                        updated=now, frames_total=info.frames, width=size[0], height=size[1], fps=float(info.fps),
                        seconds=info.seconds, audio=info.audio is not None,
                        segment_frames=self.settings.video_segment_frames, segments_total=n, alpha=options.alpha,
-                       color_match=options.color_match, stabilize=stabilize)
+                       color_match=options.color_match, stabilize=stabilize, decoder=decoder)
         codes = self.store.work_path(job.id, ".codes.new")
         codes.write_bytes(codec.encode(code, {}))
         try:
@@ -328,7 +333,7 @@ class VideoJobs:
         motion = None
         if job.stabilize and segment.warm > 0:
             motion = json.loads(self._done_file(job, self.leases.read(job.id)[1], TRACK).read_text())[index]
-        frames = Frames(self.stylizer, [], Options(alpha=job.alpha, color_match=job.color_match),
+        frames = Frames(self.stylizer_for(job.decoder) if job.decoder else self.stylizer, [], Options(alpha=job.alpha, color_match=job.color_match),
                         Stabilizer() if job.stabilize else None, codes=(code,))
         part = self.store.work_path(job.id, f".{lease.name}.{self.replica_tag}.mp4")
         try:

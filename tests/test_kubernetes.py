@@ -139,7 +139,8 @@ def test_autoscaling_disruption_budget_and_gpus(rendered):
     assert job["suspend"] is True  # trains only when asked
     claims = {v["persistentVolumeClaim"]["claimName"] for v in job["template"]["spec"]["volumes"]
               if "persistentVolumeClaim" in v}
-    assert claims == {"adain-data", "adain-runs"} <= set(by_kind(docs, "PersistentVolumeClaim"))
+    # the corpus, the runs, and the model store the api replicas read (docs/models.md)
+    assert claims == {"adain-data", "adain-runs", "adain-models"} <= set(by_kind(docs, "PersistentVolumeClaim"))
     assert by_kind(docs, "StatefulSet")["adain-redis"]["spec"]["volumeClaimTemplates"]
     redis_from = by_kind(docs, "NetworkPolicy")["adain-redis"]["spec"]["ingress"][0]["from"]
     assert redis_from == [{"podSelector": {"matchLabels": {"app.kubernetes.io/name": "adain-api"}}}]

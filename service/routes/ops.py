@@ -27,7 +27,9 @@ async def readyz(engine: AnyEngine) -> Response:
     s = engine.stylizer
     store_ok, detail = await engine.store_state()
     body = Readiness(ready=engine.ready, device=str(s.device) if s else None, precision=s.precision if s else None,
-                     backend=s.backend if s else None, decoder=str(engine.settings.decoder), load_seconds=round(engine.load_seconds, 3),
+                     backend=s.backend if s else None, decoder=str(engine.settings.decoder),
+                     model_version=engine.decoders.store.rollout().default if engine.ready else None,
+                     load_seconds=round(engine.load_seconds, 3),
                      convolutions=s.convolutions if s else None,
                      seconds_per_megapixel=round(engine.seconds_per_mp, 3),
                      presets=len(engine.registry.presets), store=engine.registry.store.backend, store_ok=store_ok,

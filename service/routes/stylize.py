@@ -45,6 +45,8 @@ async def chunks(data: bytes) -> AsyncIterator[bytes]:
 
 def image_response(result: StylizeResult) -> StreamingResponse:
     timing = ", ".join(f"{k};dur={v * 1000:.1f}" for k, v in result.timings.items())
+    if result.model_version:  # which decoder drew it, beside how long each stage took
+        timing += f', decoder;desc="{result.model_version}"'
     headers = {"Server-Timing": timing, "X-Image-Width": str(result.width), "X-Image-Height": str(result.height),
                "X-Style-Cache-Hits": str(result.cache_hits), "Cache-Control": "no-store"}
     if result.model_version:

@@ -55,6 +55,7 @@ class VideoJob:
     alpha: float = 1.0
     color_match: float = 0.0
     stabilize: bool = True
+    decoder: str = ""  # the decoder version chosen at submit ("": the process's own, as before versions)
     # progress: summed over the segments while the job runs, recorded when it ends
     segments_done: int = 0
     rendered_by: dict[str, int] = field(default_factory=dict)  # replica -> segments it rendered

@@ -25,7 +25,8 @@ def test_round_trip_returns_png_of_content_size(client):
     assert img.shape == (64, 96, 3)
     assert r.headers["x-image-width"] == "96" and r.headers["x-image-height"] == "64"
     stages = [s.split(";")[0] for s in r.headers["server-timing"].split(", ")]
-    assert stages == ["decode", "encode-content", "encode-style", "stylize", "encode-image"]
+    assert stages == ["decode", "encode-content", "encode-style", "stylize", "encode-image", "decoder"]
+    assert r.headers["server-timing"].endswith('decoder;desc="v7"') and r.headers["x-model-version"] == "v7"
     assert int(r.headers["content-length"]) == len(r.content)
 
 

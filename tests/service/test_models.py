@@ -13,6 +13,9 @@ from PIL import Image
 from helpers import CONTENT, STYLE_A, files, psnr
 from model.decoder import load_decoder, random_decoder, save_decoder
 from service.cli import main as adain
+from service.errors import BadRequest
+from service.forms import LiveSettings
+from service.tenants import LOCAL, Caller, TenantLimits
 from service.decoders import SHIPPED, BadVersion, ModelStore, Rollout
 
 
@@ -43,6 +46,7 @@ def test_a_reference_decoder_is_imported_and_serves_the_same_picture(make_client
     assert client.post("/stylize", files=files(CONTENT, STYLE_A)).status_code == 200
 
 
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")  # torch's note on the foreign file
 def test_a_damaged_or_foreign_file_is_refused_at_import(store, tmp_path, decoder_path):
     bad = {"truncated.safetensors": decoder_path.read_bytes()[:5000], "noise.pth": b"\x80\x04 not a decoder" * 50}
     for name, data in bad.items():
@@ -64,7 +68,7 @@ def test_a_new_default_and_a_canary_are_followed_without_a_restart(make_client, 
     version = lambda: client.post("/stylize", files=files(CONTENT, STYLE_A)).headers["x-model-version"]  # noqa: E731
     assert version() == SHIPPED
     store.set_rollout(Rollout("other"))
-    assert version() == "other"
+    assert version() == "other" and client.get("/readyz").json()["model_version"] == "other"
     assert adain(["models", "default", SHIPPED, "--candidate", "other", "--canary", "50", "--dir", str(store.root)]) == 0
     seen = Counter(version() for _ in range(40))
     assert set(seen) == {SHIPPED, "other"}, seen  # 40 requests at 50 %: both (all one way: 2 in 10^12)
@@ -75,3 +79,23 @@ def test_a_new_default_and_a_canary_are_followed_without_a_restart(make_client, 
         store.set_rollout(Rollout("missing"))
     (store.root / "rollout.json").write_text("{not json")  # a damaged rollout: the last one read stays
     assert version() in (SHIPPED, "other")
+
+
+def test_a_video_job_and_a_stream_take_a_version(make_client, store, tmp_path):
+    """A clip is rendered by one version from start to end (chosen at submit, the canary per job);
+    a stream takes it in its settings; an unknown one is refused before any work."""
+    from test_videos_api import clip, submit, wait
+
+    store.import_decoder(save_decoder(random_decoder(seed=3), tmp_path / "w", "safetensors"), "other")
+    client = make_client(models_dir=store.root)
+    r = submit(client, clip(n=4), decoder="other")
+    assert r.status_code == 202, r.text
+    done = wait(client, r.json()["id"])
+    assert done["state"] == "done" and done["decoder"] == "other"
+    assert submit(client, clip(n=4), decoder="nope").status_code == 400
+    style = client.post("/styles", files={"style": ("s.png", STYLE_A, "image/png")}).json()["id"]
+    engine, local = client.app.state.engine, Caller(LOCAL, "user", TenantLimits())
+    frames = engine.stream_frames(local, LiveSettings(style_id=[style], decoder="other"))
+    assert frames.stylizer.decoder_path == store.path("other")  # the stream's frames go through that version
+    with pytest.raises(BadRequest, match="no version 'nope'"):  # the stream says so in an error message
+        engine.stream_frames(local, LiveSettings(style_id=[style], decoder="nope"))

@@ -318,3 +318,18 @@ def test_torchrun_two_cpu_processes(folders, tmp_path):
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-4000:]
     ckpt = checkpoint.load(tmp_path / "checkpoint.pt")
     assert ckpt["step"] == 2 and ckpt["meta"]["world_size"] == 2
+
+
+def test_a_two_step_run_is_published_with_the_gates_numbers_and_the_default_stays(folders, tmp_path):
+    from service.decoders import SHIPPED, ModelStore
+    from training.publish import main as publish
+
+    train(args(folders, tmp_path / "run", "--max-iter", "2", "--save-every", "100"))
+    models = tmp_path / "models"
+    assert publish([str(tmp_path / "run"), "--name", "trial", "--models-dir", str(models), "--n", "2", "--size", "32",
+                    "--val-content-dir", str(folders["val_content"]), "--val-style-dir", str(folders["val_style"])]) == 0
+    store = ModelStore(models, REPO / "weights" / "decoder.safetensors")
+    gate = store.card("trial")["gate"]
+    assert gate["pairs"] == 4 and gate["against"] == SHIPPED and set(gate["distances"]) == {"trial", SHIPPED}
+    assert all(d["content"] > 0 and d["style"] > 0 for d in gate["distances"].values())
+    assert store.names() == [SHIPPED, "trial"] and store.rollout().default == SHIPPED  # publishing is not rolling out
