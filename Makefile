@@ -65,7 +65,7 @@ train: $(STAMP)
 # a finished run's decoder into the model store with the gate's held-out numbers (docs/models.md):
 # make publish RUN=runs/v7/p3 NAME=v8; the default changes only with `adain models default NAME`
 publish: $(STAMP)
-	$(PY) -m training.publish $(RUN) --name $(NAME) --val-content-dir data/val/content --val-style-dir data/val/paintings
+	$(PY) -m training.publish $(RUN) --name $(NAME) --val-content-dir data/val/content --val-style-dir data/val/style
 
 bench: $(STAMP)
 	$(RUN_ENV) $(PY) bench/perf.py

@@ -118,6 +118,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--out", type=Path, required=True, help="one folder per phase is made here")
     p.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
     p.add_argument("--nproc-per-node", type=int, default=1, help="processes (GPUs) per phase; > 1 runs torchrun")
+    p.add_argument("--publish", metavar="NAME", help="at the end, the last phase's decoder into the model store as "
+                   "NAME with the gate's held-out numbers ({data}/val/content x {data}/val/style; training/publish.py)")
     args = p.parse_args(argv[:argv.index("--")] if "--" in argv else argv)
     try:
         final = run(args.recipe, args.data, args.out, extra, args.dry_run, args.nproc_per_node)
@@ -127,6 +129,11 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(f"a phase failed (exit status {e.returncode}); fix it and run the same command again to resume")
     if not args.dry_run:
         print(f"recipe done: {final} (copy it to weights/ with its SHA256SUMS to ship it)")
+    if args.publish and not args.dry_run:
+        from training.publish import main as publish
+
+        publish([str(final), "--name", args.publish, "--val-content-dir", str(args.data / "val" / "content"),
+                 "--val-style-dir", str(args.data / "val" / "style")])
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -41,12 +42,14 @@ def data(tmp_path_factory):
     root = tmp_path_factory.mktemp("corpus")
     for role, seed in (("content", 0), ("style", 10)):
         (root / role).mkdir()
+        (root / "val" / role).mkdir(parents=True)
         for i in range(3):
             noise_image(64, 56, seed=seed + i).save(root / role / f"{role}{i}.png")
+        noise_image(64, 56, seed=seed + 5).save(root / "val" / role / f"held-{role}.png")
     return root
 
 
-def test_a_two_phase_recipe_runs_end_to_end_and_resumes(data, tmp_path, capsys):
+def test_a_two_phase_recipe_runs_end_to_end_and_resumes(data, tmp_path, capsys, monkeypatch):
     recipe = tmp_path / "tiny.toml"
     recipe.write_text(RECIPE)
     out = tmp_path / "runs"
@@ -57,7 +60,10 @@ def test_a_two_phase_recipe_runs_end_to_end_and_resumes(data, tmp_path, capsys):
     assert "--no-ema-warmup" in printed and f"--content-dir {data}/content" in printed
     assert not out.exists()  # a dry run runs nothing
 
-    recipe_main([str(recipe), "--data", str(data), "--out", str(out)])
+    monkeypatch.setenv("ADAIN_MODELS_DIR", str(tmp_path / "models"))  # --publish: into this model store
+    recipe_main([str(recipe), "--data", str(data), "--out", str(out), "--publish", "tiny"])
+    card = json.loads((tmp_path / "models" / "tiny" / "card.json").read_text())
+    assert set(card["gate"]["distances"]) == {"tiny", "v7"} and card["gate"]["pairs"] == 1
     first, second = (checkpoint.load(out / p / "checkpoint.pt") for p in ("a-reconstruct", "b-style"))
     assert first["step"] == 2 and first["args"]["recon_steps"] == 2
     assert second["step"] == 3 and second["args"]["init"].endswith("a-reconstruct/export/decoder.safetensors")
