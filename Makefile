@@ -9,7 +9,7 @@ CHECKOV := $(VENV)/checkov/bin/checkov
 JEMALLOC := $(firstword $(wildcard /usr/lib/x86_64-linux-gnu/libjemalloc.so.2 /usr/lib/aarch64-linux-gnu/libjemalloc.so.2))
 RUN_ENV := $(if $(JEMALLOC),LD_PRELOAD=$(JEMALLOC) MALLOC_CONF=dirty_decay_ms:-1$(,)muzzy_decay_ms:-1$(,)retain:true)
 
-.PHONY: install run test screenshots publish container-test keys calibrate corpus train bench load audit clean
+.PHONY: install run test docs screenshots publish container-test keys calibrate corpus train bench load audit clean
 
 install: $(STAMP)
 
@@ -31,6 +31,10 @@ run: $(STAMP)
 
 test: $(STAMP) $(CHECKOV)
 	$(RUN_ENV) $(PY) -m pytest -q --durations=15
+
+# docs/settings.md from the one Settings class (tests/test_docs.py fails when it is out of date)
+docs: $(STAMP)
+	$(PY) scripts/settings_doc.py
 
 # docs/page/: the page's states (empty, result, history, video and live running) on a desktop and a phone
 screenshots: $(STAMP)

@@ -23,7 +23,7 @@ class Settings(BaseSettings):
 
     # network
     host: str = Field("127.0.0.1", description="bind address; 0.0.0.0 only inside a container")
-    port: int = Field(8000, ge=0, le=65535)
+    port: int = Field(8000, ge=0, le=65535, description="TCP port to listen on")
     root_path: str = Field("", description="path prefix when served behind a proxy under a sub-path")
     cors_origins: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="comma-separated origins allowed by CORS; empty = closed")
@@ -49,6 +49,7 @@ class Settings(BaseSettings):
                                         "style, its tenant's like the style, so a page can show it; off: only the "
                                         "style's code is kept")
 
+    # logging
     log_level: str = Field("info", description="uvicorn and service log level: debug, info, warning, error")
 
     # model
@@ -162,8 +163,8 @@ class Settings(BaseSettings):
 
     # output
     png_compress_level: int = Field(1, ge=0, le=9, description="zlib level; 1 is ~5x faster than 6")
-    jpeg_quality: int = Field(92, ge=1, le=100)
-    webp_quality: int = Field(90, ge=1, le=100)
+    jpeg_quality: int = Field(92, ge=1, le=100, description="JPEG answers' quality (format=jpeg)")
+    webp_quality: int = Field(90, ge=1, le=100, description="WebP answers' quality (format=webp)")
 
     @property
     def videos_dir(self) -> Path:
