@@ -60,7 +60,6 @@ class Stylizer:
         self.conv = conv if self.device.type == "cpu" and self.dtype == torch.float32 else "direct"
         self.encoder = self._ready(encoder)
         self.decoder = self._ready(decoder)
-        self.decoder_path: Path | None = None  # the file the decoder came from, when it came from one
         self.load_seconds: dict[str, float] = {}
         self.backend = "torch"
         self.network_precision: str | None = None  # set where it is not the tensors' dtype (int8 graphs)
@@ -99,7 +98,6 @@ class Stylizer:
             decoder = load_decoder(decoder_path)
             t2 = time.perf_counter()
             stylizer = cls(encoder, decoder, device, precision, tile, conv)
-            stylizer.decoder_path = Path(decoder_path)
         else:
             raise ValueError(f"backend must be torch or onnxruntime; got {backend!r}")
         stylizer.load_seconds = {"encoder": t1 - t0, "decoder": t2 - t1, "to_device": time.perf_counter() - t2}
@@ -119,11 +117,11 @@ class Stylizer:
             convs.install(net, self.conv)
         return net
 
-    def with_decoder(self, decoder: Decoder, path: Path | None = None) -> Stylizer:
+    def with_decoder(self, decoder: Decoder) -> Stylizer:
         """This Stylizer with another decoder (another version), sharing the encoder: the same
         content features serve both."""
         other = copy.copy(self)
-        other.decoder, other.decoder_path = self._ready(decoder), path
+        other.decoder = self._ready(decoder)
         return other
 
     @property

@@ -17,15 +17,15 @@ import os
 import random
 import re
 import tempfile
-import threading
 import time
-from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
+from model.atomic import write_atomic
 from model.decoder import Decoder, load_decoder, load_state, save_decoder
 from model.stylizer import Stylizer
 from service.errors import BadRequest
+from service.lru import Lru
 
 SHIPPED = "v7"  # the name of weights/decoder.safetensors in every store
 NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
@@ -40,22 +40,6 @@ class Rollout:
     default: str = SHIPPED
     candidate: str | None = None
     percent: float = 0.0  # of requests without an explicit decoder that go to the candidate
-
-
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def write_whole(path: Path, data: bytes) -> None:
-    """``data`` at ``path`` by a rename: readers see the old file or the new one, never a part."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
 
 
 class ModelStore:
@@ -104,8 +88,7 @@ class ModelStore:
                 raise BadVersion(f"no version {name!r} in {self.root} (adain models list)")
         if not 0 <= rollout.percent <= 100:
             raise BadVersion(f"--canary must be a percentage from 0 to 100, got {rollout.percent:g}")
-        self.root.mkdir(parents=True, exist_ok=True)
-        write_whole(self.root / "rollout.json", json.dumps(rollout.__dict__).encode())
+        write_atomic(self.root / "rollout.json", lambda tmp: tmp.write_text(json.dumps(rollout.__dict__)))
 
     def import_decoder(self, source: Path, name: str, card: dict | None = None) -> Path:
         """Check ``source`` (safetensors, a reference ``decoder.pth`` or a training checkpoint) is a
@@ -122,8 +105,8 @@ class ModelStore:
         self.root.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(dir=self.root, prefix=f".{name}."))
         weights = save_decoder(decoder, tmp, "safetensors")
-        meta = {"name": name, "imported_from": source.name, "sha256": sha256(weights), "created": time.time(),
-                **(card or {})}
+        meta = {"name": name, "imported_from": source.name, "sha256": hashlib.sha256(weights.read_bytes()).hexdigest(),
+                "created": time.time(), **(card or {})}
         (tmp / "card.json").write_text(json.dumps(meta, indent=2))
         os.replace(tmp, self.root / name)
         return self.root / name / "decoder.safetensors"
@@ -134,9 +117,8 @@ class Decoders:
     loaded (least recently used out), the store's default and canary chosen per request."""
 
     def __init__(self, store: ModelStore, base: Stylizer, size: int) -> None:
-        self.store, self.base, self.size = store, base, size
-        self._loaded: OrderedDict[str, Stylizer] = OrderedDict()
-        self._lock = threading.Lock()
+        self.store, self.base = store, base
+        self._loaded: Lru[Stylizer] = Lru(size)
 
     def choose(self, requested: str | None) -> str:
         """The version a request runs with: the one it names (400 when unknown), else the
@@ -151,18 +133,13 @@ class Decoders:
         return r.default if self.store.path(r.default) is not None else SHIPPED
 
     def stylizer(self, name: str) -> Stylizer:
-        with self._lock:
-            if name in self._loaded:
-                self._loaded.move_to_end(name)
-                return self._loaded[name]
         if name == SHIPPED:
             return self.base  # the decoder the process started with (ADAIN_DECODER, or one handed to it)
-        path = self.store.path(name)
-        if path is None:
-            raise BadRequest(f"decoder: no version {name!r}; GET /models lists them")
-        st = self.base.with_decoder(load_decoder(path), path)
-        with self._lock:
-            self._loaded[name] = st
-            while len(self._loaded) > self.size:
-                self._loaded.popitem(last=False)
+        st = self._loaded.get(name)
+        if st is None:
+            path = self.store.path(name)
+            if path is None:
+                raise BadRequest(f"decoder: no version {name!r}; GET /models lists them")
+            st = self.base.with_decoder(load_decoder(path))
+            self._loaded.put(name, st)
         return st

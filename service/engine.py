@@ -15,10 +15,10 @@ import logging
 import threading
 import time
 from contextlib import contextmanager
-from pathlib import Path
 from collections.abc import Callable, Iterator, MutableMapping
 from dataclasses import dataclass, field
 from functools import partial
+from pathlib import Path
 from typing import TypeVar
 
 import numpy as np
@@ -27,17 +27,18 @@ import torch
 from PIL import Image
 
 from model.adain import StyleCode, mix, normalise_weights
-from model.images import OUTPUT_FORMATS, encode_image, open_image, png_chunks, resize_shorter, scaled_size, small_jpeg
+from model.images import (OUTPUT_FORMATS, encode_image, open_image, png_chunks, resize_shorter, scaled_size,
+                          small_jpeg)
 from model.plan import ContentFeatures, Options
 from model.stylizer import Stylizer
 from model.temporal import Stabilizer
 from model.video import Frames
 from service import context
 from service.batching import Batcher
-from service.contents import ContentCache, content_id, content_key
+from service.contents import content_cache, content_id, content_key
 from service.decoders import Decoders, ModelStore
-from service.errors import (BadRequest, Busy, Cancelled, ContentGone, Forbidden, NotFound, ServiceError, TooManyRequests,
-                            Unauthorized)
+from service.errors import (BadRequest, Busy, Cancelled, ContentGone, Forbidden, NotFound, ServiceError,
+                            TooManyRequests, Unauthorized)
 from service.forms import LiveSettings, PreviewForm, StyleFields, StyleForm, StylizeForm, VideoForm
 from service.metrics import Metrics
 from service.limits import Budget
@@ -99,7 +100,7 @@ class Engine:
         self.metrics = Metrics(self.gauges, self.tenants.names)
         self.rates = RateLimiter(settings.redis_url, on_error=self.metrics.rate_limit_errors.inc)
         self.registry = StyleRegistry(open_style_store(settings, self.metrics.store_call), settings.style_cache_size)
-        self.contents = ContentCache(int(settings.content_cache_mb * 2**20))
+        self.contents = content_cache(int(settings.content_cache_mb * 2**20))
         self.decoders: Decoders  # once loaded: the decoder versions (service/decoders.py)
         self.queue = ModelQueue(settings.workers, settings.queue_depth, settings.request_timeout,
                                 on_model_seconds=self.metrics.model_time)
@@ -163,9 +164,10 @@ class Engine:
         """The live values /metrics reads when scraped."""
         return {
             "queue_depth": self.queue.waiting, "in_flight": self.queue.in_flight,
-            "cache_hits": self.registry.hits, "cache_misses": self.registry.misses,
-            "cache_entries": len(self.registry), "content_hits": self.contents.hits,
-            "content_misses": self.contents.misses, "content_bytes": self.contents.bytes, "load_seconds": self.load_seconds, "ready": float(self.ready),
+            "cache_hits": self.registry.cache.hits, "cache_misses": self.registry.cache.misses,
+            "cache_entries": len(self.registry.cache), "content_hits": self.contents.hits,
+            "content_misses": self.contents.misses, "content_bytes": self.contents.weight,
+            "load_seconds": self.load_seconds, "ready": float(self.ready),
             "video_jobs": self.videos.active, "video_jobs_waiting": self.videos.waiting,
             "live_streams": sum(self.streams.values()), "anonymous_streams": self.anonymous,
             "buffered_bytes": self.buffered.used,

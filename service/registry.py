@@ -16,9 +16,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
-import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
 
@@ -28,6 +26,7 @@ from model.adain import StyleCode
 from model.errors import InputError
 from model.images import IMAGE_SUFFIXES, open_image, resize_shorter, small_jpeg
 from service.ids import is_style_id
+from service.lru import Lru
 from service.stores import StyleEntry, StyleStore
 from service.stores.base import BadCursor, decode_cursor, encode_cursor
 from service.tenants import LOCAL, Caller, may_access
@@ -48,40 +47,20 @@ def _slug(text: str) -> str:
 class StyleRegistry:
     def __init__(self, store: StyleStore, cache_size: int) -> None:
         self.store = store
-        self.capacity = cache_size
         self.presets: dict[str, StyleEntry] = {}
         # the presets' own images (the server's files, at most the default style size), so a
         # request can recolour a preset to its photo (preserve_color); uploads keep only codes
         self.preset_images: dict[str, Image.Image] = {}
-        self._cache: OrderedDict[str, StyleCode] = OrderedDict()
-        self._lock = threading.Lock()
-        self.hits = 0
-        self.misses = 0
-
-    def __len__(self) -> int:
-        return len(self._cache)
+        self.cache: Lru[StyleCode] = Lru(cache_size)  # inline uploads' codes (registered styles are not in it)
 
     def cached(self, caller: Caller, data: bytes, style_size: int) -> StyleCode | None:
         """The cached code of an inline upload, or None. Per tenant: a hit must not tell one
         tenant what another sent."""
-        key = style_key(data, style_size, caller.tenant)
-        with self._lock:
-            code = self._cache.get(key)
-            if code is None:
-                self.misses += 1
-                return None
-            self._cache.move_to_end(key)
-            self.hits += 1
-            return code
+        return self.cache.get(style_key(data, style_size, caller.tenant))
 
     def keep(self, caller: Caller, data: bytes, style_size: int, code: StyleCode) -> None:
         """Cache the code of an inline upload (the least recently used goes beyond the capacity)."""
-        key = style_key(data, style_size, caller.tenant)
-        with self._lock:
-            self._cache[key] = code
-            self._cache.move_to_end(key)
-            while len(self._cache) > self.capacity:
-                self._cache.popitem(last=False)
+        self.cache.put(style_key(data, style_size, caller.tenant), code)
 
     def register(self, caller: Caller, data: bytes, style_size: int, code: StyleCode,
                  name: str | None = None, ttl: float | None = None, thumbnail: bytes | None = None) -> StyleEntry:

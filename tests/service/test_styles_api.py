@@ -15,7 +15,7 @@ def test_inline_uploads_never_evict_a_registered_style(make_client):
     sid = register(client, STYLE_A).json()["id"]
     for i in range(6):
         assert client.post("/stylize", files=files(CONTENT, png(noise_image(24, 24, seed=50 + i)))).status_code == 200
-    assert len(client.app.state.engine.registry) == 2  # the cache stayed bounded
+    assert len(client.app.state.engine.registry.cache) == 2  # the cache stayed bounded
     assert client.post("/stylize", files=files(CONTENT), data={"style_id": sid}).status_code == 200
 
 

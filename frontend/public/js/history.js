@@ -78,7 +78,7 @@ async function keep(r) {
   await load();
 }
 
-export async function load() {
+async function load() {
   let entries = [];
   try { entries = (await run("results", "readonly", (s) => s.getAll())).reverse(); } catch { /* no history */ }
   update((s) => {

@@ -200,8 +200,9 @@ async function showResult(xhr, made, ms, auto) {
     s.outdated = false;
     s.measured = ms / 1000 / ((w * h) / 1e6); // this page's own speed corrects the next estimate
     s.shownHistory = null;
-    s.scrollToResult = !auto;
   });
+  // an explicit render brings its result into view, once it is drawn (the render is queued first)
+  if (!auto) queueMicrotask(() => document.getElementById("result-panel").scrollIntoView({ block: "start" }));
   say("Done.");
   remember(result, auto);
 }

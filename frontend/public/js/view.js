@@ -130,10 +130,6 @@ function drawResult(s) {
   text("result-caption", `${caption(r)} · ${r.format.toUpperCase()} · ${r.ms} ms${r.fromHistory ? " · from the history" : ""}`);
   attr($("download"), "href", r.download || r.url);
   attr($("download"), "download", r.name);
-  if (s.scrollToResult) {
-    s.scrollToResult = false;
-    $("result-panel").scrollIntoView({ block: "start", behavior: "instant" });
-  }
 }
 
 function drawVideo(s) {
@@ -169,4 +165,4 @@ view(drawResult);
 view(drawVideo);
 view(drawLive);
 
-export { $, attr, list, set, shown, text };
+export { $, list, set, shown };
