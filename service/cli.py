@@ -73,8 +73,7 @@ def models(argv: list[str]) -> int:
     from service.settings import Settings
 
     args = models_parser().parse_args(argv)
-    settings = Settings()
-    store = ModelStore(args.dir or settings.models_dir or settings.state_dir / "models", Path(settings.decoder))
+    store = ModelStore.of(Settings(), args.dir)
     try:
         if args.action == "import":
             print(store.import_decoder(args.path, args.name))

@@ -26,6 +26,7 @@ from model.decoder import Decoder, load_decoder, load_state, save_decoder
 from model.stylizer import Stylizer
 from service.errors import BadRequest
 from service.lru import Lru
+from service.settings import Settings
 
 SHIPPED = "v7"  # the name of weights/decoder.safetensors in every store
 NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
@@ -46,6 +47,12 @@ class ModelStore:
     def __init__(self, root: Path, shipped: Path) -> None:
         self.root, self.shipped = root, shipped
         self._rollout: tuple[tuple[int, int, int], Rollout] = ((0, 0, 0), Rollout())
+
+    @classmethod
+    def of(cls, settings: Settings, root: Path | None = None) -> ModelStore:
+        """The store the settings name (``root`` given on a command line wins): ADAIN_MODELS_DIR,
+        else STATE_DIR/models; ADAIN_DECODER is its v7."""
+        return cls(root or settings.models_dir or settings.state_dir / "models", Path(settings.decoder))
 
     def path(self, name: str) -> Path | None:
         if name == SHIPPED:

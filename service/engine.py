@@ -18,7 +18,6 @@ from contextlib import contextmanager
 from collections.abc import Callable, Iterator, MutableMapping
 from dataclasses import dataclass, field
 from functools import partial
-from pathlib import Path
 from typing import TypeVar
 
 import numpy as np
@@ -132,8 +131,7 @@ class Engine:
                                    on_batch=self.metrics.batch_size.observe)
         n = self.registry.load_presets(
             s.presets_dir, lambda img: self.stylizer.encode_style(img, s.default_style_size), s.default_style_size)
-        self.decoders = Decoders(ModelStore(s.models_dir or s.state_dir / "models", Path(s.decoder)), self.stylizer,
-                                 s.max_loaded_decoders)
+        self.decoders = Decoders(ModelStore.of(s), self.stylizer, s.max_loaded_decoders)
         self.videos.stylizer_for = self.decoders.stylizer
         self.videos.start(self.stylizer)
         self.load_seconds = time.perf_counter() - start

@@ -62,8 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--n", type=int, default=24, help="held-out images per role")
     p.add_argument("--size", type=int, default=256, help="their side in px")
     args = p.parse_args(argv)
-    settings = Settings()
-    store = ModelStore(args.models_dir or settings.models_dir or settings.state_dir / "models", Path(settings.decoder))
+    store = ModelStore.of(Settings(), args.models_dir)
     try:
         source, default = decoder_of(args.run), store.rollout().default
         numbers = gate({args.name: source, default: store.path(default)}, args.val_content_dir, args.val_style_dir,
