@@ -9,7 +9,7 @@ CHECKOV := $(VENV)/checkov/bin/checkov
 JEMALLOC := $(firstword $(wildcard /usr/lib/x86_64-linux-gnu/libjemalloc.so.2 /usr/lib/aarch64-linux-gnu/libjemalloc.so.2))
 RUN_ENV := $(if $(JEMALLOC),LD_PRELOAD=$(JEMALLOC) MALLOC_CONF=dirty_decay_ms:-1$(,)muzzy_decay_ms:-1$(,)retain:true)
 
-.PHONY: install run test docs screenshots publish container-test keys calibrate corpus train bench load audit clean
+.PHONY: install run test docs screenshots publish container-test keys calibrate corpus train bench quality load audit clean
 
 install: $(STAMP)
 
@@ -74,6 +74,10 @@ publish: $(STAMP)
 bench: $(STAMP)
 	$(RUN_ENV) $(PY) bench/perf.py
 	$(PY) bench/train_speed.py
+
+# held-out quality of AdaIN, EFDM and the other inference-time options, a contact sheet, time per image
+quality: $(STAMP)
+	$(RUN_ENV) $(PY) bench/quality.py --sheet docs/matching/contact_sheet.jpg --time 512 $(ARGS)
 
 # overload: 60 s of 32 clients flooding a real server; exits 1 if anything but 200/429/503 comes back
 load: $(STAMP)

@@ -9,6 +9,10 @@ A code also carries the style image's RGB mean and covariance (12 floats) for ``
 our one step after the paper's pipeline: the decoder cannot read a painting's palette back out of
 relu4_1 statistics and gives paintings an ochre cast, so the decoded image's colour distribution
 is moved part of the way to the style's (weights/MODEL_CARD.md, "Colour step").
+
+A code also keeps each channel's whole distribution (a quantile table, model/efdm.py) for
+``matching="efdm"``, which gives the content the style's sorted values instead of its mean and std;
+``transfer`` is where the two ways meet.
 """
 
 from __future__ import annotations
@@ -20,10 +24,12 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from model.efdm import efdm, quantiles
 from model.errors import InputError
 
 EPS = 1e-5  # added to the variance, as in the reference code
 MAX_STYLES = 8
+MATCHINGS = ("adain", "efdm")  # how content features take the style's: mean and std, or sorted values
 # match_colors' default strength: the style's mean colour, half its covariance; the best of the
 # variants measured on held-out photos x textures and x Van Goghs (weights/MODEL_CARD.md, "Colour step")
 COLOR_MATCH = 0.5
@@ -41,10 +47,13 @@ class StyleCode:
     # code built without pixels, which then gets no colour step
     rgb_mean: torch.Tensor | None = None
     rgb_cov: torch.Tensor | None = None
+    # (C, QUANTILES) quantile table of each channel (model/efdm.py) for EFDM; None for a code stored
+    # before styles kept one
+    quantiles: torch.Tensor | None = None
 
     @property
     def nbytes(self) -> int:
-        parts = [t for t in (self.mean, self.std, self.rgb_mean, self.rgb_cov) if t is not None]
+        parts = [t for t in (self.mean, self.std, self.rgb_mean, self.rgb_cov, self.quantiles) if t is not None]
         return sum(t.numel() * t.element_size() for t in parts)
 
     @property
@@ -64,11 +73,11 @@ def mean_std(feat: torch.Tensor, eps: float = EPS) -> tuple[torch.Tensor, torch.
 
 
 def style_code(feat: torch.Tensor, image: torch.Tensor | None = None) -> StyleCode:
-    """StyleCode of one image's (1, C, H, W) relu4_1 features, on the CPU in float32, with the RGB
-    statistics of ``image`` (1, 3, H, W) in [0, 1] when given."""
+    """StyleCode of one image's (1, C, H, W) relu4_1 features, on the CPU in float32 (its quantile
+    table in float16), with the RGB statistics of ``image`` (1, 3, H, W) in [0, 1] when given."""
     mean, std = mean_std(feat)
     colors = rgb_stats(image.reshape(3, -1)) if image is not None else (None, None)
-    return StyleCode(mean.flatten().cpu(), std.flatten().cpu(), *colors)
+    return StyleCode(mean.flatten().cpu(), std.flatten().cpu(), *colors, quantiles=quantiles(feat))
 
 
 def adain(content: torch.Tensor, mean: torch.Tensor, std: torch.Tensor,
@@ -80,6 +89,15 @@ def adain(content: torch.Tensor, mean: torch.Tensor, std: torch.Tensor,
     if mean.dim() == 1:  # one StyleCode for the whole batch; else per-sample (N, C, 1, 1)
         mean, std = mean.view(1, -1, 1, 1), std.view(1, -1, 1, 1)
     return (content.float() - c_mean) / c_std * std.to(content.device) + mean.to(content.device)
+
+
+def transfer(content: torch.Tensor, code: StyleCode, matching: str = "adain",
+             content_stats: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+    """One image's (1, C, ...) content features given the style of ``code``: AdaIN (its mean and
+    std) or EFDM (its sorted values, model/efdm.py)."""
+    if matching == "efdm":
+        return efdm(content, code.quantiles)
+    return adain(content, code.mean, code.std, content_stats)
 
 
 def normalise_weights(weights: Sequence[float] | None, n: int) -> list[float]:
@@ -100,17 +118,24 @@ def normalise_weights(weights: Sequence[float] | None, n: int) -> list[float]:
 
 
 def mix(codes: Sequence[StyleCode], weights: Sequence[float] | None = None) -> StyleCode:
-    """Interpolate styles: weighted mean of their means and of their stds (weights normalised).
-    The colours are those of the styles' pixels pooled with the same weights (a mixture's mean
-    and covariance), when every code has them."""
+    """Interpolate styles: weighted mean of their means and of their stds (weights normalised),
+    and of their quantile tables (the average of quantile functions: each rank's value is the
+    weighted mean of the styles' values at that rank). The colours are those of the styles'
+    pixels pooled with the same weights (a mixture's mean and covariance), when every code has them."""
     w = normalise_weights(weights, len(codes))
+    w, codes = zip(*[(wi, c) for wi, c in zip(w, codes) if wi > 0])  # a weight of 0: as if not sent
+    if len(codes) == 1:
+        return codes[0]
     mean = sum(wi * c.mean for wi, c in zip(w, codes))
     std = sum(wi * c.std for wi, c in zip(w, codes))
+    table = None
+    if all(c.quantiles is not None for c in codes):
+        table = sum(wi * c.quantiles.float() for wi, c in zip(w, codes))
     if not all(c.has_colors for c in codes):
-        return StyleCode(mean, std)
+        return StyleCode(mean, std, quantiles=table)
     rgb_mean = sum(wi * c.rgb_mean for wi, c in zip(w, codes))
     second = sum(wi * (c.rgb_cov + torch.outer(c.rgb_mean, c.rgb_mean)) for wi, c in zip(w, codes))
-    return StyleCode(mean, std, rgb_mean, second - torch.outer(rgb_mean, rgb_mean))
+    return StyleCode(mean, std, rgb_mean, second - torch.outer(rgb_mean, rgb_mean), table)
 
 
 def blend(target: torch.Tensor, content: torch.Tensor, alpha: float | torch.Tensor) -> torch.Tensor:
@@ -125,11 +150,13 @@ def resize_mask(mask: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return m[0, 0] >= 0.5
 
 
-def masked_adain(content: torch.Tensor, fg: StyleCode, bg: StyleCode, mask: torch.Tensor) -> torch.Tensor:
-    """Spatial control: AdaIN of each region (mask True = ``fg``, False = ``bg``) with that region's
-    own content statistics, as the reference code does. ``content`` is (1, C, h, w), mask (h, w)."""
+def masked(content: torch.Tensor, fg: StyleCode, bg: StyleCode, mask: torch.Tensor,
+           matching: str = "adain") -> torch.Tensor:
+    """Spatial control: ``transfer`` of each region (mask True = ``fg``, False = ``bg``) with that
+    region's own content statistics (or ranks), as the reference code does for AdaIN. ``content``
+    is (1, C, h, w), mask (h, w)."""
     if content.shape[0] != 1 or mask.shape != content.shape[-2:]:
-        raise ValueError("masked_adain takes one image and a mask at feature resolution")
+        raise ValueError("masked takes one image and a mask at feature resolution")
     c = content.shape[1]
     flat = content.float().reshape(c, -1)
     out = torch.empty_like(flat)
@@ -137,7 +164,7 @@ def masked_adain(content: torch.Tensor, fg: StyleCode, bg: StyleCode, mask: torc
     for region, code in ((m, fg), (~m, bg)):
         if region.any():
             part = flat[:, region].unsqueeze(0).unsqueeze(-1)  # (1, C, P, 1)
-            out[:, region] = adain(part, code.mean, code.std)[0, :, :, 0]
+            out[:, region] = transfer(part, code, matching)[0, :, :, 0]
     return out.reshape_as(content)
 
 

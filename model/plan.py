@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 from PIL import Image
 
-from model.adain import COLOR_MATCH, StyleCode
+from model.adain import COLOR_MATCH, MATCHINGS, StyleCode
 from model.errors import InputError, OutOfRange
 
 MAX_SIDE = 16384  # content_size / style_size: the largest shorter side anyone can ask for
@@ -27,7 +27,8 @@ class Options:
     alpha): how far the output's colours move towards the style's after decoding (0 = the paper's
     pipeline). ``preserve_color``: recolour style images to the content's colours before encoding
     them. ``weights``: one per style, >= 0, normalised (None = equal). Sizes are shorter sides in
-    px, 0 = as is."""
+    px, 0 = as is. ``matching``: how the content's features take the style's, "adain" (mean and
+    std, the paper) or "efdm" (the whole sorted distribution of each channel: model/efdm.py)."""
 
     weights: tuple[float, ...] | None = None
     alpha: float = 1.0
@@ -35,8 +36,11 @@ class Options:
     preserve_color: bool = False
     content_size: int = 512
     style_size: int = 512
+    matching: str = "adain"
 
     def __post_init__(self) -> None:
+        if self.matching not in MATCHINGS:
+            raise OutOfRange("matching", f"must be one of {', '.join(MATCHINGS)}, got {self.matching!r}")
         for name in ("alpha", "color_match"):
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and math.isfinite(value) and 0.0 <= value <= 1.0):
@@ -81,6 +85,7 @@ class Plan:
     color_match: float
     mask: torch.Tensor | None = None
     features: ContentFeatures | None = None
+    matching: str = "adain"
 
     @property
     def size(self) -> tuple[int, int]:
@@ -96,3 +101,6 @@ def check_combination(styles: Sequence[object], options: Options, masked: bool) 
         raise InputError("weights do not apply with a mask: each region gets its own style")
     if options.preserve_color and any(isinstance(s, StyleCode) for s in styles):
         raise InputError("preserve_color needs style images; registered style codes cannot be recoloured")
+    if options.matching == "efdm" and any(isinstance(s, StyleCode) and s.quantiles is None for s in styles):
+        raise InputError("matching efdm needs each style's feature distribution, which a style registered "
+                         "before it was kept does not have: register that style again")

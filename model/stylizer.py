@@ -19,8 +19,8 @@ import torch
 from PIL import Image
 
 from model import convs
-from model.adain import (COLOR_MATCH, StyleCode, adain, blend, coral, masked_adain, match_colors, mix,
-                         normalise_weights, resize_mask, style_code)
+from model.adain import (COLOR_MATCH, StyleCode, adain, blend, coral, masked, match_colors, mix,
+                         normalise_weights, resize_mask, style_code, transfer)
 from model.decoder import Decoder, load_decoder
 from model.errors import InputError
 from model.images import ImageSource, open_image, pad_to_multiple, resize_shorter, to_image, to_tensor
@@ -190,17 +190,20 @@ class Stylizer:
         codes = [s if isinstance(s, StyleCode) else self.encode_style(s, options.style_size, recolor_to)
                  for s in styles]
         if mask is None:
-            return Plan(img, (mix(codes, weights),), options.alpha, options.color_match, features=features)
-        return Plan(img, tuple(codes), options.alpha, options.color_match, mask_tensor(mask, size), features)
+            return Plan(img, (mix(codes, weights),), options.alpha, options.color_match, features=features,
+                        matching=options.matching)
+        return Plan(img, tuple(codes), options.alpha, options.color_match, mask_tensor(mask, size), features,
+                    options.matching)
 
     def stylize(self, content: ImageSource, styles: Sequence[StyleInput], weights: Sequence[float] | None = None,
                 alpha: float = 1.0, mask: ImageSource | None = None, preserve_color: bool = False,
                 content_size: int = 512, style_size: int = 512, color_match: float = COLOR_MATCH,
-                progress: Progress | None = None) -> Image.Image:
+                progress: Progress | None = None, matching: str = "adain") -> Image.Image:
         """Render ``content`` in the given style(s): ``prepare`` then ``render`` (see ``Options``
         for the arguments). Returns an RGB image of exactly the resized content's size."""
         options = Options(weights=tuple(weights) if weights else None, alpha=alpha, color_match=color_match,
-                          preserve_color=preserve_color, content_size=content_size, style_size=style_size)
+                          preserve_color=preserve_color, content_size=content_size, style_size=style_size,
+                          matching=matching)
         return self.render([self.prepare(content, styles, options, mask)], progress)[0]
 
     def tiled(self, size: tuple[int, int]) -> bool:
@@ -231,15 +234,16 @@ class Stylizer:
             x = torch.cat([to_tensor(p.content) for p in plans]) if len(plans) > 1 else to_tensor(plans[0].content)
             feat = self.encoder(pad_to_multiple(self.net_input(x)))
         masks = [None if p.mask is None else pad_to_multiple(p.mask[None, None])[0, 0] for p in plans]
-        if all(m is None for m in masks):  # the common case: one batched AdaIN, alpha per sample
+        if all(m is None and p.matching == "adain" for p, m in zip(plans, masks)):
+            # the common case: one batched AdaIN, alpha per sample
             mean = torch.stack([p.codes[0].mean for p in plans]).view(len(plans), -1, 1, 1)
             std = torch.stack([p.codes[0].std for p in plans]).view(len(plans), -1, 1, 1)
             alpha = torch.tensor([p.alpha for p in plans], dtype=torch.float32, device=feat.device)
             target = blend(adain(feat, mean, std), feat, alpha.view(-1, 1, 1, 1))
         else:
             target = torch.cat([blend(
-                adain(f, p.codes[0].mean, p.codes[0].std) if m is None else
-                masked_adain(f, p.codes[0], p.codes[1], resize_mask(m, feat.shape[-2:])), f, p.alpha)
+                transfer(f, p.codes[0], p.matching) if m is None else
+                masked(f, p.codes[0], p.codes[1], resize_mask(m, feat.shape[-2:]), p.matching), f, p.alpha)
                 for p, m, f in zip(plans, masks, feat.split(1))])
         out = self.decoder(target.to(self.dtype).contiguous(memory_format=torch.channels_last))
         return [to_image(self.recolor(out[i, :, :h, :w].float().clamp(0, 1), p, m))

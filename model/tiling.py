@@ -7,8 +7,9 @@ grid lines up with the whole image's: cores meet without seams, and no blending 
 AdaIN and the colour step need of the whole image is gathered first:
 
 1. encoder pass: the content's relu4_1 mean and std over the whole image, exactly (sums over the
-   cores' features, per mask region);
-2. encoder + AdaIN + decoder pass: each core's pixels into the 8-bit output, and the output's RGB
+   cores' features, per mask region); for EFDM, each channel's histogram (``model.efdm.Ranks``),
+   from which pass 2 reads each value's rank in the whole image;
+2. encoder + AdaIN (EFDM) + decoder pass: each core's pixels into the 8-bit output, and the output's RGB
    mean and covariance (per region);
 3. the colour step's affine map, from those whole-image statistics, over the output in strips.
 
@@ -27,6 +28,7 @@ import torch
 from PIL import Image
 
 from model.adain import EPS, Moments, adain, apply_color_map, blend, color_map, resize_mask
+from model.efdm import Ranks
 from model.images import pad_to_multiple, to_image, to_tensor
 from model.plan import FEATURE_DTYPE, ContentFeatures, Plan
 
@@ -102,21 +104,29 @@ class Tiled:
         return [m, ~m]
 
     @torch.inference_mode()
-    def content_stats(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """Pass 1: the relu4_1 mean and std (N, C, 1, 1 shaped as mean_std's) per region."""
+    def content_stats(self) -> list[tuple[torch.Tensor, torch.Tensor] | Ranks]:
+        """Pass 1, per region: the relu4_1 mean and std (N, C, 1, 1 shaped as mean_std's) for AdaIN,
+        the ranks of its values for EFDM."""
         n = len(self.plan.codes)
         sums = [torch.zeros(512, dtype=torch.float64) for _ in range(n)]
         squares = [torch.zeros(512, dtype=torch.float64) for _ in range(n)]
         counts = [0] * n
+        ranks = [Ranks() for _ in range(n)] if self.plan.matching == "efdm" else None
         for i, c in enumerate(self.cores):
             feat, (ys, xs), _ = self.features(i)
-            core = feat[0, :, ys, xs].double().cpu().reshape(512, -1)
+            core = feat[0, :, ys, xs].reshape(512, -1)
             for i, region in enumerate(self.regions(c)):
-                part = core if region is None else core[:, region.reshape(-1)]
+                part = core if region is None else core[:, region.reshape(-1).to(core.device)]
+                if ranks is not None:
+                    ranks[i].add(part)
+                    continue
+                part = part.double().cpu()
                 sums[i] += part.sum(dim=1)
                 squares[i] += (part * part).sum(dim=1)
                 counts[i] += part.shape[1]
             self._step()
+        if ranks is not None:
+            return ranks
         stats = []
         for s, q, k in zip(sums, squares, counts):
             mean = s / max(1, k)
@@ -132,7 +142,7 @@ class Tiled:
         moments = [Moments() for _ in plan.codes]
         for i, c in enumerate(self.cores):
             feat, _, (ix0, iy0) = self.features(i)
-            target = self._adain(feat, (ix0 // 8, iy0 // 8), stats)
+            target = self._match(feat, (ix0 // 8, iy0 // 8), stats)
             pixels = self.st.decoder(blend(target, feat, plan.alpha).to(self.st.dtype)
                                      .contiguous(memory_format=torch.channels_last))
             y1, x1 = min(c.y1, self.height), min(c.x1, self.width)
@@ -154,11 +164,12 @@ class Tiled:
             self._step()
         return ContentFeatures(self.plan.size, tuple(feats), image_moments(self.plan.content), self.tile)
 
-    def _adain(self, feat: torch.Tensor, origin: tuple[int, int],
-               stats: list[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
-        """AdaIN of a tile's features (their top-left at ``origin`` on the canvas' feature grid)
-        with the whole image's content statistics, each mask region with its own."""
-        targets = [adain(feat, code.mean, code.std, s) for s, code in zip(stats, self.plan.codes)]
+    def _match(self, feat: torch.Tensor, origin: tuple[int, int],
+               stats: list[tuple[torch.Tensor, torch.Tensor] | Ranks]) -> torch.Tensor:
+        """AdaIN (or EFDM) of a tile's features (their top-left at ``origin`` on the canvas' feature
+        grid) with the whole image's content statistics (ranks), each mask region with its own."""
+        targets = [s.transfer(feat, code.quantiles) if isinstance(s, Ranks) else adain(feat, code.mean, code.std, s)
+                   for s, code in zip(stats, self.plan.codes)]
         if self.mask is None:
             return targets[0]
         h, w = feat.shape[-2:]

@@ -163,7 +163,7 @@ class Frames:
         self.codes = codes
 
     def _network(self, rgb: np.ndarray) -> np.ndarray:
-        plan = Plan(Image.fromarray(rgb), self.codes, self.options.alpha, 0.0)
+        plan = Plan(Image.fromarray(rgb), self.codes, self.options.alpha, 0.0, matching=self.options.matching)
         return np.asarray(self.stylizer.render([plan])[0])
 
     def __call__(self, rgb: np.ndarray) -> np.ndarray:

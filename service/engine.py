@@ -28,7 +28,7 @@ from PIL import Image
 from model.adain import StyleCode, mix, normalise_weights
 from model.images import (OUTPUT_FORMATS, encode_image, open_image, png_chunks, resize_shorter, scaled_size,
                           small_jpeg)
-from model.plan import ContentFeatures, Options
+from model.plan import ContentFeatures, Options, check_combination
 from model.stylizer import Stylizer
 from model.temporal import Stabilizer
 from model.video import Frames
@@ -358,8 +358,10 @@ class Engine:
         if settings.content_size ** 2 > self.settings.max_stream_pixels:
             raise BadRequest(f"content_size {settings.content_size} is too large for a stream: frames up to "
                              f"{self.settings.max_stream_pixels} pixels")
-        options = Options(alpha=settings.alpha, color_match=settings.color_match, content_size=0)
+        options = Options(alpha=settings.alpha, color_match=settings.color_match, content_size=0,
+                          matching=settings.matching)
         codes = [self.lookup(caller, i).code for i in settings.style_id]
+        check_combination(codes, options, masked=False)
         code = mix(codes, normalise_weights(settings.weights, len(codes)))
         st = self.decoders.stylizer(self.decoders.choose(settings.decoder))
         return Frames(st, [code], options, Stabilizer() if settings.stabilize else None)

@@ -43,6 +43,9 @@ def _whole(value: object) -> object:
 Side = Annotated[int | None, BeforeValidator(_whole), WithJsonSchema({"type": "integer", "minimum": 0,
                                                                       "maximum": MAX_SIDE})]
 Name = Annotated[str | None, WithJsonSchema({"type": "string", "maxLength": 100})]
+Matching = Literal["adain", "efdm"]  # model.adain.MATCHINGS
+MATCHING_HELP = ("how the photo's features take the style's: adain = each channel's mean and std (the paper), "
+                 "efdm = each channel's whole sorted distribution (closer to the style's textures; docs/pipeline.md)")
 UNIT = {"minimum": 0.0, "maximum": 1.0}  # ranges the model checks (model.plan.Options), stated for clients
 FILES = ("content", "style", "mask", "video", "image")  # the file fields of the forms
 
@@ -70,6 +73,7 @@ class StyleFields(BaseModel):
                     f"stretched at most {MAX_COLOR_GAIN:g}x); default {COLOR_MATCH}")
     style_size: Side = Field(None, description="style shorter side in px, 0 = keep; default 512", examples=[512])
     content_size: Side = Field(None, description="content shorter side in px, 0 = keep; default 512", examples=[512])
+    matching: Matching = Field("adain", description=MATCHING_HELP)
     # which list each style came from, in the order sent ("style" or "style_id")
     order: SkipJsonSchema[tuple[str, ...]] = ()
 
@@ -90,7 +94,7 @@ class StyleFields(BaseModel):
             raise BadRequest(f"weights must be numbers, got {self.weights}") from None
         return Options(
             weights=tuple(weights) or None, alpha=self.alpha, color_match=self.color_match,
-            preserve_color=self.preserve_color,
+            preserve_color=self.preserve_color, matching=self.matching,
             content_size=self.default_content_size(settings) if self.content_size is None else self.content_size,
             style_size=settings.default_style_size if self.style_size is None else self.style_size)
 
@@ -173,6 +177,7 @@ class LiveSettings(BaseModel):
     alpha: float = 1.0
     color_match: float = COLOR_MATCH
     content_size: int = Field(256, ge=16)
+    matching: Matching = "adain"
     decoder: str | None = Field(None, max_length=64)
     stabilize: bool = True
     api_key: str | None = Field(None, repr=False)  # a browser cannot set headers on a WebSocket

@@ -100,6 +100,7 @@ class VideoAccepted(BaseModel):
 class VideoStatus(BaseModel):
     id: str
     decoder: str | None = Field(None, description="the decoder version that renders it", examples=["v7"])
+    matching: Literal["adain", "efdm"] = Field("adain", description="how its frames take the style (as submitted)")
     state: Literal["queued", "running", "done", "failed", "cancelled"]
     frames_done: int = Field(examples=[120])
     frames_total: int = Field(description="from the clip's header (exact once done)", examples=[240])

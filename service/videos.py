@@ -183,7 +183,8 @@ class VideoJobs:
                        updated=now, frames_total=info.frames, width=size[0], height=size[1], fps=float(info.fps),
                        seconds=info.seconds, audio=info.audio is not None,
                        segment_frames=self.settings.video_segment_frames, segments_total=n, alpha=options.alpha,
-                       color_match=options.color_match, stabilize=stabilize, decoder=decoder)
+                       color_match=options.color_match, matching=options.matching, stabilize=stabilize,
+                       decoder=decoder)
         codes = self.store.work_path(job.id, ".codes.new")
         codes.write_bytes(codec.encode(code, {}))
         try:
@@ -333,7 +334,8 @@ class VideoJobs:
         motion = None
         if job.stabilize and segment.warm > 0:
             motion = json.loads(self._done_file(job, self.leases.read(job.id)[1], TRACK).read_text())[index]
-        frames = Frames(self.stylizer_for(job.decoder) if job.decoder else self.stylizer, [], Options(alpha=job.alpha, color_match=job.color_match),
+        options = Options(alpha=job.alpha, color_match=job.color_match, matching=job.matching)
+        frames = Frames(self.stylizer_for(job.decoder) if job.decoder else self.stylizer, [], options,
                         Stabilizer() if job.stabilize else None, codes=(code,))
         part = self.store.work_path(job.id, f".{lease.name}.{self.replica_tag}.mp4")
         try:

@@ -23,8 +23,8 @@ router = APIRouter(prefix="/videos", tags=["videos"], responses=responses(401, 4
 
 
 def status(job: VideoJob) -> VideoStatus:
-    return VideoStatus(id=job.id, decoder=job.decoder or None, state=job.state, frames_done=job.frames_done,
-                       frames_total=job.frames_total,
+    return VideoStatus(id=job.id, decoder=job.decoder or None, matching=job.matching, state=job.state,
+                       frames_done=job.frames_done, frames_total=job.frames_total,
                        eta_seconds=job.eta_seconds, frames_per_second=round(job.rate, 3), width=job.width,
                        height=job.height, fps=job.fps, seconds=job.seconds, audio=job.audio,
                        segments_total=job.segments_total, segments_done=job.segments_done,

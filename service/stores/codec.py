@@ -15,11 +15,14 @@ import torch
 from safetensors.torch import load, save
 
 from model.adain import StyleCode
+from model.efdm import QUANTILES
 
 FORMAT = "adain-style/1"
-# name -> (shape, dtype) of each tensor a code may hold; the colours are optional
+# name -> (shape, dtype) of each tensor a code may hold; the colours and the quantile table (EFDM)
+# are optional: codes stored before either was kept have neither
 SHAPES = {"mean": ((512,), torch.float32), "std": ((512,), torch.float32),
-          "rgb_mean": ((3,), torch.float64), "rgb_cov": ((3, 3), torch.float64)}
+          "rgb_mean": ((3,), torch.float64), "rgb_cov": ((3, 3), torch.float64),
+          "quantiles": ((512, QUANTILES), torch.float16)}
 
 
 MAX_THUMBNAIL = 64 * 1024  # bytes: a 128 px JPEG is a few KB
@@ -33,6 +36,8 @@ def encode(code: StyleCode, fields: dict[str, str | int | float | None], thumbna
     tensors = {"mean": code.mean, "std": code.std}
     if code.has_colors:
         tensors |= {"rgb_mean": code.rgb_mean, "rgb_cov": code.rgb_cov}
+    if code.quantiles is not None:
+        tensors["quantiles"] = code.quantiles.half()
     if thumbnail:
         tensors["thumbnail"] = torch.frombuffer(bytearray(thumbnail), dtype=torch.uint8)
     meta = {"format": FORMAT, "fields": json.dumps(fields)}
@@ -65,5 +70,6 @@ def decode(blob: bytes) -> tuple[StyleCode, dict, bytes | None]:
             raise CorruptValue(f"{name}: {tuple(t.shape)} {t.dtype}, expected finite {shape} {dtype}")
     if bool((tensors["std"] <= 0).any()):
         raise CorruptValue("std must be > 0")
-    code = StyleCode(tensors["mean"], tensors["std"], tensors.get("rgb_mean"), tensors.get("rgb_cov"))
+    code = StyleCode(tensors["mean"], tensors["std"], tensors.get("rgb_mean"), tensors.get("rgb_cov"),
+                     tensors.get("quantiles"))
     return code, fields, None if thumbnail is None else thumbnail.numpy().tobytes()

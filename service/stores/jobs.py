@@ -54,6 +54,7 @@ class VideoJob:
     segments_total: int = 0
     alpha: float = 1.0
     color_match: float = 0.0
+    matching: str = "adain"
     stabilize: bool = True
     decoder: str = ""  # the decoder version chosen at submit ("": the process's own, as before versions)
     # progress: summed over the segments while the job runs, recorded when it ends

@@ -286,3 +286,19 @@ def test_a_second_decoder_version_can_be_chosen_and_is_named(server_env, open_pa
         assert "decoder trained" in page.inner_text("#result-caption")
         wait_for(lambda: "decoder trained" in page.inner_text("#history li >> nth=0"), "the entry to name it")
         assert serious(page) == [], "decoder choice"
+
+
+def test_style_matching_is_chosen_sent_and_named(site, open_page, images):
+    """Choosing EFDM renders the photo again with it (the update's form says so), and the result
+    and its history entry name it."""
+    proxy, _ = site
+    page = first_result(open_page(proxy + "/"), images)
+    assert page.input_value("#matching") == "adain" and "EFDM" not in page.inner_text("#result-caption")
+    shown = page.get_attribute("#result", "src")
+    with page.expect_request(lambda r: r.url.endswith("/stylize")) as update:
+        page.select_option("#matching", "efdm")
+    page.wait_for_selector(f"#result:not([src='{shown}'])")
+    assert b'name="matching"\r\n\r\nefdm' in (update.value.post_data_buffer or b"")
+    assert "EFDM" in page.inner_text("#result-caption")
+    wait_for(lambda: "EFDM" in page.inner_text("#history li >> nth=0"), "the entry to name it")
+    assert serious(page) == [], "matching choice"

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from model.adain import (MAX_COLOR_GAIN, StyleCode, adain, blend, coral, masked_adain, match_colors, mean_std,
+from model.adain import (MAX_COLOR_GAIN, StyleCode, adain, blend, coral, masked, match_colors, mean_std,
                          mix, normalise_weights, resize_mask, rgb_stats)
 
 
@@ -81,7 +81,7 @@ def test_masked_regions_carry_their_own_style_statistics():
     mask[:, :24] = 1.0  # left 3/8 foreground
     m = resize_mask(mask, (16, 16))
     assert m.shape == (16, 16) and m[:, :6].all() and not m[:, 6:].any()
-    out = masked_adain(content, fg, bg, m)
+    out = masked(content, fg, bg, m)
     for region, code in ((m, fg), (~m, bg)):
         part = out[0][:, region]  # (C, P)
         torch.testing.assert_close(part.mean(dim=1), code.mean, atol=1e-4, rtol=1e-4)
@@ -91,7 +91,7 @@ def test_masked_regions_carry_their_own_style_statistics():
 def test_mask_of_one_region_is_plain_adain():
     content = feats(0, shape=(1, 512, 8, 8))
     fg, bg = code_of(feats(1, scale=3.0)), code_of(feats(2))
-    out = masked_adain(content, fg, bg, torch.ones(8, 8, dtype=torch.bool))
+    out = masked(content, fg, bg, torch.ones(8, 8, dtype=torch.bool))
     torch.testing.assert_close(out, adain(content, fg.mean, fg.std), atol=1e-5, rtol=1e-5)
 
 

@@ -242,7 +242,7 @@ def test_docs_describe_every_field_and_work_offline(client):
     spec = client.get("/openapi.json").json()
     props = spec["paths"]["/stylize"]["post"]["requestBody"]["content"]["multipart/form-data"]["schema"]["properties"]
     expected = {"content", "content_id", "style", "style_id", "weights", "alpha", "preserve_color", "color_match",
-                "mask", "content_size", "style_size", "format", "decoder"}
+                "mask", "content_size", "style_size", "format", "decoder", "matching"}
     assert set(props) == expected
     assert all(props[f].get("description") for f in expected)
     assert set(spec["paths"]) >= {"/stylize", "/styles", "/styles/{style_id}", "/healthz", "/readyz", "/metrics"}

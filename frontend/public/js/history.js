@@ -46,7 +46,7 @@ async function thumbnail(blob, side = 160) {
 }
 
 export const describe = (e) => `${e.photoName} · ${styleNames(e.styles)} · α ${Number(e.options.alpha).toFixed(2)} · ` +
-  `${e.w}×${e.h}` + (e.version ? ` · decoder ${e.version}` : "");
+  `${e.w}×${e.h}` + (e.options.matching === "efdm" ? " · EFDM" : "") + (e.version ? ` · decoder ${e.version}` : "");
 
 // A result on screen: kept now (an explicit render) or after a pause (an automatic update; a
 // newer one within the pause replaces it).

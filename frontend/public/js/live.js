@@ -12,7 +12,7 @@ function settingsMessage() {
   const ids = state.styles.map((s) => s.id);
   const o = state.options;
   const message = { style_id: ids, alpha: Number(o.alpha), color_match: Number(o.colorMatch),
-                    content_size: Number(o.liveSize), stabilize: o.liveSteady };
+                    matching: o.matching || "adain", content_size: Number(o.liveSize), stabilize: o.liveSteady };
   if (ids.length > 1) message.weights = state.styles.map((s) => s.weight);
   const key = authHeaders()["X-API-Key"];
   if (key) message.api_key = key; // a browser cannot set headers on a WebSocket

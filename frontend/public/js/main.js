@@ -49,6 +49,7 @@ const option = (key, value, after = later) => { update((s) => { s.options[key] =
 $("alpha").addEventListener("input", (e) => option("alpha", Number(e.target.value)));
 $("color-match").addEventListener("input", (e) => option("colorMatch", Number(e.target.value)));
 $("preserve-color").addEventListener("change", (e) => option("preserve", e.target.checked));
+$("matching").addEventListener("change", (e) => option("matching", e.target.value));
 $("size").addEventListener("change", (e) => option("size", e.target.value, () => {
   const problem = validate();
   if (problem) say(problem, "error");

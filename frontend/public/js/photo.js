@@ -88,6 +88,7 @@ export function appendStyles(form, { styles, mask, options }) {
   if (styles.length > 1 && !mask) form.append("weights", styles.map((s) => s.weight).join(","));
   form.append("alpha", String(options.alpha));
   form.append("color_match", String(options.colorMatch));
+  form.append("matching", options.matching || "adain");
   form.append("preserve_color", options.preserve ? "true" : "false");
 }
 
@@ -236,4 +237,5 @@ export async function changeFormat(format) {
 }
 
 export const caption = (r) => `${r.made.photo.name} · ${styleNames(r.made.styles)} · α ${Number(r.made.options.alpha)
-  .toFixed(2)} · ${r.w}×${r.h}` + (r.version ? ` · decoder ${r.version}` : "");
+  .toFixed(2)} · ${r.w}×${r.h}` + (r.made.options.matching === "efdm" ? " · EFDM" : "") +
+  (r.version ? ` · decoder ${r.version}` : "");

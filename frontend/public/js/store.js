@@ -3,7 +3,7 @@
 // the event loop, however many updates came). Nothing else writes to the DOM's moving parts, so
 // no part of the page can show an older truth than another.
 
-const OPTIONS = { alpha: 1, colorMatch: 0.5, preserve: false, size: "512", format: "png", decoder: "",
+const OPTIONS = { alpha: 1, colorMatch: 0.5, matching: "adain", preserve: false, size: "512", format: "png", decoder: "",
                          videoSize: "0", videoSteady: true, liveSize: "256", liveSteady: true };
 
 export const state = {

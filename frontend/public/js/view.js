@@ -76,6 +76,7 @@ function drawOptions(s) {
   text("alpha-value", Number(o.alpha).toFixed(2));
   set($("color-match"), "value", String(o.colorMatch));
   text("color-match-value", Number(o.colorMatch).toFixed(2));
+  set($("matching"), "value", o.matching || "adain");
   const only = codeOnly();
   set($("preserve-color"), "disabled", only);
   set($("preserve-color"), "checked", o.preserve && !only);
