@@ -8,14 +8,16 @@ order whatever the number of DataLoader workers.
 
 from __future__ import annotations
 
+import argparse
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
-from torch.utils.data import Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from model.images import IMAGE_SUFFIXES, InvalidImage, open_image, resize_shorter, to_tensor
 
@@ -168,3 +170,37 @@ class PreloadedCrops:
 
 def collate(batch: list[tuple[torch.Tensor, int]]) -> tuple[torch.Tensor, int]:
     return torch.stack([b[0] for b in batch]), sum(b[1] for b in batch)
+
+
+def batches(folder: Path, args: argparse.Namespace, seed: int, rank: int, world: int, step: int,
+            device: torch.device):
+    """(number of images, endless (images, skipped) batches starting where ``step`` steps left off)."""
+    dataset = CropDataset(folder, args.image_size, args.crop_size, seed=seed, scale_jitter=args.scale_jitter,
+                          mirror=args.mirror_crops)
+    sampler = ResumableSampler(len(dataset), seed=seed, rank=rank, world_size=world)
+    sampler.load_state_dict(sampler.state_dict(step * args.batch_size))
+    if args.preload:
+        pre = PreloadedCrops(dataset, device)
+        if pre.skipped:
+            print(f"{folder}: {pre.skipped} unreadable files skipped", flush=True)
+        return len(dataset), pre.batches(sampler, args.batch_size)
+    loader = DataLoader(dataset, batch_size=args.batch_size, sampler=sampler, collate_fn=collate,
+                        num_workers=args.workers, persistent_workers=args.workers > 0, drop_last=True)
+    return len(dataset), iter(loader)
+
+
+@dataclass
+class Data:
+    """Endless batches of content and style crops, and the count of unreadable files skipped."""
+
+    n_content: int
+    n_style: int
+    content: Iterator
+    style: Iterator
+    skipped: int = 0
+
+    def next(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        (content, sc), (style, ss) = next(self.content), next(self.style)
+        self.skipped += sc + ss
+        return (content.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last),
+                style.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last))
