@@ -1,7 +1,7 @@
 """Image I/O, once for the whole project: decode anything Pillow reads into plain 8-bit RGB,
 resize, and convert to and from tensors.
 
-Normalisation rules (what a user gets, documented in the README):
+Normalisation rules (what a user gets, documented in docs/pipeline.md):
 - EXIF orientation is applied, then the tag is gone (pixels are upright).
 - Grayscale, palette, CMYK, YCbCr, LAB, HSV, 1-bit become RGB; 16-bit and 32-bit grayscale are
   scaled to 8 bits (not clipped); 16-bit RGB is read at 8 bits by Pillow.

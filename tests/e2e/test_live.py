@@ -87,7 +87,7 @@ def test_sixty_frames_latest_wins_sizes_bad_frame_and_new_settings(server):
         _, texts = drain(ws, of_type("error"))
         assert "frame 61" in texts[-1]["detail"], texts  # named
         # the stream goes on, and new settings apply to the next frames
-        ws.send(json.dumps({"style_id": [preset(server)], "content_size": 64, "stabilize": False}))
+        ws.send(json.dumps({"style_id": [preset(server)], "content_size": 64, "stabilize": False, "matching": "efdm"}))
         drain(ws, of_type("ready"))
         ws.send(FRAMES[0])
         images, _ = drain(ws, 1)

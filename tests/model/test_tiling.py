@@ -84,7 +84,8 @@ def test_kept_content_features_render_the_same_picture(stylizer, decoder_path, i
     assert len(kept.feats) == (len(cores(200, 148, 64)) if tiled else 1)
     for options, mask_, chosen in ((Options(content_size=0, style_size=0, alpha=0.7), None, styles[:1]),
                                    (Options(content_size=0, style_size=0), mask, styles),
-                                   (Options(content_size=0, style_size=0, preserve_color=True), None, styles[:1])):
+                                   (Options(content_size=0, style_size=0, preserve_color=True), None, styles[:1]),
+                                   (Options(content_size=0, style_size=0, matching="efdm"), mask, styles)):
         fresh = st.render([st.prepare(content, chosen, options, mask_)])[0]
         again = st.render([st.prepare(kept, chosen, options, mask_)])[0]
         assert again.size == fresh.size and psnr(fresh, again) >= 60, (options, mask_ is not None)

@@ -34,7 +34,7 @@ def test_an_update_runs_the_decoder_alone_and_gives_the_same_picture(make_client
     cases = [({"alpha": "0.8"}, files(CONTENT, STYLE_A)), ({"color_match": "1"}, files(CONTENT, STYLE_A)),
              ({"weights": "1,3"}, files(CONTENT, STYLE_A, STYLE_B)),
              ({}, files(CONTENT, STYLE_A, STYLE_B, mask=png(Image.new("L", (96, 64), 255)))),
-             ({"preserve_color": "true"}, files(CONTENT, STYLE_B))]
+             ({"preserve_color": "true"}, files(CONTENT, STYLE_B)), ({"matching": "efdm"}, files(CONTENT, STYLE_A))]
     for i, (data, parts) in enumerate(cases):
         r = client.post("/stylize", files=parts, data=data)
         assert r.headers["x-content-cache"] == "hit" and stages(r)["encode-content"] == 0.0, data
