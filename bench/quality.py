@@ -37,7 +37,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "bench")]
 
 from perf import machine  # noqa: E402
-from model.adain import StyleCode, adain, mean_std  # noqa: E402
+from model.adain import COLOR_MATCH, StyleCode, adain, mean_std  # noqa: E402
 from model.efdm import efdm, quantiles  # noqa: E402
 from model.images import open_image, resize_shorter, to_image, to_tensor  # noqa: E402
 from model.paths import WEIGHTS_DIR  # noqa: E402
@@ -57,9 +57,10 @@ def every_value(st: Stylizer, style: Image.Image) -> StyleCode:
     return dataclasses.replace(code, quantiles=quantiles(feat, feat[0, 0].numel()))
 
 
-def options() -> dict[str, Render]:
+def options(color_match: float) -> dict[str, Render]:
     def run(matching: str, alpha: float = 1.0) -> Render:
-        return lambda st, c, code: st.stylize(c, [code], content_size=0, style_size=0, matching=matching, alpha=alpha)
+        return lambda st, c, code: st.stylize(c, [code], content_size=0, style_size=0, matching=matching, alpha=alpha,
+                                              color_match=color_match)
 
     def pixels_matched(st: Stylizer, c: Image.Image, code: StyleCode) -> Image.Image:
         """EFDM at relu4_1, then each RGB channel given the style's sorted pixel values (histogram
@@ -134,12 +135,49 @@ def timing(st: Stylizer, renders: dict[str, Render], side: int, n: int = 5) -> N
         print(f"  {name:28} {statistics.median(runs):.3f} s")
 
 
+def run_pairs(st: Stylizer, judge, scales, renders: dict[str, Render], contents: dict[str, Image.Image],
+              styles: dict[str, Image.Image]) -> tuple[dict[str, list], list[list[Image.Image]]]:
+    """Every pair through every option: per option (style name, style, content, structure) per
+    pair, and the contact sheet's rows (a photo per style)."""
+    results: dict[str, list] = {name: [] for name in renders}
+    rows = []
+    for i, (sname, style) in enumerate(styles.items()):
+        code, full = st.encode_style(style, style_size=0), every_value(st, style)
+        code_images[id(code)] = style
+        for k, content in enumerate(contents.values()):
+            outs = []
+            for name, render in renders.items():
+                out = render(st, content, full if name == "efdm, every value" else code)
+                results[name].append((sname, *measure(judge, scales, out, content, style)))
+                outs.append(out)
+            if k == i % len(contents):
+                rows.append([content, style, *outs])
+    return results, rows
+
+
+def tables(results: dict[str, list], styles: list[str]) -> None:
+    base = [statistics.fmean(r[i] for r in next(iter(results.values()))) for i in (1, 2, 3)]
+    print(f"\n{'option':30} {'style':>8} {'content':>9} {'structure':>10}   (vs {next(iter(results))})")
+    for name, rs in results.items():
+        m = [statistics.fmean(r[i] for r in rs) for i in (1, 2, 3)]
+        print(f"{name:30} {m[0]:8.4f} {m[1]:9.4f} {m[2]:10.4f}   "
+              + " ".join(f"{100 * (a / b - 1):+6.1f} %" for a, b in zip(m, base)))
+    print("\nstyle distance per style (mean over the photos)")
+    print(f"{'style':16}" + "".join(f"{n[:14]:>16}" for n in results))  # names cut to the column
+    for sname in styles:
+        print(f"{sname:16}" + "".join(f"{statistics.fmean(r[1] for r in rs if r[0] == sname):16.4f}"
+                                      for rs in results.values()))
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--size", type=int, default=256, help="centre crops of this side")
     p.add_argument("--precision", default="fp32", help="the product's networks: fp32 (as the card), bf16, auto")
     p.add_argument("--sheet", type=Path, help="write the contact sheet here (JPEG)")
     p.add_argument("--time", type=int, default=0, help="also time each option at this side (0: no)")
+    p.add_argument("--time-only", action="store_true", help="only the timing")
+    p.add_argument("--color-match", type=float, default=COLOR_MATCH, help="the colour step (0: the paper's pipeline)")
+    p.add_argument("--options", help="comma-separated names of the options to run (default: all)")
     args = p.parse_args()
     st = Stylizer.load(device="cpu", precision=args.precision)
     judge = load_encoder().eval()
@@ -147,32 +185,14 @@ def main() -> None:
     contents = {f.stem: crop(open_image(f), args.size) for f in sorted((PAIRS / "content").glob("*.jpg"))}
     styles = {f.stem: crop(open_image(f), args.size) for f in sorted((PAIRS / "style").glob("*.jpg"))}
     print(f"{machine(torch.device('cpu'))}; networks {st.precision}; {len(contents)} x {len(styles)} held-out "
-          f"pairs at {args.size}²")
-    renders = options()
-    results = {name: [] for name in renders}  # (style name, style, content, structure)
-    rows = []
-    for i, (sname, style) in enumerate(styles.items()):
-        code, full = st.encode_style(style, style_size=0), every_value(st, style)
-        code_images[id(code)] = style
-        for k, (cname, content) in enumerate(contents.items()):
-            outs = []
-            for name, render in renders.items():
-                out = render(st, content, full if name == "efdm, every value" else code)
-                results[name].append((sname, *measure(judge, scales, out, content, style)))
-                outs.append(out)
-            if k == i % len(contents):  # the sheet: a photo per style
-                rows.append([content, style, *outs])
-    base = [statistics.fmean(r[i] for r in results["adain"]) for i in (1, 2, 3)]
-    print(f"\n{'option':28} {'style':>8} {'content':>9} {'structure':>10}   (vs adain)")
-    for name, rs in results.items():
-        m = [statistics.fmean(r[i] for r in rs) for i in (1, 2, 3)]
-        print(f"{name:28} {m[0]:8.4f} {m[1]:9.4f} {m[2]:10.4f}   "
-              + " ".join(f"{100 * (a / b - 1):+6.1f} %" for a, b in zip(m, base)))
-    print("\nstyle distance per style (mean over the photos)")
-    print(f"{'style':16}" + "".join(f"{n[:14]:>16}" for n in renders))  # names cut to the column
-    for sname in styles:
-        print(f"{sname:16}" + "".join(f"{statistics.fmean(r[1] for r in rs if r[0] == sname):16.4f}"
-                                      for rs in results.values()))
+          f"pairs at {args.size}², colour step {args.color_match:g}")
+    renders = options(args.color_match)
+    if args.options:
+        renders = {name: renders[name] for name in args.options.split(",")}
+    if args.time_only:
+        return timing(st, renders, args.time or 512)
+    results, rows = run_pairs(st, judge, scales, renders, contents, styles)
+    tables(results, list(styles))
     if args.sheet:
         sheet(rows, list(renders), args.sheet)
         print(f"\ncontact sheet: {args.sheet} ({len(rows)} pairs)")

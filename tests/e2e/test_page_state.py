@@ -278,14 +278,7 @@ def test_a_second_decoder_version_can_be_chosen_and_is_named(server_env, open_pa
         page = first_result(open_page(proxy + "/"), images)
         page.wait_for_selector("#decoder-row:not([hidden])")
         assert "decoder v7" in page.inner_text("#result-caption")
-        shown = page.get_attribute("#result", "src")
-        with page.expect_request(lambda r: r.url.endswith("/stylize")) as update:
-            page.select_option("#decoder", "trained")
-        page.wait_for_selector(f"#result:not([src='{shown}'])")
-        assert b'name="decoder"\r\n\r\ntrained' in (update.value.post_data_buffer or b"")
-        assert "decoder trained" in page.inner_text("#result-caption")
-        wait_for(lambda: "decoder trained" in page.inner_text("#history li >> nth=0"), "the entry to name it")
-        assert serious(page) == [], "decoder choice"
+        choose_and_see_it_named(page, "decoder", "trained", "decoder trained")
 
 
 def test_style_matching_is_chosen_sent_and_named(site, open_page, images):
@@ -294,11 +287,17 @@ def test_style_matching_is_chosen_sent_and_named(site, open_page, images):
     proxy, _ = site
     page = first_result(open_page(proxy + "/"), images)
     assert page.input_value("#matching") == "adain" and "EFDM" not in page.inner_text("#result-caption")
+    choose_and_see_it_named(page, "matching", "efdm", "EFDM")
+
+
+def choose_and_see_it_named(page, field: str, value: str, caption: str) -> None:
+    """Choosing ``value`` in the select #``field`` renders again with it in the form, and the result
+    and its history entry say ``caption``."""
     shown = page.get_attribute("#result", "src")
     with page.expect_request(lambda r: r.url.endswith("/stylize")) as update:
-        page.select_option("#matching", "efdm")
+        page.select_option(f"#{field}", value)
     page.wait_for_selector(f"#result:not([src='{shown}'])")
-    assert b'name="matching"\r\n\r\nefdm' in (update.value.post_data_buffer or b"")
-    assert "EFDM" in page.inner_text("#result-caption")
-    wait_for(lambda: "EFDM" in page.inner_text("#history li >> nth=0"), "the entry to name it")
-    assert serious(page) == [], "matching choice"
+    assert f'name="{field}"\r\n\r\n{value}'.encode() in (update.value.post_data_buffer or b"")
+    assert caption in page.inner_text("#result-caption")
+    wait_for(lambda: caption in page.inner_text("#history li >> nth=0"), "the entry to name it")
+    assert serious(page) == [], f"{field} choice"
