@@ -38,7 +38,7 @@ sys.path[:0] = [str(REPO), str(REPO / "bench")]
 
 from perf import machine  # noqa: E402
 from model.adain import COLOR_MATCH, StyleCode, adain, mean_std  # noqa: E402
-from model.efdm import efdm, quantiles  # noqa: E402
+from model.efdm import efdm, even_ranks, quantiles  # noqa: E402
 from model.images import open_image, resize_shorter, to_image, to_tensor  # noqa: E402
 from model.paths import WEIGHTS_DIR  # noqa: E402
 from model.stylizer import Stylizer  # noqa: E402
@@ -54,7 +54,7 @@ def every_value(st: Stylizer, style: Image.Image) -> StyleCode:
     """The style's code with a quantile table of all its values (no points dropped)."""
     code = st.encode_style(style, style_size=0)
     feat = st.encoder(st.net_input(to_tensor(style))).float()
-    return dataclasses.replace(code, quantiles=quantiles(feat, feat[0, 0].numel()))
+    return dataclasses.replace(code, quantiles=quantiles(feat, even_ranks(feat[0, 0].numel())))
 
 
 def options(color_match: float) -> dict[str, Render]:

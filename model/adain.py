@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from model.efdm import efdm, quantiles
+from model import efdm
 from model.errors import InputError
 
 EPS = 1e-5  # added to the variance, as in the reference code
@@ -47,14 +47,14 @@ class StyleCode:
     # code built without pixels, which then gets no colour step
     rgb_mean: torch.Tensor | None = None
     rgb_cov: torch.Tensor | None = None
-    # (C, QUANTILES) quantile table of each channel (model/efdm.py) for EFDM; None for a code stored
-    # before styles kept one
-    quantiles: torch.Tensor | None = None
+    # each channel's quantile table (model/efdm.py) for EFDM; None for a code stored before styles
+    # kept one
+    quantiles: efdm.Table | None = None
 
     @property
     def nbytes(self) -> int:
-        parts = [t for t in (self.mean, self.std, self.rgb_mean, self.rgb_cov, self.quantiles) if t is not None]
-        return sum(t.numel() * t.element_size() for t in parts)
+        parts = [t for t in (self.mean, self.std, self.rgb_mean, self.rgb_cov) if t is not None]
+        return sum(t.numel() * t.element_size() for t in parts) + (self.quantiles.nbytes if self.quantiles else 0)
 
     @property
     def has_colors(self) -> bool:
@@ -77,7 +77,7 @@ def style_code(feat: torch.Tensor, image: torch.Tensor | None = None) -> StyleCo
     table in float16), with the RGB statistics of ``image`` (1, 3, H, W) in [0, 1] when given."""
     mean, std = mean_std(feat)
     colors = rgb_stats(image.reshape(3, -1)) if image is not None else (None, None)
-    return StyleCode(mean.flatten().cpu(), std.flatten().cpu(), *colors, quantiles=quantiles(feat))
+    return StyleCode(mean.flatten().cpu(), std.flatten().cpu(), *colors, quantiles=efdm.quantiles(feat))
 
 
 def adain(content: torch.Tensor, mean: torch.Tensor, std: torch.Tensor,
@@ -96,7 +96,7 @@ def transfer(content: torch.Tensor, code: StyleCode, matching: str = "adain",
     """One image's (1, C, ...) content features given the style of ``code``: AdaIN (its mean and
     std) or EFDM (its sorted values, model/efdm.py)."""
     if matching == "efdm":
-        return efdm(content, code.quantiles)
+        return efdm.efdm(content, code.quantiles)
     return adain(content, code.mean, code.std, content_stats)
 
 
@@ -130,7 +130,7 @@ def mix(codes: Sequence[StyleCode], weights: Sequence[float] | None = None) -> S
     std = sum(wi * c.std for wi, c in zip(w, codes))
     table = None
     if all(c.quantiles is not None for c in codes):
-        table = sum(wi * c.quantiles.float() for wi, c in zip(w, codes))
+        table = efdm.mix([c.quantiles for c in codes], list(w))
     if not all(c.has_colors for c in codes):
         return StyleCode(mean, std, quantiles=table)
     rgb_mean = sum(wi * c.rgb_mean for wi, c in zip(w, codes))

@@ -2,10 +2,14 @@
 content's relu4_1 takes the style's values in the content's own order, so the whole sorted
 distribution of each channel becomes the style's (AdaIN matches only its mean and std).
 
-A style keeps its distribution as a quantile table: per channel, its sorted relu4_1 values, linear
-between them, read at ``QUANTILES`` evenly spaced ranks from the smallest (0) to the largest (1).
-A content value of rank k among P takes the table's value at k / (P - 1); with a table of the
-style's every value and a content of as many positions, that is the style's k-th value exactly.
+A style keeps its distribution as a quantile ``Table``: per channel, its sorted relu4_1 values,
+linear between them, read at ``QUANTILES`` ranks from the smallest (0) to the largest (1), the
+ranks shared by every channel. A content value of rank k among P takes the table's value at
+k / (P - 1). The ranks crowd towards the top (1 - (1 - u)², u even): the largest activations are
+spread far apart and carry the strokes, while the bottom half of most channels is zero; 32 points
+so placed follow the whole distribution more closely than 256 evenly spaced ones (docs/pipeline.md).
+With a table of the style's every value at even ranks (``every_value``) and a content of as many
+positions, a content value of rank k takes the style's k-th value exactly.
 
 Ties: relu4_1 is zero in much of every channel. The content's zeros take one value, the mean of
 the values their ranks would take, so the output does not depend on how a sort orders equal
@@ -19,71 +23,103 @@ Several styles mix as the average of their quantile functions (the 1-D Wasserste
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
-QUANTILES = 256  # table points per channel: 512 x 256 float16 = 256 KB per style (docs/pipeline.md)
+QUANTILES = 32  # table points per channel: 512 x 32 float16 = 32 KB per style (docs/pipeline.md)
 BINS = 8192  # Ranks' histogram: log2 of the positive values over [LOG_LO, LOG_HI], 1/256 octave a bin
 LOG_LO, LOG_HI = -20.0, 12.0
 
 
-def quantiles(feat: torch.Tensor, points: int = QUANTILES) -> torch.Tensor:
-    """The quantile table (C, points), float16 on the CPU, of one image's (1, C, H, W) features."""
+@dataclass(frozen=True)
+class Table:
+    """A quantile table: ``values`` (C, Q) float16 at ``ranks`` (Q,) float64, from 0 to 1, increasing."""
+
+    values: torch.Tensor
+    ranks: torch.Tensor
+
+    @property
+    def nbytes(self) -> int:
+        return self.values.numel() * self.values.element_size() + self.ranks.numel() * self.ranks.element_size()
+
+    def at(self, rank: torch.Tensor) -> torch.Tensor:
+        """The quantile function at ranks in [0, 1]: (K,) the same for every channel, or (C, K) each
+        its own; linear between points, float32 (C, K) on the ranks' device."""
+        knots = self.ranks.to(rank.device, torch.float64)
+        t = rank.double().clamp(0, 1)
+        j = (torch.searchsorted(knots, t, right=True) - 1).clamp(0, len(knots) - 2)
+        frac = ((t - knots[j]) / (knots[j + 1] - knots[j])).float()
+        values = self.values.to(rank.device, torch.float32)
+        if t.dim() == 1:
+            a, b = values.index_select(1, j), values.index_select(1, j + 1)
+        else:
+            a, b = values.gather(1, j), values.gather(1, j + 1)
+        return torch.lerp(a, b, frac)  # lerp: exactly b at the last point
+
+    def mean_below(self, end: torch.Tensor, n: int) -> torch.Tensor:
+        """(C,) mean of the quantile function at ranks k / (n - 1), k = 0 .. count - 1, where
+        ``end`` (C,) is each channel's last rank (count - 1) / (n - 1): the value a content's zeros
+        take. Trapezoid rule, exact between the table's points."""
+        v, knots = self.values.to(end.device, torch.float64), self.ranks.to(end.device, torch.float64)
+        width = knots[1:] - knots[:-1]
+        area = torch.zeros_like(v)
+        area[:, 1:] = ((v[:, 1:] + v[:, :-1]) * width / 2).cumsum(dim=1)
+        t = end.double().clamp(0, 1)[:, None]
+        j = (torch.searchsorted(knots, t, right=True) - 1).clamp(0, len(knots) - 2)
+        u = (t - knots[j]) / width[j]
+        a, b = v.gather(1, j), v.gather(1, j + 1)
+        integral = area.gather(1, j) + width[j] * u * (2 * a + u * (b - a)) / 2
+        steps = t * (n - 1)  # count - 1
+        mean = (integral * (n - 1) + (v[:, :1] + a + u * (b - a)) / 2) / (steps + 1)
+        return mean[:, 0].where(steps[:, 0] > 0, v[:, 0]).float()
+
+
+def even_ranks(n: int, device: torch.device | str = "cpu") -> torch.Tensor:
+    """Ranks k / (n - 1) of n values (float64): a content's, and a table's of every value (the
+    same division, so that equal counts meet exactly)."""
+    return torch.arange(n, dtype=torch.float64, device=device) / max(1, n - 1)
+
+
+def crowded_ranks(points: int = QUANTILES) -> torch.Tensor:
+    return 1 - (1 - even_ranks(points)) ** 2
+
+
+def quantiles(feat: torch.Tensor, ranks: torch.Tensor | None = None) -> Table:
+    """The quantile table of one image's (1, C, H, W) features at ``ranks`` (default: QUANTILES
+    crowded towards the top), float16 on the CPU."""
     c = feat.shape[1]
     values = feat.reshape(c, -1).float().contiguous().sort(dim=1).values
     if values.shape[1] == 1:
         values = values.expand(c, 2)
-    return lookup(values, torch.arange(points, device=values.device), points).half().cpu()
+    ranks = crowded_ranks() if ranks is None else ranks.double()
+    return Table(every_value(values).at(ranks.to(values.device)).half().cpu(), ranks.cpu())
 
 
-def lookup(table: torch.Tensor, rank: torch.Tensor, n: int) -> torch.Tensor:
-    """The quantile function of a (C, Q) table at ranks ``rank`` among ``n`` values (rank 0: the
-    table's first point, n - 1: its last): (K,) the same for every channel, or (C, K) each its own;
-    linear between points, float32 (C, K)."""
-    q = table.shape[1]
-    pos = (rank.double() * (q - 1) / max(1, n - 1)).clamp(0, q - 1)  # with n = q, rank k is point k exactly
-    lo = pos.floor().long().clamp(0, q - 2)
-    frac = (pos - lo).float()
-    if rank.dim() == 1:
-        a, b = table.index_select(1, lo), table.index_select(1, lo + 1)
-    else:
-        a, b = table.gather(1, lo), table.gather(1, lo + 1)
-    return a + (b - a) * frac
+def every_value(values: torch.Tensor) -> Table:
+    """The table of sorted (C, M) values, all of them, at even ranks."""
+    return Table(values, even_ranks(values.shape[1]))
 
 
-def efdm(content: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
+def mix(tables: list[Table], weights: list[float]) -> Table:
+    """Weighted mean of quantile functions, rank by rank (on the first table's ranks)."""
+    ranks = tables[0].ranks
+    return Table(sum(w * t.at(ranks).cpu() for w, t in zip(weights, tables)), ranks)
+
+
+def efdm(content: torch.Tensor, table: Table) -> torch.Tensor:
     """One image's (1, C, ...) features with each channel's values replaced by the style's at the
     same rank (its zeros: their mean), float32, same shape."""
     c = content.shape[1]
     flat = content.float().reshape(c, -1).contiguous()  # rows in memory: channels_last would halve the sort's speed
     p = flat.shape[1]
     values, order = flat.sort(dim=1)
-    table = table.to(flat.device).float()
     rank = torch.arange(p, device=flat.device)
-    out = lookup(table, rank, p)
+    out = table.at(even_ranks(p, flat.device))
     zeros = (values <= 0).sum(dim=1)
-    out = torch.where(rank < zeros[:, None], run_mean(table, p, zeros)[:, None], out)
+    zero = table.mean_below((zeros - 1).clamp_min(0).double() / max(1, p - 1), p)
+    out = torch.where(rank < zeros[:, None], zero[:, None], out)
     return torch.empty_like(flat).scatter_(1, order, out).reshape(content.shape)
-
-
-def run_mean(table: torch.Tensor, n: int, count: torch.Tensor) -> torch.Tensor:
-    """(C,) mean of the table's values at ranks k / (n - 1), k = 0 .. count - 1 (per channel): the
-    value the ``count`` zeros of a content of ``n`` values take (trapezoid rule: exact between the
-    table's points)."""
-    table = table.double()
-    q = table.shape[1]
-    h = 1.0 / (q - 1)
-    area = torch.zeros_like(table)
-    area[:, 1:] = ((table[:, 1:] + table[:, :-1]) * h / 2).cumsum(dim=1)
-    end = (count.double() - 1).clamp_min(0)[:, None] / max(1, n - 1)  # the run's last rank, (C, 1)
-    pos = end * (q - 1)
-    j = pos.floor().long().clamp(0, q - 2)
-    u = pos - j
-    a, b = table.gather(1, j), table.gather(1, j + 1)
-    integral = area.gather(1, j) + h * u * (2 * a + u * (b - a)) / 2
-    at_end = a + u * (b - a)
-    width = end * (n - 1)  # count - 1
-    mean = (integral * (n - 1) + (table[:, :1] + at_end) / 2) / (width + 1)
-    return mean[:, 0].where(width[:, 0] > 0, table[:, 0]).float()
 
 
 class Ranks:
@@ -113,7 +149,7 @@ class Ranks:
         index = (b + torch.arange(c, device=x.device)[:, None] * BINS)[positive]
         self.counts += torch.bincount(index, minlength=c * BINS).view(c, BINS).cpu()
 
-    def transfer(self, feat: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
+    def transfer(self, feat: torch.Tensor, table: Table) -> torch.Tensor:
         """``efdm`` of a tile's (1, C, H, W) features with their ranks in the whole image."""
         c = feat.shape[1]
         x = feat.float().reshape(c, -1).contiguous()
@@ -121,7 +157,7 @@ class Ranks:
         below = counts.cumsum(dim=1) - counts + self.zeros.to(x.device)[:, None]
         b, frac = self._bins(x)
         rank = below.gather(1, b) + frac.double() * (counts.gather(1, b) - 1).clamp_min(0)
-        table = table.to(x.device).float()
-        values = lookup(table, rank, self.n)
-        zero = run_mean(table, self.n, self.zeros.to(x.device))
+        values = table.at(rank / max(1, self.n - 1))
+        zeros = self.zeros.to(x.device)
+        zero = table.mean_below((zeros - 1).clamp_min(0).double() / max(1, self.n - 1), self.n)
         return values.where(x > 0, zero[:, None]).reshape(feat.shape)

@@ -15,14 +15,14 @@ import torch
 from safetensors.torch import load, save
 
 from model.adain import StyleCode
-from model.efdm import QUANTILES
+from model.efdm import QUANTILES, Table
 
 FORMAT = "adain-style/1"
 # name -> (shape, dtype) of each tensor a code may hold; the colours and the quantile table (EFDM)
 # are optional: codes stored before either was kept have neither
 SHAPES = {"mean": ((512,), torch.float32), "std": ((512,), torch.float32),
           "rgb_mean": ((3,), torch.float64), "rgb_cov": ((3, 3), torch.float64),
-          "quantiles": ((512, QUANTILES), torch.float16)}
+          "quantiles": ((512, QUANTILES), torch.float16), "quantile_ranks": ((QUANTILES,), torch.float64)}
 
 
 MAX_THUMBNAIL = 64 * 1024  # bytes: a 128 px JPEG is a few KB
@@ -37,7 +37,7 @@ def encode(code: StyleCode, fields: dict[str, str | int | float | None], thumbna
     if code.has_colors:
         tensors |= {"rgb_mean": code.rgb_mean, "rgb_cov": code.rgb_cov}
     if code.quantiles is not None:
-        tensors["quantiles"] = code.quantiles.half()
+        tensors |= {"quantiles": code.quantiles.values.half(), "quantile_ranks": code.quantiles.ranks.double()}
     if thumbnail:
         tensors["thumbnail"] = torch.frombuffer(bytearray(thumbnail), dtype=torch.uint8)
     meta = {"format": FORMAT, "fields": json.dumps(fields)}
@@ -70,6 +70,17 @@ def decode(blob: bytes) -> tuple[StyleCode, dict, bytes | None]:
             raise CorruptValue(f"{name}: {tuple(t.shape)} {t.dtype}, expected finite {shape} {dtype}")
     if bool((tensors["std"] <= 0).any()):
         raise CorruptValue("std must be > 0")
-    code = StyleCode(tensors["mean"], tensors["std"], tensors.get("rgb_mean"), tensors.get("rgb_cov"),
-                     tensors.get("quantiles"))
-    return code, fields, None if thumbnail is None else thumbnail.numpy().tobytes()
+    return StyleCode(tensors["mean"], tensors["std"], tensors.get("rgb_mean"), tensors.get("rgb_cov"),
+                     _table(tensors)), fields, None if thumbnail is None else thumbnail.numpy().tobytes()
+
+
+def _table(tensors: dict[str, torch.Tensor]) -> Table | None:
+    """The quantile table: values and their ranks together, the ranks from 0 to 1, increasing."""
+    if ("quantiles" in tensors) != ("quantile_ranks" in tensors):
+        raise CorruptValue("a quantile table needs its values and its ranks")
+    if "quantiles" not in tensors:
+        return None
+    ranks = tensors["quantile_ranks"]
+    if ranks[0] != 0 or ranks[-1] != 1 or not bool((ranks[1:] > ranks[:-1]).all()):
+        raise CorruptValue("quantile_ranks must rise from 0 to 1")
+    return Table(tensors["quantiles"], ranks)

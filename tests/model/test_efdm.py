@@ -3,6 +3,8 @@ of quantile functions, and tiles read each value's rank in the whole image."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -10,14 +12,15 @@ from PIL import Image
 
 from helpers import noise_image, psnr
 from model.adain import mix, transfer
-from model.efdm import QUANTILES, Ranks, efdm, quantiles
+from model.efdm import QUANTILES, Ranks, crowded_ranks, efdm, even_ranks, quantiles
 from model.images import to_tensor
 from model.paths import PRESETS_DIR
 from model.plan import Options
 from model.stylizer import Stylizer
 from model.tiling import Tiled
 
-SIDE = 128  # px: relu4_1 of 16 x 16 = 256 positions, as many as a quantile table keeps
+SIDE = 128  # px: relu4_1 of 16 x 16 = 256 positions
+EVEN = even_ranks(256)  # a table of every one of them
 
 
 def relu4_1(stylizer: Stylizer, img: Image.Image) -> torch.Tensor:
@@ -30,19 +33,20 @@ def photo(name: str, side: int) -> Image.Image:
 
 
 def test_the_content_takes_the_styles_sorted_values(stylizer):
-    """A style of as many positions as the table keeps: the table is its sorted values, and a
-    content of as many positions takes them exactly, in its own order; its zeros (ReLU) take
-    one value, the mean of the style's values at their ranks."""
+    """A table of the style's every value is its sorted values, and a content of as many
+    positions takes them exactly, in its own order; its zeros (ReLU) take one value, the mean of
+    the style's values at their ranks."""
     content_feat = relu4_1(stylizer, photo("swamp.jpg", SIDE))
     style_feat = relu4_1(stylizer, photo("battlefield.jpg", SIDE))
     code = stylizer.encode_style(photo("battlefield.jpg", SIDE), style_size=0)
+    code = dataclasses.replace(code, quantiles=quantiles(style_feat, EVEN))
     style_sorted = style_feat.reshape(512, -1).sort(dim=1).values
-    assert code.quantiles.shape == (512, QUANTILES) == style_sorted.shape
-    torch.testing.assert_close(code.quantiles.float(), style_sorted.half().float(), rtol=0, atol=0)
+    assert code.quantiles.values.shape == style_sorted.shape == (512, 256)
+    torch.testing.assert_close(code.quantiles.values.float(), style_sorted.half().float(), rtol=0, atol=0)
 
     out = transfer(content_feat, code, "efdm").reshape(512, -1)
     c = content_feat.reshape(512, -1)
-    table = code.quantiles.float()
+    table = code.quantiles.values.float()
     zeros = (c <= 0).sum(dim=1)
     assert ((zeros > 0) & (zeros < 256)).float().mean() > 0.8  # the test means something: both kinds
     ranks = c.argsort(dim=1).argsort(dim=1)
@@ -60,15 +64,26 @@ def test_the_content_takes_the_styles_sorted_values(stylizer):
     assert gap(out) < 1e-6 < 0.05 * table.mean() < gap(adain_out)
 
 
-def test_a_larger_style_keeps_its_quantiles():
-    """More positions than the table keeps: the table is the sorted values read at even ranks."""
+def test_a_styles_table_keeps_its_sorted_values_at_ranks_crowded_to_the_top(stylizer):
+    """A style code's table: the sorted values read at QUANTILES ranks, from the smallest to the
+    largest, closer together towards the top; it follows the whole distribution more closely than
+    as many even ranks would."""
     feat = torch.rand(1, 512, 64, 64) ** 3
-    table = quantiles(feat).float()
+    table = quantiles(feat)
+    ranks = table.ranks
+    assert torch.equal(ranks, crowded_ranks()) and len(ranks) == QUANTILES and ranks[0] == 0 and ranks[-1] == 1
+    gaps = ranks[1:] - ranks[:-1]
+    assert bool((gaps[1:] < gaps[:-1]).all())  # crowded towards the top
     sorted_values = feat.reshape(512, -1).sort(dim=1).values
-    at = torch.linspace(0, 4095, QUANTILES).round().long()
-    torch.testing.assert_close(table[:, 0], sorted_values[:, 0].half().float())
-    torch.testing.assert_close(table[:, -1], sorted_values[:, -1].half().float())
-    torch.testing.assert_close(table, sorted_values[:, at].half().float(), atol=2e-3, rtol=2e-3)
+    at = (ranks * 4095).round().long()
+    torch.testing.assert_close(table.values.float(), sorted_values[:, at].half().float(), atol=2e-3, rtol=2e-3)
+    # on a real style: the content given this table is closer to the content given every value
+    # than with 8 times as many even ranks
+    style = relu4_1(stylizer, photo("battlefield.jpg", 256))
+    content = relu4_1(stylizer, photo("swamp.jpg", 256))
+    exact = efdm(content, quantiles(style, even_ranks(32 * 32)))
+    error = lambda t: float((efdm(content, t) - exact).pow(2).mean())  # noqa: E731
+    assert error(quantiles(style)) < error(quantiles(style, even_ranks(8 * QUANTILES)))
 
 
 def test_mixed_styles_average_their_sorted_values(stylizer):
@@ -78,7 +93,8 @@ def test_mixed_styles_average_their_sorted_values(stylizer):
     one = mix([a, b], [1, 0])
     assert torch.equal(transfer(content, one, "efdm"), transfer(content, a, "efdm"))
     both = transfer(content, mix([a, b], [1, 3]), "efdm").reshape(512, -1).sort(dim=1).values
-    torch.testing.assert_close(both, 0.25 * a.quantiles.float() + 0.75 * b.quantiles.float())
+    ranks = even_ranks(256)
+    torch.testing.assert_close(both, 0.25 * a.quantiles.at(ranks) + 0.75 * b.quantiles.at(ranks))
 
 
 def test_weights_one_and_zero_render_the_first_style(stylizer):
@@ -102,14 +118,15 @@ def test_options_refuse_an_unknown_matching_and_codes_without_a_distribution(sty
 def test_ranks_from_parts_give_the_whole_images_ranks():
     torch.manual_seed(3)
     feat = torch.relu(torch.randn(1, 512, 120, 90) * torch.rand(1, 512, 1, 1) * 3)
-    table = quantiles(torch.relu(torch.randn(1, 512, 64, 64) + 0.5)).float()
+    table = quantiles(torch.relu(torch.randn(1, 512, 64, 64) + 0.5))
+    top = float(table.values.float().max())
     ranks = Ranks()
     for part in feat.reshape(512, -1).split(1000, dim=1):
         ranks.add(part)
     whole, tiled = efdm(feat, table), ranks.transfer(feat, table)
     assert ranks.n == 120 * 90
-    assert (whole - tiled).abs().max() < 0.05 * table.max()
-    assert float((whole - tiled).pow(2).mean().sqrt()) < 1e-3 * float(table.max())
+    assert (whole - tiled).abs().max() < 0.05 * top
+    assert float((whole - tiled).pow(2).mean().sqrt()) < 1e-3 * top
 
 
 @pytest.mark.parametrize("case", ["plain", "mask"])
