@@ -69,7 +69,7 @@ def test_the_stored_code_carries_the_table_and_refuses_a_damaged_one(client):
     assert torch.equal(back.quantiles.values, code.quantiles.values)
     assert torch.equal(back.quantiles.ranks, code.quantiles.ranks)
     table = code.quantiles
-    for bad, words in ((Table(table.values[:, :10], table.ranks[:10]), "quantiles"),
+    for bad, words in ((Table(table.values[:, :10], table.ranks[:10]), "quantile"),
                        (Table(table.values, table.ranks.flip(0)), "quantile_ranks must rise")):
         with pytest.raises(codec.CorruptValue, match=words):
             codec.decode(codec.encode(dataclasses.replace(code, quantiles=bad), {}))
