@@ -36,21 +36,22 @@ from PIL import Image, ImageDraw
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "bench")]
 
-from perf import machine  # noqa: E402
+from perf import machine, timed  # noqa: E402
 from model.adain import COLOR_MATCH, StyleCode, adain, mean_std  # noqa: E402
 from model.efdm import efdm, even_ranks, quantiles  # noqa: E402
-from model.images import open_image, resize_shorter, to_image, to_tensor  # noqa: E402
+from model.images import to_image, to_tensor  # noqa: E402
 from model.paths import WEIGHTS_DIR  # noqa: E402
 from model.stylizer import Stylizer  # noqa: E402
 from model.vgg import load_encoder  # noqa: E402
+from training.data import list_images  # noqa: E402
+from training.evaluate import eval_images  # noqa: E402
 from training.losses import content_loss, load_style_scales, style_losses  # noqa: E402
 
 PAIRS = REPO / "bench" / "pairs"
-code_images: dict[int, Image.Image] = {}  # id(style code) -> its image, for the pixel-level variant
-Render = Callable[[Stylizer, Image.Image, StyleCode], Image.Image]
+Render = Callable[[Stylizer, Image.Image, StyleCode, Image.Image], Image.Image]  # (st, photo, code, style image)
 
 
-def every_value(st: Stylizer, style: Image.Image) -> StyleCode:
+def code_of_every_value(st: Stylizer, style: Image.Image) -> StyleCode:
     """The style's code with a quantile table of all its values (no points dropped)."""
     code = st.encode_style(style, style_size=0)
     feat = st.encoder(st.net_input(to_tensor(style))).float()
@@ -58,31 +59,31 @@ def every_value(st: Stylizer, style: Image.Image) -> StyleCode:
 
 
 def options(color_match: float) -> dict[str, Render]:
-    def run(matching: str, alpha: float = 1.0) -> Render:
-        return lambda st, c, code: st.stylize(c, [code], content_size=0, style_size=0, matching=matching, alpha=alpha,
-                                              color_match=color_match)
+    def run(matching: str, alpha: float = 1.0, colors: float = color_match) -> Render:
+        return lambda st, c, code, _: st.stylize(c, [code], content_size=0, style_size=0, matching=matching,
+                                                 alpha=alpha, color_match=colors)
 
-    def pixels_matched(st: Stylizer, c: Image.Image, code: StyleCode) -> Image.Image:
+    def pixels_matched(st: Stylizer, c: Image.Image, code: StyleCode, style: Image.Image) -> Image.Image:
         """EFDM at relu4_1, then each RGB channel given the style's sorted pixel values (histogram
         matching at the pixels' depth too, instead of the Gaussian colour step)."""
-        out = to_tensor(st.stylize(c, [code], content_size=0, style_size=0, matching="efdm", color_match=0))
-        return to_image(efdm(out, quantiles(to_tensor(code_images[id(code)]))).clamp(0, 1))
+        out = to_tensor(run("efdm", colors=0)(st, c, code, style))
+        return to_image(efdm(out, quantiles(to_tensor(style))))
 
     return {
         "adain": run("adain"),
         "efdm": run("efdm"),
-        "efdm, every value": run("efdm"),  # given the full table by ``codes``
-        "adain twice (2nd at alpha 0.5)": lambda st, c, code: run("adain", 0.5)(st, run("adain")(st, c, code), code),
-        "efdm, full colour step": lambda st, c, code: st.stylize(c, [code], content_size=0, style_size=0,
-                                                                 matching="efdm", color_match=1.0),
+        "efdm, every value": run("efdm"),  # given the full table by ``run_pairs``
+        "adain twice (2nd at alpha 0.5)": lambda st, c, code, s: run("adain", 0.5)(st, run("adain")(st, c, code, s),
+                                                                                   code, s),
+        "efdm, full colour step": run("efdm", colors=1.0),
         "efdm + pixel histograms": pixels_matched,
     }
 
 
-def crop(img: Image.Image, size: int) -> Image.Image:
-    img = resize_shorter(img, size)
-    left, top = (img.width - size) // 2, (img.height - size) // 2
-    return img.crop((left, top, left + size, top + size))
+def held_out(kind: str, size: int, n: int = 100) -> dict[str, Image.Image]:
+    """The first ``n`` pairs' images of one kind, centre crops of size² as the model card takes them."""
+    names = [p.stem for p in list_images(PAIRS / kind)][:n]
+    return dict(zip(names, (to_image(x) for x in eval_images(PAIRS / kind, n, size))))
 
 
 def normalised(feat: torch.Tensor) -> torch.Tensor:
@@ -110,29 +111,21 @@ def sheet(rows: list[list[Image.Image]], names: list[str], path: Path, side: int
         draw.text((j * side + 4, 3), name, fill="black")
     for i, row in enumerate(rows):
         for j, img in enumerate(row):
-            grid.paste(crop(img, side), (j * side, head + i * side))
+            grid.paste(img.resize((side, side), Image.Resampling.LANCZOS), (j * side, head + i * side))
     path.parent.mkdir(parents=True, exist_ok=True)
     grid.save(path, quality=88)
 
 
 def timing(st: Stylizer, renders: dict[str, Render], side: int, n: int = 5) -> None:
-    content = crop(open_image(next(iter(sorted((PAIRS / "content").glob("*.jpg"))))), side)
-    style = crop(open_image(next(iter(sorted((PAIRS / "style").glob("*.jpg"))))), 256)
+    content, style = next(iter(held_out("content", side, 1).values())), next(iter(held_out("style", 256, 1).values()))
     t = time.perf_counter()
     code = st.encode_style(style, style_size=0)
-    code_images[id(code)] = style
     print(f"\nseconds per image at {side}² (median of {n}; style code kept; the style's encoding, "
           f"with its quantile table: {time.perf_counter() - t:.3f} s)")
     for name, render in renders.items():
-        if name == "efdm, every value":
-            continue
-        render(st, content, code)
-        runs = []
-        for _ in range(n):
-            t = time.perf_counter()
-            render(st, content, code)
-            runs.append(time.perf_counter() - t)
-        print(f"  {name:28} {statistics.median(runs):.3f} s")
+        if name != "efdm, every value":
+            runs = timed(lambda: render(st, content, code, style), n, torch.device("cpu"))
+            print(f"  {name:28} {statistics.median(runs):.3f} s")
 
 
 def run_pairs(st: Stylizer, judge, scales, renders: dict[str, Render], contents: dict[str, Image.Image],
@@ -142,12 +135,11 @@ def run_pairs(st: Stylizer, judge, scales, renders: dict[str, Render], contents:
     results: dict[str, list] = {name: [] for name in renders}
     rows = []
     for i, (sname, style) in enumerate(styles.items()):
-        code, full = st.encode_style(style, style_size=0), every_value(st, style)
-        code_images[id(code)] = style
+        code, full = st.encode_style(style, style_size=0), code_of_every_value(st, style)
         for k, content in enumerate(contents.values()):
             outs = []
             for name, render in renders.items():
-                out = render(st, content, full if name == "efdm, every value" else code)
+                out = render(st, content, full if name == "efdm, every value" else code, style)
                 results[name].append((sname, *measure(judge, scales, out, content, style)))
                 outs.append(out)
             if k == i % len(contents):
@@ -182,8 +174,7 @@ def main() -> None:
     st = Stylizer.load(device="cpu", precision=args.precision)
     judge = load_encoder().eval()
     scales = load_style_scales(WEIGHTS_DIR / "heldout_style_scales.safetensors")
-    contents = {f.stem: crop(open_image(f), args.size) for f in sorted((PAIRS / "content").glob("*.jpg"))}
-    styles = {f.stem: crop(open_image(f), args.size) for f in sorted((PAIRS / "style").glob("*.jpg"))}
+    contents, styles = held_out("content", args.size), held_out("style", args.size)
     print(f"{machine(torch.device('cpu'))}; networks {st.precision}; {len(contents)} x {len(styles)} held-out "
           f"pairs at {args.size}², colour step {args.color_match:g}")
     renders = options(args.color_match)

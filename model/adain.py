@@ -91,13 +91,12 @@ def adain(content: torch.Tensor, mean: torch.Tensor, std: torch.Tensor,
     return (content.float() - c_mean) / c_std * std.to(content.device) + mean.to(content.device)
 
 
-def transfer(content: torch.Tensor, code: StyleCode, matching: str = "adain",
-             content_stats: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+def transfer(content: torch.Tensor, code: StyleCode, matching: str = "adain") -> torch.Tensor:
     """One image's (1, C, ...) content features given the style of ``code``: AdaIN (its mean and
     std) or EFDM (its sorted values, model/efdm.py)."""
     if matching == "efdm":
         return efdm.efdm(content, code.quantiles)
-    return adain(content, code.mean, code.std, content_stats)
+    return adain(content, code.mean, code.std)
 
 
 def normalise_weights(weights: Sequence[float] | None, n: int) -> list[float]:

@@ -43,34 +43,35 @@ class Table:
     def nbytes(self) -> int:
         return self.values.numel() * self.values.element_size() + self.ranks.numel() * self.ranks.element_size()
 
+    def _segment(self, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """For ranks ``t`` (float64 in [0, 1]): the point each lies after and how far towards the next (0-1)."""
+        knots = self.ranks.to(t.device, torch.float64)
+        j = (torch.searchsorted(knots, t, right=True) - 1).clamp(0, len(knots) - 2)
+        return j, (t - knots[j]) / (knots[j + 1] - knots[j])
+
     def at(self, rank: torch.Tensor) -> torch.Tensor:
         """The quantile function at ranks in [0, 1]: (K,) the same for every channel, or (C, K) each
         its own; linear between points, float32 (C, K) on the ranks' device."""
-        knots = self.ranks.to(rank.device, torch.float64)
-        t = rank.double().clamp(0, 1)
-        j = (torch.searchsorted(knots, t, right=True) - 1).clamp(0, len(knots) - 2)
-        frac = ((t - knots[j]) / (knots[j + 1] - knots[j])).float()
+        j, frac = self._segment(rank.double().clamp(0, 1))
         values = self.values.to(rank.device, torch.float32)
-        if t.dim() == 1:
+        if rank.dim() == 1:
             a, b = values.index_select(1, j), values.index_select(1, j + 1)
         else:
             a, b = values.gather(1, j), values.gather(1, j + 1)
-        return torch.lerp(a, b, frac)  # lerp: exactly b at the last point
+        return torch.lerp(a, b, frac.float())  # lerp: exactly b at the last point
 
-    def mean_below(self, end: torch.Tensor, n: int) -> torch.Tensor:
-        """(C,) mean of the quantile function at ranks k / (n - 1), k = 0 .. count - 1, where
-        ``end`` (C,) is each channel's last rank (count - 1) / (n - 1): the value a content's zeros
-        take. Trapezoid rule, exact between the table's points."""
-        v, knots = self.values.to(end.device, torch.float64), self.ranks.to(end.device, torch.float64)
-        width = knots[1:] - knots[:-1]
+    def zero_value(self, zeros: torch.Tensor, n: int) -> torch.Tensor:
+        """(C,) the value a content's ``zeros`` (C,) zeros among ``n`` values take: the mean of the
+        quantile function at their ranks k / (n - 1), k = 0 .. zeros - 1 (trapezoid rule, exact
+        between the table's points)."""
+        v = self.values.to(zeros.device, torch.float64)
+        width = self.ranks.to(zeros.device, torch.float64).diff()
         area = torch.zeros_like(v)
         area[:, 1:] = ((v[:, 1:] + v[:, :-1]) * width / 2).cumsum(dim=1)
-        t = end.double().clamp(0, 1)[:, None]
-        j = (torch.searchsorted(knots, t, right=True) - 1).clamp(0, len(knots) - 2)
-        u = (t - knots[j]) / width[j]
+        steps = (zeros.double() - 1).clamp_min(0)[:, None]  # the last zero's rank, times (n - 1)
+        j, u = self._segment(steps / max(1, n - 1))
         a, b = v.gather(1, j), v.gather(1, j + 1)
         integral = area.gather(1, j) + width[j] * u * (2 * a + u * (b - a)) / 2
-        steps = t * (n - 1)  # count - 1
         mean = (integral * (n - 1) + (v[:, :1] + a + u * (b - a)) / 2) / (steps + 1)
         return mean[:, 0].where(steps[:, 0] > 0, v[:, 0]).float()
 
@@ -117,8 +118,7 @@ def efdm(content: torch.Tensor, table: Table) -> torch.Tensor:
     rank = torch.arange(p, device=flat.device)
     out = table.at(even_ranks(p, flat.device))
     zeros = (values <= 0).sum(dim=1)
-    zero = table.mean_below((zeros - 1).clamp_min(0).double() / max(1, p - 1), p)
-    out = torch.where(rank < zeros[:, None], zero[:, None], out)
+    out = torch.where(rank < zeros[:, None], table.zero_value(zeros, p)[:, None], out)
     return torch.empty_like(flat).scatter_(1, order, out).reshape(content.shape)
 
 
@@ -158,6 +158,4 @@ class Ranks:
         b, frac = self._bins(x)
         rank = below.gather(1, b) + frac.double() * (counts.gather(1, b) - 1).clamp_min(0)
         values = table.at(rank / max(1, self.n - 1))
-        zeros = self.zeros.to(x.device)
-        zero = table.mean_below((zeros - 1).clamp_min(0).double() / max(1, self.n - 1), self.n)
-        return values.where(x > 0, zero[:, None]).reshape(feat.shape)
+        return values.where(x > 0, table.zero_value(self.zeros.to(x.device), self.n)[:, None]).reshape(feat.shape)

@@ -115,15 +115,15 @@ class Tiled:
         for i, c in enumerate(self.cores):
             feat, (ys, xs), _ = self.features(i)
             core = feat[0, :, ys, xs].reshape(512, -1)
-            for i, region in enumerate(self.regions(c)):
+            for r, region in enumerate(self.regions(c)):
                 part = core if region is None else core[:, region.reshape(-1).to(core.device)]
                 if ranks is not None:
-                    ranks[i].add(part)
+                    ranks[r].add(part)
                     continue
                 part = part.double().cpu()
-                sums[i] += part.sum(dim=1)
-                squares[i] += (part * part).sum(dim=1)
-                counts[i] += part.shape[1]
+                sums[r] += part.sum(dim=1)
+                squares[r] += (part * part).sum(dim=1)
+                counts[r] += part.shape[1]
             self._step()
         if ranks is not None:
             return ranks

@@ -19,7 +19,7 @@ from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from starlette.datastructures import UploadFile
 
-from model.adain import COLOR_MATCH, MAX_COLOR_GAIN
+from model.adain import COLOR_MATCH, MATCHINGS, MAX_COLOR_GAIN
 from model.plan import MAX_SIDE, Options
 from service.errors import BadRequest
 from service.settings import Settings
@@ -43,7 +43,7 @@ def _whole(value: object) -> object:
 Side = Annotated[int | None, BeforeValidator(_whole), WithJsonSchema({"type": "integer", "minimum": 0,
                                                                       "maximum": MAX_SIDE})]
 Name = Annotated[str | None, WithJsonSchema({"type": "string", "maxLength": 100})]
-Matching = Literal["adain", "efdm"]  # model.adain.MATCHINGS
+Matching = Literal[MATCHINGS]  # the model's names, one list
 MATCHING_HELP = ("how the photo's features take the style's: adain = each channel's mean and std (the paper), "
                  "efdm = each channel's whole sorted distribution (closer to the style's textures; docs/pipeline.md)")
 UNIT = {"minimum": 0.0, "maximum": 1.0}  # ranges the model checks (model.plan.Options), stated for clients

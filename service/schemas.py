@@ -7,6 +7,8 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from model.adain import MATCHINGS
+
 
 class StyleInfo(BaseModel):
     id: str = Field(description="use as style_id in POST /stylize", examples=["3f9a0c1e2b7d4a5f6e8c9b0a"])
@@ -100,7 +102,7 @@ class VideoAccepted(BaseModel):
 class VideoStatus(BaseModel):
     id: str
     decoder: str | None = Field(None, description="the decoder version that renders it", examples=["v7"])
-    matching: Literal["adain", "efdm"] = Field("adain", description="how its frames take the style (as submitted)")
+    matching: Literal[MATCHINGS] = Field("adain", description="how its frames take the style (as submitted)")
     state: Literal["queued", "running", "done", "failed", "cancelled"]
     frames_done: int = Field(examples=[120])
     frames_total: int = Field(description="from the clip's header (exact once done)", examples=[240])

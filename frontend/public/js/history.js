@@ -4,7 +4,7 @@
 import { inspect } from "./files.js";
 import { note, say, state, update } from "./store.js";
 import { pictureOf } from "./styles.js";
-import { styleNames } from "./text.js";
+import { resultCaption } from "./text.js";
 
 const HISTORY_MAX = 40;
 const PAUSE_MS = 3000; // an automatic update is kept once nothing changed for this long
@@ -45,8 +45,7 @@ async function thumbnail(blob, side = 160) {
   return new Promise((res) => canvas.toBlob(res, "image/jpeg", 0.8));
 }
 
-export const describe = (e) => `${e.photoName} · ${styleNames(e.styles)} · α ${Number(e.options.alpha).toFixed(2)} · ` +
-  `${e.w}×${e.h}` + (e.options.matching === "efdm" ? " · EFDM" : "") + (e.version ? ` · decoder ${e.version}` : "");
+export const describe = (e) => resultCaption(e.photoName, e.styles, e.options, e.w, e.h, e.version);
 
 // A result on screen: kept now (an explicit render) or after a pause (an automatic update; a
 // newer one within the pause replaces it).

@@ -6,7 +6,7 @@ import { hold, remember } from "./history.js";
 import { begin, claim, end, progress, running } from "./jobs.js";
 import { note, say, state, update } from "./store.js";
 import { registrations } from "./styles.js";
-import { EXTENSIONS, downloadName, megapixels, seconds, styleNames } from "./text.js";
+import { EXTENSIONS, downloadName, megapixels, resultCaption, seconds } from "./text.js";
 
 const MAX_RETRIES = 5;
 const UPDATE_DELAY_MS = 300; // after the last change of a slider, before the result is asked for again
@@ -236,6 +236,4 @@ export async function changeFormat(format) {
   });
 }
 
-export const caption = (r) => `${r.made.photo.name} · ${styleNames(r.made.styles)} · α ${Number(r.made.options.alpha)
-  .toFixed(2)} · ${r.w}×${r.h}` + (r.made.options.matching === "efdm" ? " · EFDM" : "") +
-  (r.version ? ` · decoder ${r.version}` : "");
+export const caption = (r) => resultCaption(r.made.photo.name, r.made.styles, r.made.options, r.w, r.h, r.version);

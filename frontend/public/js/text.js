@@ -40,6 +40,11 @@ export function downloadName(photoName, styles, format) {
   return `${stem(photoName) || "photo"}-in-${names}.${EXTENSIONS[format] || format}`;
 }
 
-export function styleNames(styles) {
+// A result's caption, on the page and in the history: what it was made of and with.
+export const resultCaption = (photoName, styles, options, w, h, version) =>
+  `${photoName} · ${styleNames(styles)} · α ${Number(options.alpha).toFixed(2)} · ${w}×${h}` +
+  (options.matching === "efdm" ? " · EFDM" : "") + (version ? ` · decoder ${version}` : "");
+
+function styleNames(styles) {
   return styles.map((s) => s.name).slice(0, 3).join(" + ") + (styles.length > 3 ? " …" : "");
 }
